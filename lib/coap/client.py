@@ -1,0 +1,365 @@
+# CoAP client endpoint: message layer (RFC 7252 §4) and token layer (§5.3) over one
+# connected UDP socket, driven by MicroPython's asyncio. Block-wise transfers are in
+# coap.blockwise, observations in coap.observe; both build on request()/_exchange().
+import asyncio
+import os
+import random
+import time
+
+from coap import message as m
+from coap.errors import Reset, Timeout, FormatError
+from coap.transport import UdpTransport
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_DEDUP = const(16)  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
+_EXCHANGE_LIFETIME_MS = const(247000)  # RFC 7252 §4.8.2 with the default parameters
+_TOKEN_LEN = const(4)
+
+try:
+    _wait_readable = asyncio.core._io_queue.queue_read  # one long-lived waiter, no allocation
+except AttributeError:  # an asyncio without the IO queue: poll instead
+    _wait_readable = None
+
+
+class Route:
+    """Uri-Path/Uri-Query (and other leading) options encoded once, reused per request.
+    `last` is the highest option number in `opts`, so later options can be appended."""
+
+    def __init__(self, path="", query=(), options=()):
+        msg = m.Message()
+        for seg in path.split("/") if isinstance(path, str) else path:
+            if seg:
+                msg.add(m.URI_PATH, seg)
+        for q in query:  # each name=value is its own option (RFC 7252 §6.5, spec §6.1)
+            msg.add(m.URI_QUERY, q)
+        for num, val in options:
+            msg.add(num, val)
+        self.opts = m.encode_options(msg.options)
+        self.last = msg.options[-1][0] if msg.options else 0
+        self.path = path
+
+
+class _Exchange:
+    # One request (or observation) waiting for its response(s), keyed by token.
+    def __init__(self, token, on_response=None):
+        self.token = token
+        self.mid = -1
+        self.acked = False
+        self.msg = None
+        self.err = None
+        self.ev = asyncio.Event()
+        self.on_response = on_response  # set for observations: called per notification
+
+
+class Client:
+    def __init__(
+        self,
+        host,
+        port=5683,
+        ack_timeout_ms=2000,
+        ack_random_factor=1.5,
+        max_retransmit=4,
+        nstart=1,
+        timeout_ms=30000,
+        block_size=1024,
+        bufsize=1280,
+        transport=None,
+        log=None,
+    ):
+        self.transport = transport or UdpTransport(host, port)
+        self.host = host
+        self.ack_timeout_ms = ack_timeout_ms
+        self.ack_random_factor = ack_random_factor
+        self.max_retransmit = max_retransmit
+        self.timeout_ms = timeout_ms
+        self.block_size = block_size
+        self.log = log
+        # Allocate at start-up and reuse (DESIGN §4.2): one receive buffer that holds a
+        # full 1024-byte block with header, token and options; one send buffer per
+        # outstanding interaction (NSTART, RFC 7252 §4.7); a 4-byte buffer for ACK/RST.
+        self._rx = bytearray(bufsize)
+        self._free = [bytearray(bufsize) for _ in range(nstart)]
+        self._slot_ev = asyncio.Event()
+        self._small = bytearray(4)
+        self._by_token = {}
+        self._by_mid = {}
+        self._dmid = [-1] * _DEDUP
+        self._dtype = bytearray(_DEDUP)
+        self._dtime = [0] * _DEDUP
+        self._di = 0
+        self._mid = random.getrandbits(16)
+        self._rx_task = None
+        self.rx_error = None
+        # Counters for diagnostics and benchmarks.
+        self.sent = 0
+        self.received = 0
+        self.retransmissions = 0
+        self.duplicates = 0
+        self.rejected = 0
+
+    # ---- link -------------------------------------------------------------
+    async def connect(self):
+        self.transport.open()
+        if self._rx_task is None:
+            self._rx_task = asyncio.create_task(self._rx_loop())
+
+    async def close(self):
+        if self._rx_task is not None:
+            self._rx_task.cancel()
+            self._rx_task = None
+        self.transport.close()
+        for ex in list(self._by_token.values()):
+            ex.err = OSError(9)  # EBADF: the link is gone
+            ex.ev.set()
+        self._by_token = {}
+        self._by_mid = {}
+
+    def next_mid(self):
+        self._mid = (self._mid + 1) & 0xFFFF
+        return self._mid
+
+    def new_token(self):
+        while True:
+            t = os.urandom(_TOKEN_LEN)  # random tokens (RFC 7252 §5.3.1)
+            if t not in self._by_token:
+                return t
+
+    # ---- requests -----------------------------------------------------------
+    async def request(self, code, route, payload=b"", options=(), con=True, timeout_ms=None, sink=None):
+        """Send a request and return the response Message. `route` is a Route or a
+        path string; `options` are extra (number, value) pairs. Bodies larger than the
+        block size go out with Block1; Block2 responses are followed to the end, the
+        body passed block by block to `sink(memoryview)` when given."""
+        if not isinstance(route, Route):
+            route = Route(route)
+        if len(payload) > self.block_size or m.BLOCK2 in [o[0] for o in options]:
+            from coap import blockwise
+
+            return await blockwise.request(self, code, route, payload, options, con, timeout_ms, sink)
+        msg = await self.exchange(code, route, payload, options, con, timeout_ms)
+        if msg.opt(m.BLOCK2) is not None:
+            from coap import blockwise
+
+            return await blockwise.follow(self, code, route, options, con, timeout_ms, sink, msg)
+        if sink is not None and msg.payload:
+            sink(msg.payload)
+        return msg
+
+    async def exchange(self, code, route, payload=b"", options=(), con=True, timeout_ms=None, token=None, ex=None):
+        """One request message and its response; no block-wise handling."""
+        if not self._free:
+            await self._slot()
+        buf = self._free.pop()
+        if ex is None:
+            ex = _Exchange(token or self.new_token())
+        try:
+            opts = route.opts
+            if options:
+                extra = m.Message()
+                for num, val in options:
+                    extra.add(num, val)
+                if extra.options[0][0] >= route.last:
+                    opts = opts + m.encode_options(extra.options, route.last)
+                else:  # extra options interleave with the route's: encode them all
+                    opts = m.encode_options(_merge(route, extra))
+            mid = self.next_mid()
+            n = m.encode_into(buf, m.CON if con else m.NON, code, mid, ex.token, opts, payload)
+            return await self._transact(ex, buf, n, con, timeout_ms or self.timeout_ms)
+        finally:
+            self._free.append(buf)
+            self._slot_ev.set()
+
+    async def _slot(self):
+        while not self._free:
+            self._slot_ev.clear()
+            await self._slot_ev.wait()
+
+    async def _transact(self, ex, buf, n, con, timeout_ms):
+        mid = (buf[2] << 8) | buf[3]
+        data = memoryview(buf)[:n]
+        if ex.token is not None:
+            self._by_token[ex.token] = ex
+        if con:
+            ex.mid = mid
+            self._by_mid[mid] = ex
+        ex.acked = not con
+        ex.msg = ex.err = None
+        ex.ev.clear()
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        # Initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] (§4.2).
+        to = int(self.ack_timeout_ms * (1 + random.random() * (self.ack_random_factor - 1)))
+        tries = 0
+        try:
+            self.transport.send(data)
+            self.sent += 1
+            while ex.msg is None and ex.err is None:
+                left = time.ticks_diff(deadline, time.ticks_ms())
+                if left <= 0:
+                    raise Timeout("no response" if ex.acked else "no ACK")
+                wait = left if ex.acked else min(left, to)
+                try:
+                    await asyncio.wait_for_ms(ex.ev.wait(), wait)
+                except asyncio.TimeoutError:
+                    if not ex.acked and ex.msg is None and ex.err is None:
+                        if tries >= self.max_retransmit:
+                            raise Timeout("no ACK after %d retransmissions" % tries)
+                        tries += 1
+                        to *= 2  # binary exponential back-off (§4.2)
+                        self.retransmissions += 1
+                        self.transport.send(data)
+                        self.sent += 1
+                ex.ev.clear()
+            if ex.err is not None:
+                raise ex.err
+            return ex.msg
+        finally:
+            if con:
+                self._by_mid.pop(mid, None)
+            if ex.on_response is None or ex.msg is None or ex.msg.opt(m.OBSERVE) is None:
+                self._by_token.pop(ex.token, None)
+
+    async def ping(self, timeout_ms=None):
+        """CoAP ping (§4.3): an empty CON answered by RST. True when the peer answered."""
+        ex = _Exchange(None)
+        mid = self.next_mid()
+        if not self._free:
+            await self._slot()
+        buf = self._free.pop()
+        try:
+            n = m.header_into(buf, m.CON, m.EMPTY, mid, b"")
+            await self._transact(ex, buf, n, True, timeout_ms or self.timeout_ms)
+        except Reset:
+            return True
+        except Timeout:
+            return False
+        finally:
+            self._free.append(buf)
+            self._slot_ev.set()
+        return True
+
+    # ---- receiving ----------------------------------------------------------
+    async def _rx_loop(self):
+        tr = self.transport
+        buf = self._rx
+        while True:
+            if _wait_readable is not None:
+                yield _wait_readable(tr.sock)
+            else:
+                await asyncio.sleep_ms(5)
+            while True:
+                try:
+                    n = tr.recv_into(buf)
+                except OSError as e:  # e.g. ECONNREFUSED after ICMP port unreachable
+                    self.rx_error = e
+                    break
+                if n is None:
+                    break
+                self.received += 1
+                self._on_datagram(buf, n)
+
+    def _reply(self, mtype, mid):
+        b = self._small
+        b[0] = 0x40 | (mtype << 4)
+        b[1] = 0
+        b[2] = mid >> 8
+        b[3] = mid & 0xFF
+        try:
+            self.transport.send(b)
+        except OSError as e:
+            self.rx_error = e
+
+    def _seen(self, mid):
+        # Duplicate detection of incoming CON messages (§4.5); returns the reply type
+        # that was sent for it, or -1.
+        now = time.ticks_ms()
+        for i in range(_DEDUP):
+            if self._dmid[i] == mid and time.ticks_diff(now, self._dtime[i]) < _EXCHANGE_LIFETIME_MS:
+                return self._dtype[i]
+        return -1
+
+    def _remember(self, mid, reply):
+        i = self._di
+        self._dmid[i] = mid
+        self._dtype[i] = reply
+        self._dtime[i] = time.ticks_ms()
+        self._di = (i + 1) % _DEDUP
+
+    def _on_datagram(self, buf, n):
+        if n < 4 or buf[0] >> 6 != 1:
+            self.rejected += 1  # not even a header to answer (§4.2: silently ignore)
+            return
+        t = (buf[0] >> 4) & 3
+        tkl = buf[0] & 15
+        code = buf[1]
+        mid = (buf[2] << 8) | buf[3]
+        if code == m.EMPTY:
+            if tkl or n > 4:
+                self._bad(t, mid)
+            elif t == m.ACK or t == m.RST:
+                ex = self._by_mid.get(mid)
+                if ex is not None:
+                    ex.acked = True
+                    if t == m.RST:
+                        ex.err = Reset("RST for message %d" % mid)
+                    ex.ev.set()
+            elif t == m.CON:
+                self._reply(m.RST, mid)  # CoAP ping (§4.3)
+            return
+        if t == m.RST or tkl > 8:
+            self._bad(t, mid)
+            return
+        if t == m.CON:
+            dup = self._seen(mid)
+            if dup >= 0:
+                self.duplicates += 1
+                self._reply(dup, mid)  # re-send what we answered the first time
+                return
+        code_class = code >> 5
+        ex = None
+        if t == m.ACK:
+            ex = self._by_mid.get(mid)
+        elif code_class >= 2 and code_class <= 5:
+            ex = self._by_token.get(bytes(buf[4 : 4 + tkl]))
+        if ex is None or (t == m.ACK and bytes(buf[4 : 4 + tkl]) != ex.token):
+            # A response nobody waits for (or a request to this client): reject (§4.3, RFC 7641 §3.6).
+            self.rejected += 1
+            if t != m.ACK:
+                self._reply(m.RST, mid)
+                if t == m.CON:
+                    self._remember(mid, m.RST)
+            return
+        try:
+            msg = m.decode(buf, n)
+        except FormatError:
+            self._bad(t, mid)
+            return
+        if t == m.CON:
+            self._reply(m.ACK, mid)  # ACK every CON response, separate or notification (§5.2.2)
+            self._remember(mid, m.ACK)
+        ex.acked = True
+        if ex.on_response is not None and ex.msg is not None:
+            ex.on_response(msg)  # a later notification of an observation
+            return
+        ex.msg = msg
+        ex.ev.set()
+
+    def _bad(self, t, mid):
+        # Message format error: reject a CON with RST, ignore anything else (§4.2, §4.3).
+        self.rejected += 1
+        if t == m.CON:
+            self._reply(m.RST, mid)
+
+
+def _merge(route, extra):
+    # Decode the route's pre-encoded options and merge extra ones in number order.
+    msg = m.decode(b"\x40\x01\x00\x00" + route.opts)
+    for num, val in extra.options:
+        msg.add(num, val)
+    return msg.options

@@ -1,0 +1,44 @@
+# The only code in lib/coap that touches sockets: a connected UDP socket.
+# Connecting the socket makes the kernel (or lwIP) drop datagrams from any other peer,
+# which is how responses are matched "by token and peer" (RFC 7252 §5.3.2).
+import socket
+
+_EAGAIN = (11, 35)  # Linux/lwIP, macOS
+
+
+class UdpTransport:
+    """Resolves the host once per open() (DESIGN §5: never per send)."""
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+        self.sock = None
+
+    def open(self):
+        self.close()
+        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
+        s = socket.socket(ai[0], socket.SOCK_DGRAM)
+        try:
+            s.connect(ai[-1])
+            s.setblocking(False)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+    def send(self, data):
+        self.sock.send(data)
+
+    def recv_into(self, buf):
+        """Bytes received, or None when nothing is waiting."""
+        try:
+            return self.sock.readinto(buf)
+        except OSError as e:
+            if e.args[0] in _EAGAIN:
+                return None
+            raise
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
