@@ -106,16 +106,25 @@ class Client:
 
     # ---- link -------------------------------------------------------------
     async def connect(self):
+        """Open the socket (resolving the host once) and start the receive task."""
+        self._stop_rx()
         self.transport.open()
-        if self._rx_task is None:
-            self._rx_task = asyncio.create_task(self._rx_loop())
+        self.start_rx()
 
-    async def close(self):
+    def start_rx(self):
+        """(Re)start the receive task, e.g. inside each asyncio.run() of a blocking caller."""
+        self._stop_rx()
+        self._rx_task = asyncio.create_task(self._rx_loop())
+
+    def _stop_rx(self):
         if self._rx_task is not None:
             self._rx_task.cancel()
             self._rx_task = None
+
+    async def close(self):
+        self._stop_rx()
         self.transport.close()
-        for ex in list(self._by_token.values()):
+        for ex in list(self._by_token.values()) + list(self._by_mid.values()):
             ex.err = OSError(9)  # EBADF: the link is gone
             ex.ev.set()
         self._by_token = {}

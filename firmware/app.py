@@ -1,0 +1,81 @@
+# The reference application (DESIGN §3): reports current_fw_title/current_fw_version at
+# boot, then simulated or real temperature and humidity every telemetry_interval_ms.
+import asyncio
+
+from coap.client import Client
+from coap.errors import CoapError
+from tbdevice import credentials, errors
+from tbdevice.device import Device
+from tbdevice.provision import provision
+from version import FW_TITLE, FW_VERSION
+
+
+class App:
+    def __init__(self, cfg, hal, log=print):
+        self.cfg = cfg
+        self.hal = hal
+        self.log = log if cfg.get("log", True) else None
+        self.interval_ms = cfg["telemetry_interval_ms"]
+        self.sent = 0
+        self.failed = 0
+        self.device = None
+
+    def _say(self, text):
+        if self.log:
+            self.log(text)
+
+    async def _token(self, client):
+        cfg = self.cfg
+        if cfg.get("token"):
+            return cfg["token"]
+        creds = credentials.load(cfg["state_dir"])
+        if creds:
+            self._say("credentials: using the stored token of %s" % creds.get("device_name"))
+            return creds["token"]
+        p = cfg["provision"]
+        name = p.get("device_name") or self.hal.unique_name()
+        self._say("provision: asking for credentials as %s" % name)
+        while True:
+            try:
+                creds = await provision(client, p["device_key"], p["device_secret"], name)
+                break
+            except errors.ProvisionError as e:
+                # NOT_FOUND (wrong key/secret) and FAILURE (name taken) will not mend by
+                # themselves: say so clearly and stop.
+                self._say("provision: refused: %s" % e)
+                raise
+            except (CoapError, OSError) as e:
+                self._say("provision: %r, retrying" % e)
+                await asyncio.sleep_ms(5000)
+        credentials.save(cfg["state_dir"], creds)
+        self._say("provision: stored the new token for %s" % name)
+        return creds["token"]
+
+    async def start(self):
+        cfg = self.cfg
+        coap = dict(cfg.get("coap") or {})
+        con = coap.pop("con", True)
+        client = Client(cfg["host"], cfg["port"], **coap)
+        await self.hal.connect_network()
+        await client.connect()
+        token = await self._token(client)
+        self.device = Device(cfg["host"], token, con=con, clock=self.hal.epoch_ms, client=client, log=self.log)
+        self._say("device: CoAP %s:%d, reporting every %d ms" % (cfg["host"], cfg["port"], self.interval_ms))
+        await self.report({"current_fw_title": FW_TITLE, "current_fw_version": FW_VERSION})
+
+    async def report(self, values):
+        try:
+            await self.device.send_telemetry(values)
+            self.sent += 1
+            self._say("telemetry %s -> 2.01" % (values,))
+            return True
+        except (CoapError, errors.TbError) as e:
+            self.failed += 1
+            self._say("telemetry failed: %s: %s" % (type(e).__name__, e))
+            return False
+
+    async def run(self):
+        await self.start()
+        while True:
+            await self.report(self.hal.read_sensors())
+            await asyncio.sleep_ms(self.interval_ms)

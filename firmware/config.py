@@ -1,0 +1,75 @@
+# Loading and validating config.json (DESIGN §3). A bad or missing key is one clear
+# line naming it: ConfigError("config: 'host' is required").
+import json
+
+_TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
+_KEYS = (
+    "host", "port", "transport", "token", "provision", "payload", "proto", "telemetry_interval_ms",
+    "ota", "tls", "state_dir", "wifi", "coap", "log",
+)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _need(cond, msg):
+    if not cond:
+        raise ConfigError("config: " + msg)
+
+
+def _str(cfg, key, required=False):
+    v = cfg.get(key)
+    if v is None:
+        _need(not required, "'%s' is required" % key)
+        return
+    _need(isinstance(v, str) and v, "'%s' must be a non-empty string" % key)
+
+
+def _obj(cfg, key, fields, required=()):
+    v = cfg.get(key)
+    if v is None:
+        return
+    _need(isinstance(v, dict), "'%s' must be an object" % key)
+    for f in v:
+        _need(f in fields, "'%s.%s' is not a known key (known: %s)" % (key, f, ", ".join(fields)))
+    for f in required:
+        _need(isinstance(v.get(f), str) and v.get(f), "'%s.%s' is required" % (key, f))
+
+
+def validate(cfg):
+    """Fill defaults in place and return cfg; raise ConfigError on the first problem."""
+    _need(isinstance(cfg, dict), "the file must hold a JSON object")
+    for k in cfg:
+        _need(k in _KEYS, "'%s' is not a known key" % k)
+    _str(cfg, "host", True)
+    t = cfg.setdefault("transport", "coap")
+    _need(t in _TRANSPORTS, "'transport' must be one of coap, coaps, http, https (got %r)" % (t,))
+    port = cfg.setdefault("port", _TRANSPORTS[t])
+    _need(isinstance(port, int) and 0 < port < 65536, "'port' must be an integer 1-65535")
+    _str(cfg, "token")
+    _obj(cfg, "provision", ("device_key", "device_secret", "device_name"), ("device_key", "device_secret"))
+    _need(cfg.get("token") or cfg.get("provision"), "'token' is required (or 'provision' to obtain one)")
+    _need(cfg.setdefault("payload", "json") in ("json", "protobuf"), "'payload' must be json or protobuf")
+    iv = cfg.setdefault("telemetry_interval_ms", 5000)
+    _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
+    _obj(cfg, "ota", ("mode", "chunk_size"))
+    _obj(cfg, "tls", ("ca", "cert", "key"))
+    _obj(cfg, "wifi", ("ssid", "password"))
+    _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con"))
+    _str(cfg, "state_dir")
+    cfg.setdefault("state_dir", ".")
+    return cfg
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("config: cannot read %s" % path)
+    try:
+        cfg = json.loads(text)
+    except ValueError:
+        raise ConfigError("config: %s is not valid JSON" % path)
+    return validate(cfg)

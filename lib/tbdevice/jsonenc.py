@@ -1,0 +1,76 @@
+# JSON for ThingsBoard: compact, and never a float the server would store as a string.
+# The server keeps a number written with a '.' as a double only when its BigDecimal scale
+# (digits after the point, less the exponent) is <= 16 (spec §5); MicroPython writes
+# 0.1 + 0.2 as 0.30000000000000004 (scale 17), which would become the STRING value.
+import json
+
+_SEP = (",", ":")
+
+
+def _risky(x):
+    # |x| >= 1 has at most 17 significant digits of which at least one is before the
+    # point, so only |x| < 1 can exceed scale 16; NaN and infinities are not JSON.
+    return (-1.0 < x < 1.0 and x != 0.0) or x != x or x - x != 0.0
+
+
+def _needs_care(o):
+    t = type(o)
+    if t is float:
+        return _risky(o)
+    if t is dict:
+        for v in o.values():
+            if _needs_care(v):
+                return True
+    elif t is list or t is tuple:
+        for v in o:
+            if _needs_care(v):
+                return True
+    return False
+
+
+def float_text(x):
+    """The JSON text for a float that the server stores as a double (NaN/inf: null,
+    which the server skips)."""
+    if x != x or x - x != 0.0:
+        return "null"
+    r = repr(x)
+    mant, _, exp = r.partition("e")
+    frac = mant.partition(".")[2].rstrip("0")
+    if len(frac) - (int(exp) if exp else 0) <= 16:
+        return r
+    s = ("%.16f" % x).rstrip("0")
+    return s + "0" if s.endswith(".") else s
+
+
+def _enc(o, out):
+    t = type(o)
+    if t is float:
+        out.append(float_text(o))
+    elif t is dict:
+        out.append("{")
+        first = True
+        for k, v in o.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(json.dumps(str(k)))
+            out.append(":")
+            _enc(v, out)
+        out.append("}")
+    elif t is list or t is tuple:
+        out.append("[")
+        for i, v in enumerate(o):
+            if i:
+                out.append(",")
+            _enc(v, out)
+        out.append("]")
+    else:
+        out.append(json.dumps(o))
+
+
+def dumps(o):
+    if not _needs_care(o):
+        return json.dumps(o, separators=_SEP)
+    out = []
+    _enc(o, out)
+    return "".join(out)
