@@ -1,0 +1,14 @@
+# The shared unit tests again, on the real runtime: the MicroPython unix port with a
+# board-sized heap.
+import pytest
+
+import mpy
+
+SHARED = ["test_message", "test_block", "test_jsonenc", "test_tbdevice"]
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_shared_module_on_unix_port(module):
+    r = mpy.run(["tests/mpy_unit.py", module], heap="256K")  # compiling from source needs room; boards run .mpy
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " 0 failed" in r.stdout.splitlines()[-1]
