@@ -1,0 +1,83 @@
+"""python -m tbsim: run the local ThingsBoard device-API simulator until SIGINT/SIGTERM."""
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from .coapserver import Timing
+from .server import TbSim
+
+
+def _pair(text, sep):
+    if sep not in text:
+        raise argparse.ArgumentTypeError("expected NAME%sVALUE, got %r" % (sep, text))
+    a, b = text.split(sep, 1)
+    if not a or not b:
+        raise argparse.ArgumentTypeError("empty part in %r" % text)
+    return a, b
+
+
+def _device(text):
+    return _pair(text, "=")
+
+
+def _profile(text):
+    name, rest = _pair(text, "=")
+    key, secret = _pair(rest, ":")
+    return name, key, secret
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="tbsim", description="Local ThingsBoard-compatible device API server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--coap-port", type=int, default=5683, help="UDP port (0 = any free port)")
+    p.add_argument("--http-port", type=int, default=8080, help="REST port (0 = any free port)")
+    p.add_argument("--db", default="run/tbsim.sqlite", help="SQLite file, or :memory:")
+    p.add_argument("--device", action="append", type=_device, default=[], metavar="NAME=TOKEN",
+                   help="device created at start if missing (repeatable)")
+    p.add_argument("--profile", action="append", type=_profile, default=[], metavar="NAME=KEY:SECRET",
+                   help="provisioning profile, allow-create strategy (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no message log")
+    t = p.add_argument_group("timing (defaults are ThingsBoard's; change only to speed up tests)")
+    t.add_argument("--ack-timeout", type=float, default=2.0, help="CoAP ACK_TIMEOUT seconds")
+    t.add_argument("--max-retransmit", type=int, default=4)
+    t.add_argument("--rpc-ack-timeout", type=float, default=10.0,
+                   help="seconds before an unacknowledged RPC notification is marked TIMEOUT")
+    t.add_argument("--rpc-min-timeout-ms", type=int, default=5000, help="minimum REST RPC timeout")
+    t.add_argument("--delay-ms", type=int, default=0,
+                   help="answer every device request this much later (a slow core: empty ACK at 500 ms)")
+    return p.parse_args(argv)
+
+
+async def amain(args):
+    sim = TbSim(host=args.host, coap_port=args.coap_port, http_port=args.http_port, db=args.db,
+                devices=args.device, profiles=args.profile, quiet=args.quiet,
+                timing=Timing(ack_timeout=args.ack_timeout, max_retransmit=args.max_retransmit),
+                rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms,
+                delay_ms=args.delay_ms)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sim.start()
+    print(sim.banner(), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+    print("tbsim: stopped", flush=True)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        asyncio.run(amain(args))
+    except OSError as exc:
+        print("tbsim: %s" % exc, file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""What ThingsBoard's core and device actor do for tbsim: attribute pushes, device removal (spec §6.2, §6.4)."""
+
+from . import jsontypes
+from .observe import ATTRIBUTES
+
+CLIENT_SCOPE = "CLIENT_SCOPE"
+SHARED_SCOPE = "SHARED_SCOPE"
+SERVER_SCOPE = "SERVER_SCOPE"
+SCOPES = (CLIENT_SCOPE, SHARED_SCOPE, SERVER_SCOPE)
+
+
+def flat_json(rows):
+    """Attribute rows -> Gson-style flat JSON object text (spec §5 'Output JSON')."""
+    return jsontypes.dumps({r["key"]: jsontypes.to_python(r["vtype"], r["v"]) for r in rows})
+
+
+class Core:
+    def __init__(self, store, observe, rpc, log):
+        self.store = store
+        self.observe = observe
+        self.rpc = rpc
+        self.log = log
+
+    def save_attributes(self, device_id, scope, kvs):
+        """Save attributes; SHARED changes are pushed to a subscribed device (DeviceActorMessageProcessor)."""
+        self.store.save_attributes(device_id, scope, kvs)
+        if scope == SHARED_SCOPE and kvs:
+            rows = [{"key": k, "vtype": t, "v": v} for k, t, v in kvs]
+            self._push(device_id, flat_json(rows).encode())
+
+    def delete_attributes(self, device_id, scope, keys):
+        deleted = self.store.delete_attributes(device_id, scope, keys)
+        if scope == SHARED_SCOPE and deleted:
+            self._push(device_id, jsontypes.dumps({"deleted": deleted}).encode())
+        return deleted
+
+    def _push(self, device_id, payload):
+        rel = self.observe.get(device_id, ATTRIBUTES)
+        if rel is None:
+            return
+        how = self.observe.notify(rel, payload)
+        self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "attributes", rel.device_name, payload,
+                      "2.05 Observe=%d %s" % (rel.counter - 1, how))
+
+    def delete_device(self, device_id):
+        # CoapSessionListener.onDeviceDeleted: subscriptions end with 2.02 Deleted (spec §6.4).
+        self.observe.cancel_device(device_id)
+        return self.store.delete_device(device_id)

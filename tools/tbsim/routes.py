@@ -1,0 +1,334 @@
+"""The CoAP device API: routing (spec §2), handlers, and which responses are typed (spec §3).
+
+`typed=True` responses are those whose type ThingsBoard sets to the request's type (separate CON/NON);
+`typed=False` ones (bare errors, provision, the first attribute-subscription response) are piggybacked
+when the request is still unacknowledged.
+"""
+
+import asyncio
+import re
+
+from aiocoap.numbers import Code
+
+from . import jsontypes
+from .core import CLIENT_SCOPE, SHARED_SCOPE, flat_json
+from .log import short
+from .observe import ATTRIBUTES, RPC
+from .provision import BadRequest, provision
+from .rpc import client_rpc
+from .store import now_ms
+
+FEATURES = ("attributes", "telemetry", "rpc", "claim", "provision")
+_DIGITS = re.compile(r"[0-9]+\Z")
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+_TEXT_PLAIN = 0
+_JSON = 50
+_LINK_FORMAT = 40
+
+
+def split_path(options):
+    """Uri-Path segments; one option holding slashes is split (TbCoapServerMessageDeliverer, spec §1)."""
+    segs = list(options)
+    if len(segs) == 1 and "/" in segs[0]:
+        segs = [s for s in segs[0].split("/") if s]
+    return segs
+
+
+def feature_of(path):
+    """CoapTransportResource.getFeatureType (spec §2.1): lower-case feature name or None."""
+    n = len(path)
+    if n >= 4:
+        name = path[2] if n == 4 and _DIGITS.match(path[3]) else path[3]
+    elif n == 3:
+        if "provision" in path:
+            return "provision"
+        name = path[2]
+    else:
+        return None
+    name = name.lower()
+    return name if name in FEATURES else None
+
+
+def request_id_of(path):
+    """getRequestId: segment 4 with >= 5 segments, else segment 3; must be an int (spec §2.1)."""
+    seg = path[4] if len(path) >= 5 else (path[3] if len(path) >= 4 else None)
+    if seg is None or not _INT.match(seg):
+        return None
+    n = int(seg)
+    return n if -(2**31) <= n < 2**31 else None
+
+
+def query_keys(queries, name):
+    """CoapAdaptorUtils.toKeys: options that split into exactly two parts on '=' (Java split semantics)."""
+    keys = None
+    for q in queries:
+        parts = q.split("=")
+        while parts and parts[-1] == "":
+            parts.pop()  # Java's String.split drops trailing empty strings
+        if len(parts) == 2 and parts[0] == name:
+            keys = parts[1]
+    if not keys:
+        return None
+    items = keys.split(",")
+    while items and items[-1] == "":
+        items.pop()
+    return items
+
+
+class Call:
+    """One request being handled: answers it and writes its log line."""
+
+    def __init__(self, api, ex, path):
+        self.api = api
+        self.ex = ex
+        self.path = path
+        self.route = "/".join(path) or "/"
+        self.device = None
+        req = ex.request
+        cf = req.opt.content_format
+        self.content_format = int(cf) if cf is not None else _JSON  # spec §4: echo, else 50
+
+    def describe_route(self, feature):
+        tail = self.path[4:] if len(self.path) > 4 else []
+        route = "/".join([feature] + tail)
+        if self.ex.request.opt.uri_query:
+            route += "?" + "&".join(self.ex.request.opt.uri_query)
+        obs = self.ex.request.opt.observe
+        if obs is not None:
+            route += " Observe=%d" % obs
+        self.route = route
+
+    def reply(self, code, payload=b"", typed=True, content_format=None, observe=None, on_ack=None):
+        shape = self.ex.respond(code, payload, typed=typed, content_format=content_format, observe=observe,
+                                on_ack=on_ack)
+        note = code.dotted
+        if observe is not None:
+            note += " Observe=%d" % observe
+        if payload:
+            note += " " + short(payload)
+        self._log(note + " (" + shape + ")")
+
+    def no_answer(self, why):
+        if self.ex.con:
+            self.ex.on_accept = lambda ex: self._log("empty ACK only (%s)" % why)
+        else:
+            self._log("no response (%s)" % why)
+
+    def _log(self, outcome):
+        req = self.ex.request
+        name = self.device["name"] if self.device else None
+        self.api.log.coap(self.ex.peer, req.mtype.name, req.code.name, self.route, name, req.payload, outcome)
+
+
+class DeviceApi:
+    def __init__(self, store, core, observe, rpc, log, delay=0.0):
+        self.store = store
+        self.core = core
+        self.observe = observe
+        self.rpc = rpc
+        self.log = log
+        self.delay = delay  # --delay-ms: a slow core, to exercise the empty-ACK path of spec §3
+
+    def handle(self, ex):
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self._handle, ex)
+        else:
+            self._handle(ex)
+
+    def _handle(self, ex):
+        req = ex.request
+        call = Call(self, ex, split_path(req.opt.uri_path))
+        path = call.path
+        if not path:
+            if req.code == Code.GET:  # Californium's RootResource banner
+                return call.reply(Code.CONTENT, b"tbsim: a local ThingsBoard device API", typed=False,
+                                  content_format=_TEXT_PLAIN)
+            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
+        if path == [".well-known", "core"]:
+            if req.code == Code.GET:
+                return call.reply(Code.CONTENT, b"</api>,</fw>,</sw>", typed=False, content_format=_LINK_FORMAT)
+            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
+        if path[0] in ("fw", "sw"):
+            return self._ota(call)
+        if path[:2] == ["api", "v1"]:
+            return self._transport(call)
+        if path == ["api"]:
+            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
+        return call.reply(Code.NOT_FOUND, typed=False)  # ServerMessageDeliverer: no such resource (spec §2.3)
+
+    # ---- /api/v1/... (CoapTransportResource)
+    def _transport(self, call):
+        req = call.ex.request
+        if req.code not in (Code.GET, Code.POST):
+            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)  # CF CoapResource default handlers
+        feature = feature_of(call.path)
+        if feature is None:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        call.describe_route(feature)
+        if req.code == Code.GET:
+            observe = req.opt.observe
+            if feature == "telemetry":
+                return call.reply(Code.BAD_REQUEST, typed=False)
+            if observe is None and feature != "attributes":
+                return call.reply(Code.BAD_REQUEST, typed=False)
+        elif feature == "provision":
+            return self._provision(call)
+        device = self._authenticate(call)
+        if device is None:
+            return None
+        if req.code == Code.GET:
+            if req.opt.observe is not None:
+                if req.opt.observe == 1:
+                    return self._deregister(call)
+                if feature == "rpc":
+                    return self._subscribe_rpc(call)
+                return self._subscribe_attributes(call)  # any non-RPC feature (spec §2.3 quirk)
+            return self._get_attributes(call)
+        if feature == "telemetry":
+            return self._post_telemetry(call)
+        if feature == "attributes":
+            return self._post_attributes(call)
+        if feature == "claim":
+            return self._claim(call)
+        rid = request_id_of(call.path)
+        if rid is not None:
+            return self._rpc_reply(call, rid)
+        return self._client_rpc(call)
+
+    def _authenticate(self, call):
+        path = call.path
+        token = path[2] if len(path) > 3 else None  # decodeCredentials (spec §2.1)
+        device = self.store.device_by_token(token) if token is not None else None
+        if device is None:
+            call.reply(Code.UNAUTHORIZED, typed=False)
+            return None
+        call.device = device
+        return device
+
+    def _post_telemetry(self, call):
+        try:
+            entries = jsontypes.parse_telemetry(call.ex.request.payload, now_ms())
+        except jsontypes.BadPayload:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        self.store.save_telemetry(call.device["id"], entries)
+        call.reply(Code.CREATED)
+
+    def _post_attributes(self, call):
+        try:
+            kvs = jsontypes.parse_attributes(call.ex.request.payload)
+        except jsontypes.BadPayload:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        self.core.save_attributes(call.device["id"], CLIENT_SCOPE, kvs)
+        call.reply(Code.CREATED)
+
+    def _get_attributes(self, call):
+        queries = call.ex.request.opt.uri_query
+        client_keys = query_keys(queries, "clientKeys")
+        shared_keys = query_keys(queries, "sharedKeys")
+        did = call.device["id"]
+        if client_keys is None and shared_keys is None:
+            client = self.store.attributes(did, CLIENT_SCOPE)
+            shared = self.store.attributes(did, SHARED_SCOPE)
+        else:
+            client = self.store.attributes(did, CLIENT_SCOPE, client_keys) if client_keys else []
+            shared = self.store.attributes(did, SHARED_SCOPE, shared_keys) if shared_keys else []
+        if not client and not shared:
+            return call.reply(Code.NOT_FOUND)  # spec §6.1: 4.04 with no payload
+        parts = []
+        if client:
+            parts.append('"client":' + flat_json(client))
+        if shared:
+            parts.append('"shared":' + flat_json(shared))
+        call.reply(Code.CONTENT, ("{" + ",".join(parts) + "}").encode(), content_format=call.content_format)
+
+    def _subscribe_attributes(self, call):
+        rel = self.observe.register(call.ex, call.device, ATTRIBUTES)
+        shared = self.store.attributes(call.device["id"], SHARED_SCOPE)
+        # First response: type left unset, so piggybacked when in time (spec §3, §6.2).
+        call.reply(Code.CONTENT, flat_json(shared).encode(), typed=False, content_format=rel.content_format,
+                   observe=rel.next_observe())
+
+    def _subscribe_rpc(self, call):
+        rel = self.observe.register(call.ex, call.device, RPC)
+        # 2.03 Valid, Observe=0, empty payload, no Content-Format; typed (spec §7).
+        call.reply(Code.VALID, observe=rel.next_observe())
+        self.rpc.send_pending(call.device["id"])
+
+    def _deregister(self, call):
+        rel = self.observe.deregister(call.ex.peer, call.ex.request.token)
+        call.no_answer("deregistered" if rel is not None else "nothing to deregister")
+
+    def _rpc_reply(self, call, rid):
+        payload = call.ex.request.payload
+        if not payload:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        try:
+            body = jsontypes.loads(payload)
+        except jsontypes.BadPayload:
+            return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)
+        if not isinstance(body, dict):
+            return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)  # spec §2.3: not a JSON object
+        self.rpc.reply(call.device["id"], rid, bytes(payload).decode("utf-8"))
+        call.reply(Code.CREATED)  # also for an unknown id (spec §7)
+
+    def _client_rpc(self, call):
+        payload = call.ex.request.payload
+        if not payload:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        try:
+            body = jsontypes.loads(payload)
+        except jsontypes.BadPayload:
+            return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)
+        if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+            return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)  # spec §8: missing method -> 5.00
+        answer = client_rpc(body["method"], body.get("params"))
+        if answer is None:
+            return call.no_answer("no RPC call reply node for %r" % body["method"])
+        delay, text = answer
+        send = lambda: call.reply(Code.CONTENT, text.encode(), content_format=call.content_format)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, send)
+        else:
+            send()
+
+    def _claim(self, call):
+        payload = call.ex.request.payload
+        secret, duration = "", 0
+        if payload:
+            try:
+                body = jsontypes.loads(payload)
+            except jsontypes.BadPayload:
+                return call.reply(Code.BAD_REQUEST, typed=False)
+            if not isinstance(body, dict):
+                return call.reply(Code.BAD_REQUEST, typed=False)
+            if body.get("secretKey") is not None:
+                secret = str(body["secretKey"])
+            if body.get("durationMs") is not None:
+                try:
+                    duration = int(str(body["durationMs"]))
+                except ValueError:
+                    return call.reply(Code.BAD_REQUEST, typed=False)
+        if duration <= 0:
+            duration = 86400000  # security.claim.duration (spec §14)
+        self.store.save_claim(call.device["id"], secret, duration)
+        call.reply(Code.CREATED)
+
+    def _provision(self, call):
+        try:
+            ok, body = provision(self.store, call.ex.request.payload)
+        except BadRequest:
+            return call.reply(Code.BAD_REQUEST, typed=False)
+        # Type unset (piggybacked), Content-Format 0 via CoapExchange.respond(code, String) (spec §4, §9).
+        call.reply(Code.CREATED if ok else Code.BAD_REQUEST, jsontypes.dumps(body).encode(), typed=False,
+                   content_format=_TEXT_PLAIN)
+
+    # ---- /fw/{token}, /sw/{token} (OtaPackageTransportResource, spec §10.2): no packages in tbsim
+    def _ota(self, call):
+        req = call.ex.request
+        if req.code != Code.GET:
+            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
+        if len(call.path) != 2 or self.store.device_by_token(call.path[1]) is None:
+            return call.reply(Code.UNAUTHORIZED, typed=False)
+        call.device = self.store.device_by_token(call.path[1])
+        call.ex.accept()  # the OTA resource accepts at once
+        call.reply(Code.NOT_FOUND)  # no package assigned

@@ -1,0 +1,81 @@
+"""TbSim: the whole simulator in one object (CoAP device API + REST + SQLite), for __main__ and for tests."""
+
+from aiohttp import web
+
+from .coapserver import CoapEndpoint, Timing
+from .core import Core
+from .log import Log
+from .observe import ObserveManager
+from .rest import RestApi
+from .routes import DeviceApi
+from .rpc import RpcService
+from .store import Conflict, Store
+
+
+class TbSim:
+    def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
+                 profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
+                 rpc_min_timeout_ms=5000, delay_ms=0):
+        self.host = host
+        self.coap_port = coap_port
+        self.http_port = http_port
+        self.db = db
+        self.devices = list(devices)      # [(name, token)]
+        self.profiles = list(profiles)    # [(name, key, secret)]
+        self.log = Log(quiet=quiet, stream=log_stream)
+        self.timing = timing or Timing()
+        self.rpc_ack_timeout = rpc_ack_timeout
+        self.rpc_min_timeout_ms = rpc_min_timeout_ms
+        self.delay = delay_ms / 1000.0
+        self.store = None
+        self.endpoint = None
+        self._runner = None
+
+    async def start(self):
+        self.store = Store(self.db)
+        for name, token in self.devices:
+            self.ensure_device(name, token)
+        for name, key, secret in self.profiles:
+            self.store.upsert_provision_profile(name, key, secret)
+        self.endpoint = CoapEndpoint(self._handle, self.timing, on_event=self._event)
+        self.observe = ObserveManager(self.endpoint, self.log)
+        self.rpc = RpcService(self.store, self.observe, self.log, ack_timeout=self.rpc_ack_timeout)
+        self.core = Core(self.store, self.observe, self.rpc, self.log)
+        self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, delay=self.delay)
+        self.coap_port = await self.endpoint.open(self.host, self.coap_port)
+        self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms)
+        self._runner = web.AppRunner(self.rest.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    def ensure_device(self, name, token):
+        d = self.store.device_by_name(name)
+        if d is None:
+            try:
+                return self.store.add_device(name, token=token)
+            except Conflict as exc:
+                raise SystemExit("tbsim: token %s is already used by another device" % token) from exc
+        if d["cred_id"] != token:
+            raise SystemExit("tbsim: device %s exists with another token" % name)
+        return d
+
+    def banner(self):
+        return "tbsim: CoAP coap://%s:%d  REST http://%s:%d  db %s" % (
+            self.host, self.coap_port, self.host, self.http_port, self.db)
+
+    def _handle(self, ex):
+        self.api.handle(ex)
+
+    def _event(self, kind, peer, text):
+        self.log.event(peer, text)
+
+    async def stop(self):
+        if self.endpoint is not None:
+            self.endpoint.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.store is not None:
+            self.store.close()
