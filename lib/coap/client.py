@@ -145,9 +145,12 @@ class Client:
         """Send a request and return the response Message. `route` is a Route or a
         path string; `options` are extra (number, value) pairs. Bodies larger than the
         block size go out with Block1; Block2 responses are followed to the end, the
-        body passed block by block to `sink(memoryview)` when given."""
+        body passed block by block to `sink(memoryview)` when given. A str payload is
+        sent as UTF-8."""
         if not isinstance(route, Route):
             route = Route(route)
+        if type(payload) is str:
+            payload = payload.encode()
         if len(payload) > self.block_size or m.BLOCK2 in [o[0] for o in options]:
             from coap import blockwise
 

