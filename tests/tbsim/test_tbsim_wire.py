@@ -38,10 +38,11 @@ def test_non_request_gets_non_response_with_new_mid(peer):
     assert peer.recv(0.7) is None
 
 
-@pytest.mark.parametrize("path,payload,code", [
+BARE_ERRORS = [
     ("api/v1/WRONG_TOKEN/telemetry", '{"a":1}', Code.UNAUTHORIZED),
     (api("telemetry"), "not json", Code.BAD_REQUEST),
     (api("telemetry"), "42", Code.BAD_REQUEST),
+    (api("telemetry"), "[1]", Code.BAD_REQUEST),
     (api("telemetry"), "", Code.BAD_REQUEST),
     (api("attributes"), "[1]", Code.BAD_REQUEST),
     (api("nosuchfeature"), "{}", Code.BAD_REQUEST),
@@ -50,12 +51,17 @@ def test_non_request_gets_non_response_with_new_mid(peer):
     ("api/v2/%s/telemetry" % TOKEN, "{}", Code.NOT_FOUND),
     (api("rpc"), '{"params":{}}', Code.INTERNAL_SERVER_ERROR),
     (api("rpc/7"), "[1,2]", Code.INTERNAL_SERVER_ERROR),
-])
-def test_bare_errors_are_piggybacked(peer, path, payload, code):
-    req = peer.request(Code.POST, path, payload)
-    r = peer.recv()
-    assert (r.mtype, r.code, r.mid, r.token) == (ACK, code, req.mid, req.token)
-    assert not r.payload
+    (api("rpc/7"), "{bad", Code.INTERNAL_SERVER_ERROR),
+]
+
+
+def test_bare_errors_are_piggybacked(peer):
+    for path, payload, code in BARE_ERRORS:
+        req = peer.request(Code.POST, path, payload)
+        r = peer.recv()
+        assert (r.mtype, r.code, r.mid, r.token) == (ACK, code, req.mid, req.token), (path, payload)
+        assert not r.payload
+    assert peer.recv(0.6) is None  # no empty ACK later for requests already answered
 
 
 def test_other_methods_and_get_on_telemetry(peer):
