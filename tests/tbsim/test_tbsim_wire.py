@@ -240,3 +240,26 @@ def test_root_and_ota_resources(peer):
     r = peer.recv()
     assert r.code == Code.NOT_FOUND and r.mtype == CON  # no package assigned
     peer.ack(r)
+
+
+def test_slow_core_option_gives_empty_ack_then_separate_response_of_request_type(tbsim_factory):
+    sim = tbsim_factory("--delay-ms", "700")
+    p = RawPeer(sim.coap_port)
+    try:
+        req = p.request(Code.POST, api("telemetry"), '{"a":1}')
+        ack = p.recv()
+        assert (ack.mtype, ack.code, ack.mid) == (ACK, Code.EMPTY, req.mid) and 0.4 < ack.at - req.sent_at < 0.7
+        r = p.recv()
+        assert r.mtype == CON and r.code == Code.CREATED and r.token == req.token
+        p.ack(r)
+        # an untyped answer (provision) is no longer piggybacked once the empty ACK went out
+        req = p.request(Code.POST, "api/v1/provision", '{"provisionDeviceKey":"x","provisionDeviceSecret":"y"}')
+        assert p.recv().code == Code.EMPTY
+        r = p.recv()
+        assert r.mtype == CON and r.code == Code.BAD_REQUEST and b"NOT_FOUND" in r.payload
+        p.ack(r)
+        req = p.request(Code.POST, api("telemetry"), '{"a":1}', mtype=NON)
+        r = p.recv()
+        assert r.mtype == NON and r.code == Code.CREATED and r.at - req.sent_at > 0.65
+    finally:
+        p.close()

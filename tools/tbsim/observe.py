@@ -14,8 +14,6 @@
 from aiocoap.message import Message
 from aiocoap.numbers import Code
 
-from .coapserver import CON
-
 ATTRIBUTES = "attributes"
 RPC = "rpc"
 
@@ -125,6 +123,8 @@ class ObserveManager:
             return "sent"
 
         def acked():
+            self.log.event(rel.peer, "ACK %s notification Observe=%d of %s"
+                           % (rel.kind, msg.opt.observe, rel.device_name))
             if on_ack is not None:
                 on_ack()
             if rel.in_flight is tx:
