@@ -30,13 +30,19 @@ class UdpTransport:
         self.sock.send(data)
 
     def recv_into(self, buf):
-        """Bytes received, or None when nothing is waiting."""
+        """Bytes received (one datagram), or None when nothing is waiting."""
         try:
-            return self.sock.readinto(buf)
+            # Not sock.readinto(buf): MicroPython's stream readinto keeps reading until buf
+            # is full or the socket would block, so it glues queued datagrams together.
+            # recv() returns exactly one datagram (at the cost of one allocation).
+            data = self.sock.recv(len(buf))
         except OSError as e:
             if e.args[0] in _EAGAIN:
                 return None
             raise
+        n = len(data)
+        buf[:n] = data
+        return n
 
     def close(self):
         if self.sock is not None:
