@@ -219,7 +219,8 @@ class Client:
                 try:
                     await asyncio.wait_for_ms(ex.ev.wait(), wait)
                 except asyncio.TimeoutError:
-                    if not ex.acked and ex.msg is None and ex.err is None:
+                    # Retransmit only when the ACK timeout (not the overall deadline) ran out.
+                    if wait < left and not ex.acked and ex.msg is None and ex.err is None:
                         if tries >= self.max_retransmit:
                             raise Timeout("no ACK after %d retransmissions" % tries)
                         tries += 1
