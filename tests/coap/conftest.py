@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 
 import pytest
 
@@ -50,7 +51,12 @@ def run_client(port, steps, client=None, timeout=60, heap="128K", check=True):
     cfg = dict(FAST)
     cfg.update(client or {})
     script = {"host": "127.0.0.1", "port": port, "client": cfg, "steps": steps}
-    proc = mpy.run([DRIVER, json.dumps(script)], heap=heap, timeout=timeout)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="coap-drive-", delete=False) as f:
+        json.dump(script, f)
+    try:
+        proc = mpy.run([DRIVER, f.name], heap=heap, timeout=timeout)
+    finally:
+        os.unlink(f.name)
     r = Run(proc)
     if check:
         assert proc.returncode == 0, r.raw

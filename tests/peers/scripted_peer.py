@@ -327,14 +327,15 @@ class Behaviour:
 
 
 class Piggyback(Behaviour):
-    """The response in the ACK (for a NON request: a NON response with a new MID)."""
+    """The response in the ACK (for a NON request: a NON response with a new MID).
+    payload and delay may be callables of the Ctx (to echo the request, say)."""
 
     def __init__(self, payload=b"", code=Code.CONTENT, delay=0.0, opts=None, **kw):
         super().__init__(**kw)
         self.payload, self.code, self.delay, self.opts = payload, code, delay, opts or {}
 
     def __call__(self, ctx):
-        ctx.send(ctx.response(self.code, _payload(self.payload, ctx), **self.opts), self.delay)
+        ctx.send(ctx.response(self.code, _payload(self.payload, ctx), **self.opts), _payload(self.delay, ctx))
 
 
 class Separate(Behaviour):
@@ -410,6 +411,24 @@ class UnknownToken(Behaviour):
         self.mids.append(mid)
         ctx.peer.send(build(CON if self.con else NON, Code.CONTENT, mid, self.token, b"stray"), ctx.addr, "unknown token")
         ctx.peer.later(self.gap, self.then, ctx)
+
+
+class Together(Behaviour):
+    """Holds requests until n have arrived, then answers them all with `then` in one go
+    (reverse order by default), so the answers reach the client back to back."""
+
+    def __init__(self, n, then, reverse=True, **kw):
+        super().__init__(**kw)
+        self.n, self.then, self.reverse = n, then, reverse
+        self.held = []
+
+    def __call__(self, ctx):
+        self.held.append(ctx)
+        if len(self.held) >= self.n:
+            held, self.held = self.held, []
+            for c in reversed(held) if self.reverse else held:
+                c.beh = self.then
+                self.then(c)
 
 
 class Block2(Behaviour):

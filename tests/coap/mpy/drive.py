@@ -1,4 +1,5 @@
-# Drives lib/coap on the MicroPython unix port from a JSON script (argv[1]) and prints one
+# Drives lib/coap on the MicroPython unix port from a JSON script (in the file argv[1];
+# the unix-port launcher crashes on a command-line argument of 256 bytes or more) and prints one
 # JSON line per step, then one with the client's counters. The pytest side
 # (tests/coap/conftest.py) builds the script and asserts on the output.
 #
@@ -131,4 +132,6 @@ async def main(script):
         await cl.close()
 
 
-asyncio.run(main(json.loads(sys.argv[1])))
+with open(sys.argv[1]) as f:
+    _script = json.loads(f.read())
+asyncio.run(main(_script))
