@@ -47,6 +47,8 @@ def parse_args(argv):
     t.add_argument("--rpc-min-timeout-ms", type=int, default=5000, help="minimum REST RPC timeout")
     t.add_argument("--delay-ms", type=int, default=0,
                    help="answer every device request this much later (a slow core: empty ACK at 500 ms)")
+    t.add_argument("--http-request-timeout-ms", type=int, default=60000,
+                   help="HTTP device API long-poll default (transport.http.request_timeout)")
     return p.parse_args(argv)
 
 
@@ -55,7 +57,7 @@ async def amain(args):
                 devices=args.device, profiles=args.profile, quiet=args.quiet,
                 timing=Timing(ack_timeout=args.ack_timeout, max_retransmit=args.max_retransmit),
                 rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms,
-                delay_ms=args.delay_ms)
+                delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

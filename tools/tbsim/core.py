@@ -20,6 +20,7 @@ class Core:
         self.observe = observe
         self.rpc = rpc
         self.log = log
+        self.http_waiters = {}  # device_id -> [Future] of HTTP attributes/updates long polls (spec §15)
 
     def save_attributes(self, device_id, scope, kvs):
         """Save attributes; SHARED changes are pushed to a subscribed device (DeviceActorMessageProcessor)."""
@@ -35,6 +36,9 @@ class Core:
         return deleted
 
     def _push(self, device_id, payload):
+        for fut in self.http_waiters.pop(device_id, []):
+            if not fut.done():
+                fut.set_result(payload)
         rel = self.observe.get(device_id, ATTRIBUTES)
         if rel is None:
             return

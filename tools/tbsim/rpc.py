@@ -40,6 +40,7 @@ class RpcService:
         self.max_retries = max_retries   # actors.rpc.max_retries
         self.waiters = {}                # rpc id -> Future resolved with the record when it completes
         self.timers = {}                 # rpc id -> TimerHandle of the delivery timeout
+        self.http_waiters = {}           # device_id -> [Future] of HTTP rpc long polls (spec §15)
 
     # ---- REST side
     async def call(self, device, method, params, oneway, timeout_ms):
@@ -74,7 +75,8 @@ class RpcService:
     def send_to_device(self, rec):
         rel = self.observe.get(rec["device_id"], RPC)
         if rel is None:
-            return  # stays QUEUED until the device subscribes
+            self._to_http_poll(rec)
+            return  # otherwise stays QUEUED until the device subscribes
         params = jsontypes.to_python(jsontypes.JSON, rec["params"])
         payload = jsontypes.dumps({"id": rec["seq"], "method": rec["method"], "params": params}).encode()
         rid = rec["id"]
@@ -90,6 +92,24 @@ class RpcService:
             self._delivered(rid)  # NON: DELIVERED as soon as it is sent
         self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "rpc", rel.device_name, payload,
                       "2.05 Observe=%d %s" % (rel.counter - 1, how))
+
+    def _to_http_poll(self, rec):
+        waiters = self.http_waiters.get(rec["device_id"], [])
+        while waiters:
+            fut = waiters.pop(0)
+            if not fut.done():
+                fut.set_result(rec)
+                return
+
+    def http_poll_now(self, device_id):
+        """The first pending RPC not yet delivered, for an HTTP poll (spec §15), or None."""
+        for rec in self.store.pending_rpcs(device_id):
+            if rec["status"] != "DELIVERED":
+                return rec
+        return None
+
+    def http_delivered(self, rec):
+        self._delivered(rec["id"])  # marked DELIVERED when the poll returns it (spec §15)
 
     def _cancel_timer(self, rid):
         handle = self.timers.pop(rid, None)

@@ -4,6 +4,7 @@ from aiohttp import web
 
 from .coapserver import CoapEndpoint, Timing
 from .core import Core
+from .httpdevice import HttpDeviceApi
 from .log import Log
 from .observe import ObserveManager
 from .rest import RestApi
@@ -15,7 +16,7 @@ from .store import Conflict, Store
 class TbSim:
     def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
                  profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
-                 rpc_min_timeout_ms=5000, delay_ms=0):
+                 rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000):
         self.host = host
         self.coap_port = coap_port
         self.http_port = http_port
@@ -27,6 +28,7 @@ class TbSim:
         self.rpc_ack_timeout = rpc_ack_timeout
         self.rpc_min_timeout_ms = rpc_min_timeout_ms
         self.delay = delay_ms / 1000.0
+        self.http_request_timeout_ms = http_request_timeout_ms
         self.store = None
         self.endpoint = None
         self._runner = None
@@ -43,7 +45,10 @@ class TbSim:
         self.core = Core(self.store, self.observe, self.rpc, self.log)
         self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, delay=self.delay)
         self.coap_port = await self.endpoint.open(self.host, self.coap_port)
-        self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms)
+        http_device = HttpDeviceApi(self.store, self.core, self.rpc, self.log,
+                                    request_timeout_ms=self.http_request_timeout_ms)
+        self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms,
+                            device_api=http_device)
         self._runner = web.AppRunner(self.rest.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
@@ -63,7 +68,7 @@ class TbSim:
         return d
 
     def banner(self):
-        return "tbsim: CoAP coap://%s:%d  REST http://%s:%d  db %s" % (
+        return "tbsim: CoAP coap://%s:%d  REST http://%s:%d (device API /api/v1)  db %s" % (
             self.host, self.coap_port, self.host, self.http_port, self.db)
 
     def _handle(self, ex):
