@@ -181,7 +181,10 @@ class HttpDeviceApi:
                 return web.Response(status=500)
             if isinstance(obj, dict):
                 secret = str(obj.get("secretKey") or "")
-                duration = int(str(obj.get("durationMs") or 0))
+                try:
+                    duration = int(str(obj.get("durationMs") or 0))
+                except ValueError:
+                    return web.Response(status=500)
         self.store.save_claim(device["id"], secret, duration if duration > 0 else 86400000)
         self._log(request, "claim", device, body, 200)
         return web.Response(status=200)

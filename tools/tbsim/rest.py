@@ -344,9 +344,8 @@ class RestApi:
         d = self.store.device_by_name(request.match_info["name"])
         if d is None:
             raise web.HTTPNotFound(reason="Requested item wasn't found!")
-        text = await request.text()
-        body = json.loads(text) if text.strip() else {}
-        secret = (body or {}).get("secretKey", "") if isinstance(body, dict) else ""
+        body = await self._json(request) if (await request.text()).strip() else {}
+        secret = body.get("secretKey", "") if isinstance(body, dict) else ""
         info = self.store.claim(d["id"])
         ok = info is not None and info["secret_key"] == secret and now_ms() < info["ts"] + info["duration_ms"]
         self.log.rest("POST", request.path, 200 if ok else 400, "claim " + ("SUCCESS" if ok else "FAILURE"))

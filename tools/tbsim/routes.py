@@ -109,7 +109,9 @@ class Call:
         self._log(note + " (" + shape + ")")
 
     def no_answer(self, why):
-        if self.ex.con:
+        if self.ex.con and self.ex.empty_ack_sent:
+            self._log("no response after the empty ACK (%s)" % why)
+        elif self.ex.con:
             self.ex.on_accept = lambda ex: self._log("empty ACK only (%s)" % why)
         else:
             self._log("no response (%s)" % why)
