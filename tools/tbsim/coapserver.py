@@ -82,7 +82,7 @@ class Exchange:
                 self.on_accept(self)
 
     def respond(self, code, payload=b"", typed=True, content_format=None, observe=None,
-                on_ack=None, on_rst=None, on_fail=None):
+                on_ack=None, on_rst=None, on_fail=None, extra=None):
         """Send the response; returns a short description of its shape for the log."""
         if self.accept_handle is not None:
             self.accept_handle.cancel()
@@ -93,6 +93,8 @@ class Exchange:
             msg.opt.content_format = content_format
         if observe is not None:
             msg.opt.observe = observe
+        if extra is not None:
+            extra(msg)  # more options (Block2, Size2)
         ep = self.endpoint
         if not typed and self.con and not self.acknowledged:
             # Type left unset: CF ReliabilityLayer.prepareResponse piggybacks it in the ACK.

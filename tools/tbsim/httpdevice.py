@@ -22,8 +22,9 @@ def _keys(request, name):
 
 
 class HttpDeviceApi:
-    def __init__(self, store, core, rpc, log, request_timeout_ms=60000):
+    def __init__(self, store, core, rpc, log, ota, request_timeout_ms=60000):
         self.store = store
+        self.ota = ota
         self.core = core
         self.rpc = rpc
         self.log = log
@@ -39,8 +40,8 @@ class HttpDeviceApi:
         router.add_post("/api/v1/{token}/rpc/{rid}", self.rpc_reply)
         router.add_post("/api/v1/{token}/rpc", self.client_rpc)
         router.add_post("/api/v1/{token}/claim", self.claim)
-        router.add_get("/api/v1/{token}/firmware", self.ota)
-        router.add_get("/api/v1/{token}/software", self.ota)
+        router.add_get("/api/v1/{token}/firmware", self.download)
+        router.add_get("/api/v1/{token}/software", self.download)
 
     def _log(self, request, route, device, body, status):
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -200,9 +201,15 @@ class HttpDeviceApi:
         self._log(request, "provision", None, body, "200 " + text)
         return web.Response(text=text, content_type="application/json")  # always 200 (spec §9)
 
-    async def ota(self, request):
-        device = await self._device(request, "firmware")
+    async def download(self, request):
+        kind = request.path.rsplit("/", 1)[1]
+        device = await self._device(request, kind)
         if "title" not in request.query or "version" not in request.query:
-            return web.Response(status=400)
-        self._log(request, request.path.rsplit("/", 1)[1], device, b"", 404)
-        return web.Response(status=404)  # no package assigned in tbsim
+            return web.Response(status=400)  # both are required over HTTP (spec §10.3)
+        status, data = self.ota.select(device, "FIRMWARE" if kind == "firmware" else "SOFTWARE", request.query)
+        code = {"ok": 200, "none": 404, "mismatch": 400, "bad": 500}[status]
+        self._log(request, kind + "?" + request.query_string, device, b"", "%d %s" % (
+            code, "<%d bytes>" % len(data) if data is not None else ""))
+        if status != "ok":
+            return web.Response(status=code)
+        return web.Response(body=data, content_type="application/octet-stream")

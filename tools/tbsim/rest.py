@@ -10,6 +10,7 @@ from aiohttp import web
 from . import jsontypes
 from .core import SCOPES, SERVER_SCOPE, SHARED_SCOPE
 from .provision import ALLOW_CREATE
+from .rest_ota import OtaRest
 from .store import Conflict, now_ms
 
 _TENANT = "2bd5b8f0-0000-4000-8000-000000000001"
@@ -26,10 +27,15 @@ def _error(status, message, code=None):
     return web.json_response(body, status=status)
 
 
-def device_json(d):
+def device_json(d, store=None):
+    ota = {}
+    for field, ptype in (("firmwareId", "FIRMWARE"), ("softwareId", "SOFTWARE")):
+        p = store.assigned_ota(d["id"], ptype) if store is not None else None
+        ota[field] = _ref("OTA_PACKAGE", p["id"]) if p else None
     return {"id": _ref("DEVICE", d["id"]), "createdTime": d["created_time"], "tenantId": _ref("TENANT", _TENANT),
             "customerId": _ref("CUSTOMER", _NULL_CUSTOMER), "name": d["name"], "type": d["type"], "label": None,
-            "deviceProfileId": _ref("DEVICE_PROFILE", d["profile_id"]), "firmwareId": None, "softwareId": None,
+            "deviceProfileId": _ref("DEVICE_PROFILE", d["profile_id"]), "firmwareId": ota["firmwareId"],
+            "softwareId": ota["softwareId"],
             "additionalInfo": None, "deviceData": {"configuration": {"type": "DEFAULT"},
                                                    "transportConfiguration": {"type": "DEFAULT"}}}
 
@@ -66,7 +72,7 @@ def _keys(request):
 
 class RestApi:
     def __init__(self, store, core, rpc, log, username="tenant@thingsboard.org", password="tenant",
-                 rpc_min_timeout_ms=5000, device_api=None):
+                 rpc_min_timeout_ms=5000, device_api=None, ota=None):
         self.store = store
         self.core = core
         self.rpc = rpc
@@ -74,6 +80,7 @@ class RestApi:
         self.users = {username: password}
         self.tokens = set()
         self.rpc_min_timeout_ms = rpc_min_timeout_ms
+        self.ota = ota
         self.app = web.Application(middlewares=[self._auth])
         r = self.app.router
         if device_api is not None:
@@ -101,6 +108,7 @@ class RestApi:
         r.add_post("/api/plugins/rpc/{kind:oneway|twoway}/{id}", self.rpc_call)
         r.add_get("/api/rpc/persistent/{id}", self.get_rpc)
         r.add_post("/api/customer/device/{name}/claim", self.claim)
+        OtaRest(store, log, _page).add_routes(r)
 
     @web.middleware
     async def _auth(self, request, handler):
@@ -142,6 +150,8 @@ class RestApi:
         body = await self._json(request)
         if not isinstance(body, dict) or not body.get("name"):
             raise web.HTTPBadRequest(reason="Device name should be specified!")
+        if isinstance(body.get("id"), dict) and body["id"].get("id"):
+            return self._update_device(body)
         profile = None
         if isinstance(body.get("deviceProfileId"), dict):
             profile = self.store.profile(body["deviceProfileId"].get("id"))
@@ -155,7 +165,26 @@ class RestApi:
         except Conflict:
             raise web.HTTPBadRequest(reason="Device with such name already exists!")
         self.log.rest("POST", "/api/device", 200, "created %s" % d["name"])
-        return web.json_response(device_json(d))
+        return web.json_response(device_json(d, self.store))
+
+    def _update_device(self, body):
+        """POST /api/device with an id: ThingsBoard's update; firmwareId/softwareId assign OTA packages."""
+        d = self.store.device(body["id"]["id"])
+        if d is None:
+            raise web.HTTPNotFound(reason="Requested item wasn't found!")
+        for field, ptype in (("firmwareId", "FIRMWARE"), ("softwareId", "SOFTWARE")):
+            if field not in body:
+                continue
+            ref = body[field]
+            package = self.store.ota_package(ref.get("id")) if isinstance(ref, dict) else None
+            if isinstance(ref, dict) and (package is None or package["type"] != ptype):
+                raise web.HTTPBadRequest(reason="Can't assign non-existent or wrong-type OTA package!")
+            current = self.store.assigned_ota(d["id"], ptype)
+            if (current["id"] if current else None) != (package["id"] if package else None):
+                self.ota.assign(d["id"], ptype, package)
+                self.log.rest("POST", "/api/device", 200, "%s %s -> %s" % (
+                    d["name"], field, "%s %s" % (package["title"], package["version"]) if package else "none"))
+        return web.json_response(device_json(d, self.store))
 
     async def get_device(self, request):
         return web.json_response(device_json(self._device(request)))
@@ -178,8 +207,8 @@ class RestApi:
             d = self.store.device_by_name(name)
             if d is None:
                 raise web.HTTPNotFound(reason="Requested item wasn't found!")
-            return web.json_response(device_json(d))
-        items = [device_json(d) for d in self.store.devices()]
+            return web.json_response(device_json(d, self.store))
+        items = [device_json(d, self.store) for d in self.store.devices()]
         text = request.query.get("textSearch")
         if text:
             items = [i for i in items if text.lower() in i["name"].lower()]
@@ -349,5 +378,5 @@ class RestApi:
         info = self.store.claim(d["id"])
         ok = info is not None and info["secret_key"] == secret and now_ms() < info["ts"] + info["duration_ms"]
         self.log.rest("POST", request.path, 200 if ok else 400, "claim " + ("SUCCESS" if ok else "FAILURE"))
-        return web.json_response({"device": device_json(d), "response": "SUCCESS" if ok else "FAILURE"},
+        return web.json_response({"device": device_json(d, self.store), "response": "SUCCESS" if ok else "FAILURE"},
                                  status=200 if ok else 400)

@@ -98,14 +98,19 @@ class Call:
             route += " Observe=%d" % obs
         self.route = route
 
-    def reply(self, code, payload=b"", typed=True, content_format=None, observe=None, on_ack=None):
+    def reply(self, code, payload=b"", typed=True, content_format=None, observe=None, on_ack=None, extra=None):
         shape = self.ex.respond(code, payload, typed=typed, content_format=content_format, observe=observe,
-                                on_ack=on_ack)
+                                on_ack=on_ack, extra=extra)
         note = code.dotted
         if observe is not None:
             note += " Observe=%d" % observe
-        if payload:
+        block2 = self.ex.response.opt.block2 if self.ex.response is not None else None
+        if block2 is not None:
+            note += " Block2=%d/%d/%d" % (block2.block_number, block2.more, 16 << block2.size_exponent)
+        if payload and self.path[:1] not in (["fw"], ["sw"]):
             note += " " + short(payload)
+        elif payload:
+            note += " <%d bytes>" % len(payload)
         self._log(note + " (" + shape + ")")
 
     def no_answer(self, why):
@@ -123,8 +128,9 @@ class Call:
 
 
 class DeviceApi:
-    def __init__(self, store, core, observe, rpc, log, delay=0.0):
+    def __init__(self, store, core, observe, rpc, log, ota, delay=0.0):
         self.store = store
+        self.ota = ota
         self.core = core
         self.observe = observe
         self.rpc = rpc
@@ -324,13 +330,11 @@ class DeviceApi:
         call.reply(Code.CREATED if ok else Code.BAD_REQUEST, jsontypes.dumps(body).encode(), typed=False,
                    content_format=_TEXT_PLAIN)
 
-    # ---- /fw/{token}, /sw/{token} (OtaPackageTransportResource, spec §10.2): no packages in tbsim
+    # ---- /fw/{token}, /sw/{token} (OtaPackageTransportResource, spec §10.2)
     def _ota(self, call):
-        req = call.ex.request
-        if req.code != Code.GET:
-            return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
-        if len(call.path) != 2 or self.store.device_by_token(call.path[1]) is None:
-            return call.reply(Code.UNAUTHORIZED, typed=False)
-        call.device = self.store.device_by_token(call.path[1])
-        call.ex.accept()  # the OTA resource accepts at once
-        call.reply(Code.NOT_FOUND)  # no package assigned
+        call.route = "/".join(call.path[:1] + ["<token>"] * (len(call.path) > 1)) + (
+            ("?" + "&".join(call.ex.request.opt.uri_query)) if call.ex.request.opt.uri_query else "")
+        if call.ex.request.opt.block2 is not None:
+            b = call.ex.request.opt.block2
+            call.route += " Block2=%d/%d" % (b.block_number, 16 << b.size_exponent)
+        self.ota.handle_coap(call)

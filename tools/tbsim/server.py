@@ -7,6 +7,7 @@ from .core import Core
 from .httpdevice import HttpDeviceApi
 from .log import Log
 from .observe import ObserveManager
+from .ota import OtaService
 from .rest import RestApi
 from .routes import DeviceApi
 from .rpc import RpcService
@@ -43,12 +44,13 @@ class TbSim:
         self.observe = ObserveManager(self.endpoint, self.log)
         self.rpc = RpcService(self.store, self.observe, self.log, ack_timeout=self.rpc_ack_timeout)
         self.core = Core(self.store, self.observe, self.rpc, self.log)
-        self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, delay=self.delay)
+        self.ota = OtaService(self.store, self.core, self.log)
+        self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, self.ota, delay=self.delay)
         self.coap_port = await self.endpoint.open(self.host, self.coap_port)
-        http_device = HttpDeviceApi(self.store, self.core, self.rpc, self.log,
+        http_device = HttpDeviceApi(self.store, self.core, self.rpc, self.log, self.ota,
                                     request_timeout_ms=self.http_request_timeout_ms)
         self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms,
-                            device_api=http_device)
+                            device_api=http_device, ota=self.ota)
         self._runner = web.AppRunner(self.rest.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS rpcs (
   id TEXT PRIMARY KEY, device_id TEXT NOT NULL, seq INTEGER NOT NULL, method TEXT NOT NULL, params TEXT NOT NULL,
   oneway INTEGER NOT NULL, status TEXT NOT NULL, created_time INTEGER NOT NULL, expiration_time INTEGER NOT NULL,
   retries INTEGER NOT NULL DEFAULT 0, response TEXT);
+CREATE TABLE IF NOT EXISTS ota_packages (
+  id TEXT PRIMARY KEY, created_time INTEGER NOT NULL, profile_id TEXT, type TEXT NOT NULL, title TEXT NOT NULL,
+  version TEXT NOT NULL, tag TEXT, url TEXT, file_name TEXT, content_type TEXT, checksum_algorithm TEXT,
+  checksum TEXT, data BLOB, UNIQUE (profile_id, type, title, version));
+CREATE TABLE IF NOT EXISTS ota_assignments (
+  device_id TEXT NOT NULL, type TEXT NOT NULL, package_id TEXT NOT NULL, PRIMARY KEY (device_id, type));
 CREATE TABLE IF NOT EXISTS claims (
   device_id TEXT PRIMARY KEY, secret_key TEXT NOT NULL, duration_ms INTEGER NOT NULL, ts INTEGER NOT NULL);
 """
@@ -134,7 +140,7 @@ class Store:
         return self._all("SELECT * FROM devices ORDER BY created_time, name")
 
     def delete_device(self, did):
-        for table in ("ts_kv", "attrs", "rpcs", "claims"):
+        for table in ("ts_kv", "attrs", "rpcs", "claims", "ota_assignments"):
             self.db.execute("DELETE FROM %s WHERE device_id=?" % table, (did,))
         return self.db.execute("DELETE FROM devices WHERE id=?", (did,)).rowcount > 0
 
@@ -218,6 +224,37 @@ class Store:
         cols = ", ".join("%s=?" % k for k in fields)
         self.db.execute("UPDATE rpcs SET %s WHERE id=?" % cols, (*fields.values(), rid))
         return self.rpc(rid)
+
+    # ---- OTA packages
+    def add_ota_package(self, ptype, title, version, profile_id=None, tag=None, url=None):
+        pid = str(uuid.uuid4())
+        try:
+            self.db.execute("INSERT INTO ota_packages (id, created_time, profile_id, type, title, version, tag, url) "
+                            "VALUES (?,?,?,?,?,?,?,?)", (pid, now_ms(), profile_id, ptype, title, version, tag, url))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("OTA package with such title and version already exists") from exc
+        return self.ota_package(pid)
+
+    def set_ota_data(self, pid, data, file_name, content_type, algorithm, checksum):
+        self.db.execute("UPDATE ota_packages SET data=?, file_name=?, content_type=?, checksum_algorithm=?, "
+                        "checksum=? WHERE id=?", (data, file_name, content_type, algorithm, checksum, pid))
+        return self.ota_package(pid)
+
+    def ota_package(self, pid):
+        return self._one("SELECT * FROM ota_packages WHERE id=?", pid)
+
+    def ota_packages(self):
+        return self._all("SELECT * FROM ota_packages ORDER BY created_time")
+
+    def assign_ota(self, did, ptype, pid):
+        if pid is None:
+            self.db.execute("DELETE FROM ota_assignments WHERE device_id=? AND type=?", (did, ptype))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO ota_assignments VALUES (?,?,?)", (did, ptype, pid))
+
+    def assigned_ota(self, did, ptype):
+        row = self._one("SELECT package_id FROM ota_assignments WHERE device_id=? AND type=?", did, ptype)
+        return self.ota_package(row["package_id"]) if row else None
 
     # ---- claims
     def save_claim(self, did, secret_key, duration_ms):
