@@ -453,7 +453,7 @@ class Block2(Behaviour):
         if num == 0:
             opts["size2"] = len(self.body)
         if self.etag is not None:
-            opts["etag"] = self.etag
+            opts["etag"] = _payload(self.etag, ctx)
         ctx.send(ctx.response(Code.CONTENT, self.body[off : off + size], **opts))
 
 
