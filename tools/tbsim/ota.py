@@ -5,7 +5,6 @@ import hashlib
 import zlib
 
 from aiocoap.numbers import Code
-from aiocoap.optiontypes import BlockOption
 
 from .core import SHARED_SCOPE
 from .store import now_ms
@@ -150,7 +149,7 @@ class OtaService:
     @staticmethod
     def _opts(num, more, szx, size2=None):
         def apply(msg):
-            msg.opt.block2 = BlockOption((num, more, szx))
+            msg.opt.block2 = (num, more, szx)
             if size2 is not None:
                 msg.opt.size2 = size2
         return apply
