@@ -6,6 +6,7 @@ from coap.client import Client
 from coap.errors import CoapError
 from tbdevice import credentials, errors
 from tbdevice.device import Device
+from tbdevice.jsonenc import dumps
 from tbdevice.provision import provision
 from version import FW_TITLE, FW_VERSION
 
@@ -67,7 +68,7 @@ class App:
         try:
             await self.device.send_telemetry(values)
             self.sent += 1
-            self._say("telemetry %s -> 2.01" % (values,))
+            self._say("telemetry %s -> 2.01" % dumps(values))
             return True
         except (CoapError, errors.TbError) as e:
             self.failed += 1
