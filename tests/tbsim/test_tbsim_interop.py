@@ -178,3 +178,12 @@ def test_libcoap_telemetry_client_rpc_claim_provision(tbsim, files):
     assert '"status":"FAILURE"' in out  # the name exists now
     out = sh(libcoap("coap-client -m post -e '{}' %s/NOT_A_TOKEN/telemetry" % base), files)
     assert "4.01" in out
+
+
+@needs_libcoap
+def test_libcoap_block1_post(tbsim, files):
+    (files / "big.json").write_text('{"big":"%s"}' % ("y" * 3000))
+    tok = "coap://127.0.0.1:%d/api/v1/%s" % (tbsim.coap_port, tbsim.token)
+    out = sh(libcoap("coap-client -m post -b 256 -f big.json %s/telemetry" % tok), files)
+    assert "4." not in out and "5." not in out
+    assert len(latest(tbsim, "big")["big"]) == 3000

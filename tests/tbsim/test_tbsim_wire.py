@@ -263,3 +263,27 @@ def test_slow_core_option_gives_empty_ack_then_separate_response_of_request_type
         assert r.mtype == NON and r.code == Code.CREATED and r.at - req.sent_at > 0.65
     finally:
         p.close()
+
+
+def test_block1_request_body_is_assembled(tbsim, peer):
+    body = ('{"blob":"%s","n":7}' % ("x" * 2000)).encode()
+    size = 1024
+    blocks = [body[i:i + size] for i in range(0, len(body), size)]
+    for num, chunk in enumerate(blocks):
+        more = num < len(blocks) - 1
+        req = peer.build(Code.POST, api("telemetry"), chunk)
+        req.opt.block1 = (num, more, 6)
+        peer.send(req)
+        r = peer.recv()
+        if more:  # 2.31 Continue, piggybacked, echoing the block
+            assert (r.mtype, r.code, r.mid, tuple(r.opt.block1)) == (ACK, Code.CONTINUE, req.mid, (num, True, 6))
+    assert r.mtype == CON and r.code == Code.CREATED and tuple(r.opt.block1) == (len(blocks) - 1, False, 6)
+    peer.ack(r)
+    did = tbsim.rest.device_id("Thermo-1")
+    got = tbsim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys="blob,n")
+    assert got["n"][0]["value"] == "7" and len(got["blob"][0]["value"]) == 2000
+    # a block out of sequence: 4.08
+    req = peer.build(Code.POST, api("telemetry"), b"{}")
+    req.opt.block1 = (3, False, 6)
+    peer.send(req)
+    assert peer.recv().code == Code.REQUEST_ENTITY_INCOMPLETE

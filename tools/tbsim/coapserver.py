@@ -63,6 +63,7 @@ class Exchange:
         self.response = None          # the current response Message (as sent)
         self.response_tx = None       # its Transmission when it is a separate CON
         self.on_accept = None         # called when the deferred empty ACK goes out (for the log)
+        self.block1 = None            # (num, more, szx) of the last block when the body came in blocks
         self.accept_handle = endpoint.loop.call_later(endpoint.timing.piggyback_timeout, self.accept)
 
     @property
@@ -95,6 +96,9 @@ class Exchange:
             msg.opt.observe = observe
         if extra is not None:
             extra(msg)  # more options (Block2, Size2)
+        if self.block1 is not None and msg.opt.block1 is None:
+            msg.opt.block1 = self.block1  # the final response of a Block1 transfer echoes the last block
+
         ep = self.endpoint
         if not typed and self.con and not self.acknowledged:
             # Type left unset: CF ReliabilityLayer.prepareResponse piggybacks it in the ACK.

@@ -11,6 +11,7 @@ import re
 from aiocoap.numbers import Code
 
 from . import jsontypes
+from .block1 import Block1Assembler
 from .core import CLIENT_SCOPE, SHARED_SCOPE, flat_json
 from .log import short
 from .observe import ATTRIBUTES, RPC
@@ -131,6 +132,7 @@ class DeviceApi:
     def __init__(self, store, core, observe, rpc, log, ota, delay=0.0):
         self.store = store
         self.ota = ota
+        self.block1 = Block1Assembler()
         self.core = core
         self.observe = observe
         self.rpc = rpc
@@ -144,6 +146,10 @@ class DeviceApi:
             self._handle(ex)
 
     def _handle(self, ex):
+        if not self.block1.feed(ex):
+            req, b = ex.request, ex.request.opt.block1
+            note = "%s (Block1=%d/%d/%d)" % (ex.response.code.dotted, b.block_number, b.more, 16 << b.size_exponent)
+            return self.log.coap(ex.peer, req.mtype.name, req.code.name, "block", None, None, note)
         req = ex.request
         call = Call(self, ex, split_path(req.opt.uri_path))
         path = call.path
