@@ -1,0 +1,45 @@
+# Runs a list of Device API calls on the unix port and prints one JSON line per call:
+#   micropython plan.py '{"host":..,"port":..,"token":..,"ops":[["telemetry",{...}], ...]}'
+import asyncio
+import json
+import sys
+
+from coap.client import Client
+from tbdevice.device import Device
+from tbdevice.provision import provision
+
+
+async def main(spec):
+    client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
+    dev = Device(spec["host"], spec.get("token") or "none", client=client, clock=None)
+    await dev.connect()
+    for op in spec["ops"]:
+        name, args = op[0], op[1:]
+        out = {"op": name}
+        try:
+            if name == "telemetry":
+                out["result"] = await dev.send_telemetry(*args)
+            elif name == "attributes":
+                out["result"] = await dev.send_attributes(*args)
+            elif name == "request":
+                out["result"] = await dev.request_attributes(*args)
+            elif name == "rpc":
+                out["result"] = await dev.call_rpc(*args)
+            elif name == "claim":
+                out["result"] = await dev.claim(*args)
+            elif name == "provision":
+                out["result"] = await provision(client, *args)
+            elif name == "sleep":
+                await asyncio.sleep_ms(args[0])
+            out["ok"] = True
+        except Exception as e:  # report every outcome to the test, then go on
+            out["ok"] = False
+            out["error"] = type(e).__name__
+            out["message"] = str(e)
+            out["code"] = getattr(e, "code", None)
+            out["status"] = getattr(e, "status", None)
+        print(json.dumps(out))
+    await dev.close()
+
+
+asyncio.run(main(json.loads(sys.argv[1])))

@@ -1,0 +1,33 @@
+# firmware/config.py: defaults and one clear line per problem.
+import config
+
+
+def _err(cfg):
+    try:
+        config.validate(cfg)
+    except config.ConfigError as e:
+        return str(e)
+    return None
+
+
+def test_defaults():
+    c = config.validate({"host": "h", "token": "t"})
+    assert c["transport"] == "coap" and c["port"] == 5683 and c["payload"] == "json"
+    assert c["telemetry_interval_ms"] == 5000 and c["state_dir"] == "."
+    assert config.validate({"host": "h", "token": "t", "transport": "coaps"})["port"] == 5684
+    assert config.validate({"host": "h", "token": "t", "transport": "https"})["port"] == 443
+
+
+def test_problems_name_the_key():
+    assert "'host' is required" in _err({"token": "t"})
+    assert "'token' is required" in _err({"host": "h"})
+    assert "'x' is not a known key" in _err({"host": "h", "token": "t", "x": 1})
+    assert "'port'" in _err({"host": "h", "token": "t", "port": "80"})
+    assert "'ota.size' is not a known key" in _err({"host": "h", "token": "t", "ota": {"size": 1}})
+    assert "'provision.device_key' is required" in _err({"host": "h", "provision": {"device_secret": "s"}})
+    assert "JSON object" in _err([1])
+
+
+def test_provision_instead_of_token():
+    c = config.validate({"host": "h", "provision": {"device_key": "k", "device_secret": "s"}})
+    assert "token" not in c
