@@ -125,7 +125,7 @@ async def run(o, tls, uri):
         if o["s"]:
             ok = [True]
 
-            def show(msg):
+            def show(msg, initial=False):
                 if msg.code >> 5 != 2:
                     ok[0] = False
                     sys.stderr.write("coap-client: %s\n" % m.code_str(msg.code))

@@ -103,12 +103,16 @@ class Client:
         self.retransmissions = 0
         self.duplicates = 0
         self.rejected = 0
+        self.generation = 0  # counts connect(): observers re-register when it changes
+        self.last_rx = time.ticks_ms()  # when the peer was last heard from (liveness)
 
     # ---- link -------------------------------------------------------------
     async def connect(self):
         """Open the socket (resolving the host once) and start the receive task."""
         self._stop_rx()
         self.transport.open()
+        self.generation += 1
+        self.last_rx = time.ticks_ms()
         self.start_rx()
 
     def start_rx(self):
@@ -275,6 +279,7 @@ class Client:
                 if n is None:
                     break
                 self.received += 1
+                self.last_rx = time.ticks_ms()
                 self._on_datagram(buf, n)
 
     def _reply(self, mtype, mid):

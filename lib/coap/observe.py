@@ -1,84 +1,162 @@
 # Client side of RFC 7641: register with Observe=0, receive notifications on the same
-# token, order them (§3.4), deregister with Observe=1 (§3.6).
+# token, order them (§3.4), keep the observation alive (re-register when it ends, after
+# Max-Age or a silence limit, after every reconnect), deregister with Observe=1 (§3.6).
+import asyncio
+import random
 import time
 
+from coap import blockwise
 from coap import message as m
 from coap.client import Route, _Exchange
-from coap.errors import Timeout
+from coap.errors import CoapError, Timeout
 
 _2_23 = 1 << 23
 _FRESH_MS = 128000  # §3.4: a notification more than 128 s after the last is fresh anyway
+_BACKOFF_MIN_MS = 1000
+_BACKOFF_MAX_MS = 60000
+_MAX_AGE_MARGIN_MS = 2000  # §3.3.1: re-register a little after Max-Age has run out
+_POLL_MS = 1000
 
 
 class Observation:
-    """`callback(msg)` runs for the first response and each fresh notification, in the
-    receive loop: keep it short (set an Event, queue the message). After a response
-    that is not 2.xx, or one without Observe, `active` is False: re-register if needed."""
+    """`callback(msg, initial)` runs for the registration's response (initial=True) and
+    for each fresh notification and the response that ends the observation
+    (initial=False). It runs in the receive loop: keep it short (queue the message).
 
-    def __init__(self, client, route, callback, options=(), con=True):
+    Use register()/cancel() for a single registration, or run() to keep the observation
+    alive until cancel(). `silence_ms` (0: never) re-registers an observation that has
+    been silent that long and carries no Max-Age of its own."""
+
+    def __init__(self, client, route, callback, options=(), con=True, silence_ms=0):
         self.client = client
         self.route = route if isinstance(route, Route) else Route(route)
         self.callback = callback
-        self.options = options
+        self.options = [o for o in options if o[0] != m.OBSERVE]
         self.con = con
+        self.silence_ms = silence_ms
         self.active = False
         self.token = None
         self.last = -1
         self.last_ms = 0
+        self.max_age_ms = 0
         self.notifications = 0
+        self.registrations = 0
+        self.error = None
+        self._gen = -1
+        self._closed = False
+        self._wake = asyncio.Event()
 
     async def register(self, timeout_ms=None):
+        """One registration; returns the response. `active` tells whether the server
+        accepted it: a response without Observe is a declined registration (§3.1)."""
         cl = self.client
-        ex = _Exchange(cl.new_token(), self._on)
-        self.token = ex.token
-        self.last = -1
-        opts = [(m.OBSERVE, 0)] + list(self.options)
-        msg = await cl.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, ex=ex)
+        if self.token is None:
+            self.token = cl.new_token()  # kept for re-registrations (§3.3.1)
+        ex = _Exchange(self.token, self._on)
+        self.last = -1  # a re-registration restarts the server's counter (spec §6.2)
+        self._gen = cl.generation
+        msg = await cl.exchange(m.GET, self.route, b"", [(m.OBSERVE, 0)] + self.options, self.con, timeout_ms, ex=ex)
         obs = msg.uint(m.OBSERVE)
-        # A response without Observe means the server declined the registration (§3.1).
         self.active = obs is not None and msg.code >> 5 == 2
+        self.registrations += 1
         if self.active:
-            self.last = obs
-            self.last_ms = time.ticks_ms()
+            self._seen(obs, msg)
         else:
-            cl._by_token.pop(ex.token, None)
-        self.callback(msg)
+            cl._by_token.pop(self.token, None)
+        b2 = msg.uint(m.BLOCK2)
+        if b2 is not None and b2 & 8:
+            msg = await self._rest(msg)
+        self.callback(msg, True)
         return msg
+
+    def _seen(self, v, msg):
+        self.last = v
+        self.last_ms = time.ticks_ms()
+        age = msg.uint(m.MAX_AGE)
+        self.max_age_ms = age * 1000 if age is not None else 0
+
+    async def _rest(self, msg):
+        # The rest of a block-wise notification: plain GETs for block 1.. with fresh
+        # tokens, never the observation's token (RFC 7959 §2.6).
+        return await blockwise.follow(self.client, m.GET, self.route, self.options, self.con, None, None, msg)
+
+    async def _rest_then_deliver(self, msg):
+        try:
+            self.callback(await self._rest(msg), False)
+        except (CoapError, OSError) as e:
+            self.error = e
 
     def _on(self, msg):
         v = msg.uint(m.OBSERVE)
         if msg.code >> 5 != 2 or v is None:
-            # 2.02 Deleted, 4.04, 5.00 ... or a plain response: the observation is over (§3.2).
+            # 2.02 Deleted (ThingsBoard ending it), 4.04, 5.00, or a plain response:
+            # the observation is over (§3.2); run() re-registers.
             self._end()
-            self.callback(msg)
+            self.callback(msg, False)
             return
-        now = time.ticks_ms()
         v1 = self.last
         if not (
             (v1 < v and v - v1 < _2_23)
             or (v1 > v and v1 - v > _2_23)
-            or time.ticks_diff(now, self.last_ms) > _FRESH_MS
+            or time.ticks_diff(time.ticks_ms(), self.last_ms) > _FRESH_MS
         ):
-            return  # stale or duplicate: an older notification than the one we have (§3.4)
-        self.last = v
-        self.last_ms = now
+            return  # older than the one we have, or a duplicate (§3.4)
+        self._seen(v, msg)
         self.notifications += 1
-        self.callback(msg)
+        b2 = msg.uint(m.BLOCK2)
+        if b2 is not None and b2 & 8:
+            asyncio.create_task(self._rest_then_deliver(msg))
+            return
+        self.callback(msg, False)
 
     def _end(self):
         self.active = False
         if self.token is not None:
             self.client._by_token.pop(self.token, None)
+        self._wake.set()
 
-    async def cancel(self, timeout_ms=None):
-        """Deregister explicitly: GET with Observe=1 and the same token (§3.6)."""
-        if self.token is None:
-            return None
+    def _expired(self):
+        limit = self.max_age_ms + _MAX_AGE_MARGIN_MS if self.max_age_ms else self.silence_ms
+        return limit and time.ticks_diff(time.ticks_ms(), self.last_ms) > limit
+
+    async def run(self):
+        """Keep the observation registered until cancel(): re-register with jittered
+        back-off after a failure or an end, at once after a reconnect or expiry."""
+        delay = _BACKOFF_MIN_MS
+        while not self._closed:
+            try:
+                await self.register()
+            except (CoapError, OSError) as e:
+                self.active = False
+                self.error = e
+            if self.active:
+                delay = _BACKOFF_MIN_MS
+                while self.active and not self._closed:
+                    if self.client.generation != self._gen or self._expired():
+                        break  # re-register now, with the same token
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for_ms(self._wake.wait(), _POLL_MS)
+                    except asyncio.TimeoutError:
+                        pass
+                if self.active:
+                    continue
+            if self._closed:
+                break
+            await asyncio.sleep_ms(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
+            delay = min(delay * 2, _BACKOFF_MAX_MS)
+
+    async def cancel(self, timeout_ms=5000):
+        """Stop run() and deregister explicitly: GET with Observe=1 and the same token (§3.6)."""
+        self._closed = True
+        was = self.active
         self._end()
-        opts = [(m.OBSERVE, 1)] + list(self.options)
+        if self.token is None or not was:
+            return None
+        opts = [(m.OBSERVE, 1)] + self.options
         try:
-            return await self.client.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms or 5000, token=self.token)
+            return await self.client.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, token=self.token)
         except Timeout:
-            return None  # ThingsBoard answers the deregistration with an empty ACK only (spec §6.4)
+            return None  # ThingsBoard answers a deregistration with an empty ACK only (spec §6.4)
         finally:
-            self.token = None
+            self.client._by_token.pop(self.token, None)

@@ -70,7 +70,7 @@ async def request(cl, st):
 async def observe(cl, st):
     t0 = time.ticks_ms()
     got = []
-    obs = Observation(cl, st["path"], lambda msg: got.append(describe(msg, t0)), con=st.get("con", True))
+    obs = Observation(cl, st["path"], lambda msg, initial=False: got.append(describe(msg, t0)), con=st.get("con", True))
     r = {}
     try:
         await obs.register()
