@@ -22,9 +22,12 @@ def test_con_retransmission_schedule_and_timeout(peer_factory):
     g = gaps([d.t for d in copies])
     # Initial timeout random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] ...
     assert T - TOL <= g[0] <= 1.5 * T + TOL, g
-    # ... then doubled after each retransmission.
+    # ... then doubled after each retransmission (one late arrival at the peer lengthens
+    # one gap and shortens the next, so allow some relative slack per gap, and check the
+    # whole schedule against the first gap too).
     for a, b in zip(g, g[1:]):
-        assert abs(b - 2 * a) <= 2 * TOL, g
+        assert abs(b - 2 * a) <= max(2 * TOL, 0.2 * b), g
+    assert abs((copies[-1].t - copies[0].t) - 15 * g[0]) <= max(3 * TOL, 0.1 * 15 * g[0]), g
     # After the last retransmission the client waits one more (doubled) timeout: the
     # whole exchange lasts initial * (2 ** (MAX_RETRANSMIT + 1) - 1).
     expected = 31 * g[0]

@@ -512,13 +512,18 @@ class Observe(Behaviour):
             return
         ctx.send(ctx.response(Code.CONTENT, self.first, observe=self.seq0))
         t = 0.0
-        for i, (delay, payload) in enumerate(self.notify):
+        for i, item in enumerate(self.notify):
+            # (delay, payload) or (delay, payload, observe value or None, code)
+            delay, payload = item[0], item[1]
+            seq = item[2] if len(item) > 2 else self.seq0 + 1 + i
+            code = item[3] if len(item) > 3 else Code.CONTENT
             t += delay
-            ctx.peer.later(t, self._notify, ctx, self.seq0 + 1 + i, payload)
+            ctx.peer.later(t, self._notify, ctx, seq, payload, code)
 
-    def _notify(self, ctx, seq, payload):
+    def _notify(self, ctx, seq, payload, code=Code.CONTENT):
         mid = ctx.peer.next_mid()
-        msg = ctx.response(Code.CONTENT, payload, CON if self.con else NON, mid=mid, observe=seq)
+        opts = {} if seq is None else {"observe": seq}
+        msg = ctx.response(code, payload, CON if self.con else NON, mid=mid, **opts)
         self.notified.append((mid, seq, payload))
         if self.con:
             ctx.peer.send_reliably(msg, ctx.addr, self.rto)
