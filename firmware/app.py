@@ -20,6 +20,7 @@ class App:
         self.sent = 0
         self.failed = 0
         self.device = None
+        self._wake = asyncio.Event()
 
     def _say(self, text):
         if self.log:
@@ -62,7 +63,61 @@ class App:
         token = await self._token(client)
         self.device = Device(cfg["host"], token, con=con, clock=self.hal.epoch_ms, client=client, log=self.log)
         self._say("device: CoAP %s:%d, reporting every %d ms" % (cfg["host"], cfg["port"], self.interval_ms))
+        dev = self.device
+        dev.on_rpc("setGpio", self.set_gpio)
+        dev.on_rpc("getGpio", self.get_gpio)
+        dev.on_rpc("getStatus", self.get_status)
+        dev.on_rpc("reboot", self.reboot)
+        dev.on_attribute("telemetry_interval_ms", self.set_interval)
+        dev.subscribe()
         await self.report({"current_fw_title": FW_TITLE, "current_fw_version": FW_VERSION})
+
+    # ---- RPC methods of the run contract (DESIGN §3) --------------------------
+    def set_gpio(self, params):
+        pin, value = params["pin"], params["value"]
+        self.hal.pin_write(pin, value)
+        return {"pin": pin, "value": self.hal.pin_read(pin)}
+
+    def get_gpio(self, params):
+        pin = params["pin"]
+        return {"pin": pin, "value": self.hal.pin_read(pin)}
+
+    def get_status(self, params):
+        d = self.device
+        dl = d.downlink
+        return {
+            "uptime_ms": self.hal.uptime_ms(),
+            "free_heap": self.hal.free_heap(),
+            "sent": self.sent,
+            "failed": self.failed,
+            "rpc": dl.rpc.handled if dl else 0,
+            "reconnects": d.reconnects,
+            "retransmissions": d.client.retransmissions,
+            "fw_title": FW_TITLE,
+            "fw_version": FW_VERSION,
+        }
+
+    def reboot(self, params):
+        # Reply first, then reset: the reply is posted before the scheduled reset runs.
+        asyncio.create_task(self._reboot_later())
+        return {"rebooting": True}
+
+    async def _reboot_later(self):
+        await asyncio.sleep_ms(1000)
+        self._say("device: rebooting")
+        self.hal.reset()
+
+    def set_interval(self, value):
+        # The shared attribute of the same name changes the period live (DESIGN §3);
+        # deleting it brings back the configured one.
+        if value is None:
+            value = self.cfg["telemetry_interval_ms"]
+        if isinstance(value, int) and value >= 100:
+            self.interval_ms = value
+            self._wake.set()
+            self._say("telemetry interval: %d ms" % value)
+        else:
+            self._say("telemetry_interval_ms: ignoring %r (an integer >= 100 is needed)" % (value,))
 
     async def report(self, values):
         try:
@@ -79,4 +134,8 @@ class App:
         await self.start()
         while True:
             await self.report(self.hal.read_sensors())
-            await asyncio.sleep_ms(self.interval_ms)
+            self._wake.clear()
+            try:  # a new interval wakes the loop at once
+                await asyncio.wait_for_ms(self._wake.wait(), self.interval_ms)
+            except asyncio.TimeoutError:
+                pass

@@ -13,6 +13,7 @@ class Hal:
     def __init__(self, cfg):
         self.cfg = cfg
         self.pins = {}
+        self._t0 = time.ticks_ms()
         self._t = 21.5
         self._h = 40.25
 
@@ -51,4 +52,14 @@ class Hal:
         return gc.mem_free()
 
     def uptime_ms(self):
-        return time.ticks_ms()
+        return time.ticks_diff(time.ticks_ms(), self._t0)
+
+    def reset(self):
+        # A board resets; the unix port exits with the status tools/run-device takes as
+        # "boot again" (a real reboot: the process and all its state are gone).
+        import sys
+
+        sys.exit(RESET_EXIT)
+
+
+RESET_EXIT = 75

@@ -51,6 +51,45 @@ class Device:
         self._link = asyncio.Lock()
         self.reconnects = 0
         self.set_token(token)
+        self.downlink = None
+
+    # ---- downlink: shared attributes and server-side RPC (spec §6, §7) -------
+    def _down(self):
+        if self.downlink is None:
+            from tbdevice.downlink import Downlink
+
+            self.downlink = Downlink(self)
+        return self.downlink
+
+    def on_attribute(self, key, cb):
+        """cb(value) when the shared attribute changes (None when deleted)."""
+        self._down().attributes.on(key, cb)
+
+    def on_attributes(self, cb):
+        """cb(changed: dict, deleted: list) after every shared-attribute change."""
+        self._down().attributes.on_any(cb)
+
+    def on_rpc(self, method, fn):
+        """fn(params) -> result, plain or async; its result is the RPC's reply."""
+        self._down().rpc.on(method, fn)
+
+    @property
+    def shared(self):
+        """The device's copy of its shared attributes (a dict)."""
+        return self._down().attributes.values
+
+    def subscribe(self, silence_ms=300000, keepalive_ms=30000):
+        """Start the attribute and RPC observations (kept registered from then on), the
+        dispatcher and the keep-alive ping. Returns at once."""
+        d = self._down()
+        d.silence_ms = silence_ms
+        d.keepalive_ms = keepalive_ms
+        d.start()
+
+    async def reconnect(self):
+        """Re-open the link (a new socket; observations re-register)."""
+        self.client.transport.close()
+        await self._reopen()
 
     def set_token(self, token):
         self.token = token
@@ -64,6 +103,8 @@ class Device:
         await self._reopen(first=True)
 
     async def close(self):
+        if self.downlink is not None:
+            await self.downlink.stop()
         await self.client.close()
 
     async def _reopen(self, first=False):
