@@ -1,29 +1,22 @@
 # Device provisioning (spec §9): POST api/v1/provision with the profile's key and secret,
 # no credentials needed. SUCCESS is 2.01 with the new credentials; NOT_FOUND and FAILURE
 # are 4.00 with a JSON status; 4.00 with no body means key or secret was missing.
-from coap import message as m
-from coap.client import Route
+from tbdevice import coaplink as op
 from tbdevice import errors
-from tbdevice.device import decode_json
-from tbdevice.jsonenc import dumps
+from tbdevice.codec import JsonCodec
 
 
-async def provision(client, device_key, device_secret, device_name=None, token=None):
-    """Returns {"token": <access token>, "device_name": ..}; raises errors.ProvisionError."""
-    body = {"provisionDeviceKey": device_key, "provisionDeviceSecret": device_secret}
-    if device_name:
-        body["deviceName"] = device_name
-    if token:
-        body["credentialsType"] = "ACCESS_TOKEN"
-        body["token"] = token
-    msg = await client.request(m.POST, Route("api/v1/provision"), dumps(body))
-    if not msg.payload:
-        raise errors.ProvisionError("provision: %s with no status" % m.code_str(msg.code), "BAD_REQUEST", msg.code)
-    r = decode_json(msg.payload, "provision")
-    status = r.get("status") if isinstance(r, dict) else None
+async def provision(link, device_key, device_secret, device_name=None, token=None, codec=None):
+    """Returns {"token": <access token>, "device_name": ..}; raises errors.ProvisionError.
+    `link` is an open link (CoapLink) or a coap Client."""
+    if not hasattr(link, "set_token"):  # a bare coap.client.Client
+        link = op.CoapLink(None, client=link)
+    codec = codec or JsonCodec()
+    payload = await link.request(op.PROVISION, codec.provision(device_key, device_secret, device_name, token))
+    r = codec.provision_response(payload)
+    status = r.get("status")
     if status != "SUCCESS":
-        why = r.get("errorMsg", "") if isinstance(r, dict) else ""
-        raise errors.ProvisionError("provision: %s %s" % (status, why), status or "UNKNOWN", msg.code)
+        raise errors.ProvisionError("provision: %s %s" % (status, r.get("errorMsg", "")), status or "UNKNOWN")
     if r.get("credentialsType", "ACCESS_TOKEN") != "ACCESS_TOKEN":
-        raise errors.ProvisionError("provision: credentials of type %s" % r.get("credentialsType"), "FAILURE", msg.code)
+        raise errors.ProvisionError("provision: credentials of type %s" % r.get("credentialsType"), "FAILURE")
     return {"token": r["credentialsValue"], "device_name": device_name}

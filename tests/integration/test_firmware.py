@@ -179,7 +179,7 @@ class HostileServer:
 
 def test_garbage_and_malformed_responses_never_crash_the_device(tmp_path):
     srv = HostileServer()
-    dev = Device(write_config(tmp_path, port=srv.port, token="T"), heap="96K")
+    dev = Device(write_config(tmp_path, port=srv.port, token="T"))
     try:
         assert wait_until(lambda: len([l for l in dev.lines if "-> 2.01" in l]) >= 5, 15), dev.output()
     finally:

@@ -1,6 +1,12 @@
-# Sans-IO parts of tbdevice and the firmware's config validation (CPython and unix port).
+# Sans-IO parts of tbdevice: the JSON codec, the attribute cache, the RPC dispatcher's
+# bookkeeping and the error tree (CPython and unix port).
+import json
+
 from tbdevice import errors
-from tbdevice.device import _query, telemetry_body
+from tbdevice.attributes import SharedAttributes
+from tbdevice.codec import JsonCodec, telemetry_body
+
+C = JsonCodec()
 
 
 def test_telemetry_body_forms():
@@ -12,11 +18,43 @@ def test_telemetry_body_forms():
     assert telemetry_body(arr, 5) is arr
 
 
-def test_query_one_option_per_list():
-    assert _query("clientKeys", ["a", "b"]) == ("clientKeys=a,b",)
-    assert _query("sharedKeys", "c") == ("sharedKeys=c",)
-    assert _query("sharedKeys", None) == ()
-    assert _query("sharedKeys", []) == ()
+def test_request_bodies():
+    assert C.telemetry({"t": 21.5}) == '{"t":21.5}'
+    assert json.loads(C.telemetry({"t": 1}, 7)) == {"ts": 7, "values": {"t": 1}}
+    assert json.loads(C.rpc_call("m", None)) == {"method": "m", "params": None}
+    assert json.loads(C.rpc_reply({"ok": 1})) == {"ok": 1}
+    assert json.loads(C.rpc_reply(5)) == {"result": 5}  # the server takes only an object
+    assert C.claim() == b""
+    assert json.loads(C.claim("s", 60000)) == {"secretKey": "s", "durationMs": 60000}
+    assert json.loads(C.provision("k", "s", "n")) == {
+        "provisionDeviceKey": "k", "provisionDeviceSecret": "s", "deviceName": "n"}
+
+
+def test_answers():
+    assert C.attribute_response(None) == {"client": {}, "shared": {}}
+    assert C.attribute_response(b'{"shared":{"a":1}}') == {"client": {}, "shared": {"a": 1}}
+    assert C.rpc_request(b'{"id":3,"method":"m","params":{}}')["id"] == 3
+    for bad in (b"[1]", b"{", b'{"id":"3","method":"m"}'):
+        try:
+            C.rpc_request(bad)
+        except errors.BadPayload:
+            continue
+        assert False, bad
+    assert C.rpc_response(b"") is None
+
+
+def test_shared_attributes_replace_and_apply():
+    sa = SharedAttributes()
+    seen = []
+    sa.on("a", lambda v: seen.append(("a", v)))
+    sa.on_any(lambda ch, de: seen.append((ch, de)))
+    assert sa.replace({"a": 1, "b": 2}) == ({"a": 1, "b": 2}, [])
+    assert sa.apply({"a": 1}) == ({}, [])  # no change, no callback
+    assert sa.apply({"a": 5, "deleted": ["b"]}) == ({"a": 5}, ["b"])
+    assert sa.values == {"a": 5}
+    # a re-subscription's full state reports exactly what was missed
+    assert sa.replace({"c": 3}) == ({"c": 3}, ["a"])
+    assert seen == [("a", 1), ({"a": 1, "b": 2}, []), ("a", 5), ({"a": 5}, ["b"]), ("a", None), ({"c": 3}, ["a"])]
 
 
 def test_errors_keep_code():
