@@ -1,0 +1,69 @@
+# The asyncio cases: the raw datagram through asyncio's IO queue, then each layer of the
+# stack in turn (coap exchange, coap request, tbdevice send_telemetry).
+import asyncio
+import socket
+
+from bm_common import HOST, TOKEN, VALUES, addr, ameasure, payload_bytes, raw_request
+
+
+async def run(case, port, metric, n, warm):
+    if case == "araw":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(addr(port))
+        s.setblocking(False)
+        req = raw_request()
+        buf = bytearray(1280)
+        rlen = 4 + (req[0] & 15)  # see bm_raw: readinto() glues datagrams otherwise
+        wait = asyncio.core._io_queue.queue_read
+
+        async def loop(k):
+            for _ in range(k):
+                s.send(req)
+                while s.readinto(buf, rlen) is None:
+                    yield wait(s)
+
+    elif case == "exchange" or case == "request":
+        from coap.client import Client, Route
+        from coap import message as m
+
+        c = Client(HOST, port)
+        await c.connect()
+        route = Route("api/v1/" + TOKEN + "/telemetry")
+        body = payload_bytes()
+        if case == "exchange":
+            send = c.exchange
+        else:
+            send = c.request
+            body = body.decode()  # as tbdevice hands it over: a str
+
+        async def loop(k):
+            for _ in range(k):
+                msg = await send(m.POST, route, body)
+                if msg.code != m.CREATED:
+                    raise SystemExit("bad code %d" % msg.code)
+
+    elif case == "device":
+        from tbdevice.device import Device
+
+        dev = Device(HOST, TOKEN, port=port, con=True)
+        await dev.connect()
+
+        async def loop(k):
+            for _ in range(k):
+                await dev.send_telemetry(VALUES)
+
+    elif case == "wait":
+        # asyncio.wait_for_ms() on an Event that is already set: the per-request wait
+        # machinery of coap.client, without any I/O.
+        ev = asyncio.Event()
+        ev.set()
+
+        async def loop(k):
+            for _ in range(k):
+                await asyncio.wait_for_ms(ev.wait(), 2000)
+
+    else:
+        raise SystemExit("unknown case " + case)
+    res = {}
+    await ameasure(loop, metric, n, warm, res)
+    return res

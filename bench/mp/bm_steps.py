@@ -1,0 +1,67 @@
+# Single steps of sending one telemetry message, without I/O.
+import json
+
+from bm_common import HOST, TOKEN, VALUES, measure, payload_bytes
+
+
+def run(case, metric, n, warm):
+    if case == "dumps":
+        from tbdevice.jsonenc import dumps
+
+        def loop(k):
+            for _ in range(k):
+                dumps(VALUES)
+
+    elif case == "jsondumps":
+        sep = (",", ":")
+
+        def loop(k):
+            for _ in range(k):
+                json.dumps(VALUES, separators=sep)
+
+    elif case == "encode":
+        from coap import message as m
+        from coap.client import Route
+
+        route = Route("api/v1/" + TOKEN + "/telemetry")
+        buf = bytearray(1280)
+        body = payload_bytes()
+        tok = b"\xa1\xb2\xc3\xd4"
+
+        def loop(k):
+            for i in range(k):
+                m.encode_into(buf, m.CON, m.POST, i & 0xFFFF, tok, route.opts, body)
+
+    elif case == "decode":
+        from coap import message as m
+
+        rsp = bytearray(1280)
+        rsp[:8] = b"\x64\x41\x12\x34\xa1\xb2\xc3\xd4"
+
+        def loop(k):
+            for _ in range(k):
+                m.decode(rsp, 8)
+
+    elif case == "token":
+        from coap.client import Client
+
+        c = Client(HOST, 5683)
+
+        def loop(k):
+            for _ in range(k):
+                c.new_token()
+
+    elif case == "exobj":
+        from coap.client import _Exchange
+
+        tok = b"\xa1\xb2\xc3\xd4"
+
+        def loop(k):
+            for _ in range(k):
+                _Exchange(tok)
+
+    else:
+        raise SystemExit("unknown case " + case)
+    res = {}
+    measure(loop, metric, n, warm, res)
+    return res
