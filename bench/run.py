@@ -48,11 +48,12 @@ GOAL_HEAP = 256  # <= 256 heap bytes per message
 
 REQUIRED = ("raw", "device")
 HEAP_STEPS = ("64K", "96K", "128K", "192K", "256K", "512K")
-NET_CASES = ("raw", "araw", "exchange", "request", "device")
+NET_CASES = ("raw", "araw", "transport", "exchange", "request", "device")
 STEP_CASES = ("dumps", "jsondumps", "encode", "decode", "token", "exobj", "wait")
 CASE_DOC = {
     "raw": "raw bound: blocking send + readinto, pre-encoded datagram",
     "araw": "raw datagram through asyncio's IO queue (one task, no CoAP code)",
+    "transport": "the same through coap.transport.UdpTransport (send, recv_into)",
     "exchange": "coap Client.exchange(): message layer, bytes payload",
     "request": "coap Client.request(): + block-wise checks, str payload to UTF-8",
     "device": "tbdevice Device.send_telemetry(): the full stack, JSON included",
@@ -329,7 +330,8 @@ def import_costs(mpy):
 
 # ---- callgrind --------------------------------------------------------------------------
 def top_functions(cg_file, k=14):
-    out = run(["callgrind_annotate", "--inclusive=no", cg_file], timeout=60)
+    """(total, top k (self instructions, function), shares of groups of functions)."""
+    out = run(["callgrind_annotate", "--inclusive=no", "--threshold=100", cg_file], timeout=60)
     rows = []
     total = None
     for line in out.splitlines():
@@ -345,9 +347,17 @@ def top_functions(cg_file, k=14):
         fn = parts[2].split(" [")[0]
         fn = fn.split("/")[-1]  # file:function without the build path
         rows.append((int(parts[0].replace(",", "")), fn))
-        if len(rows) >= k:
-            break
-    return total, rows
+    groups = {
+        "GC: allocation and collection (gc.c, gccollect.c)": ("gc.c:", "gccollect.c:"),
+        "bytecode VM (vm.c)": ("vm.c:",),
+        "dict/attribute lookups (map.c)": ("map.c:",),
+        "string interning (qstr.c)": ("qstr.c:",),
+        "thread state and GIL of this threaded build (pthread_*, mpthreadport.c)": ("pthread_", "mpthreadport.c:"),
+    }
+    shares = {}
+    for name, prefixes in groups.items():
+        shares[name] = 100.0 * sum(n for n, fn in rows if fn.startswith(prefixes)) / total
+    return total, rows[:k], shares
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -446,7 +456,12 @@ def write_report(data, path_md, path_json):
     if top:
         a("## Where the full stack's instructions go (callgrind, self cost, run with N=%s messages)" % data["params"]["cg_n"]["device"])
         a("")
-        a("| instructions | share | function |")
+        a("Shares of the whole run (start-up is %s of its instructions):" % ("%.1f%%" % (100.0 * data["callgrind_device_zero"] / data["callgrind_device_total"])))
+        a("")
+        for name, share in sorted(data.get("callgrind_shares", {}).items(), key=lambda x: -x[1]):
+            a("- %s: %.1f%%" % (name, share))
+        a("")
+        a("| instructions | share | function (self cost) |")
         a("|---:|---:|---|")
         for n, share, fn in top:
             a("| %s | %.1f%% | `%s` |" % (fmt(n), share, fn))
@@ -651,8 +666,9 @@ def main():
                         (layers if c in layers else steps)[c]["instr"] = round(per)
                 n = params["cg_n"]["device"]
                 if totals[("device", n)] is not None:
-                    total, rows = top_functions(files[("device", n)])
+                    total, rows, shares = top_functions(files[("device", n)])
                     data["callgrind_top"] = [(k, 100.0 * k / total, fn) for k, fn in rows]
+                    data["callgrind_shares"] = shares
                     data["callgrind_device_total"] = total
                     data["callgrind_device_zero"] = totals[("device", 0)]
                 if not r.alive():

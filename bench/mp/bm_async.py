@@ -22,6 +22,22 @@ async def run(case, port, metric, n, warm):
                 while s.readinto(buf, rlen) is None:
                     yield wait(s)
 
+    elif case == "transport":
+        # araw through coap.transport.UdpTransport (what coap.client's receive task calls).
+        from coap.transport import UdpTransport
+
+        t = UdpTransport(HOST, port)
+        t.open()
+        req = raw_request()
+        buf = bytearray(1280)
+        wait = asyncio.core._io_queue.queue_read
+
+        async def loop(k):
+            for _ in range(k):
+                t.send(req)
+                while t.recv_into(buf) is None:
+                    yield wait(t.sock)
+
     elif case == "exchange" or case == "request":
         from coap.client import Client, Route
         from coap import message as m
