@@ -1,0 +1,164 @@
+# The Observe loop on the unix port against tbsim (issue 3; spec §6, §7): shared-attribute
+# pushes and the cache, server-side RPC, and keeping both subscriptions alive through 2.02,
+# a server restart, a link blackout, duplicated and reordered notifications, a dead server.
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from aiocoap.message import Message
+from aiocoap.numbers import Code, Type
+
+import mpy
+from conftest import wait_until
+from udpproxy import UdpProxy
+
+SCRIPT = "tests/integration/mpy/downlink.py"
+# Short timers so that every fault is noticed within a second or two.
+FAST_COAP = {"ack_timeout_ms": 200, "max_retransmit": 2, "timeout_ms": 5000}
+
+
+class DeviceProc:
+    """tests/integration/mpy/downlink.py in the background; .events are its JSON lines."""
+
+    def __init__(self, port, token, heap="128K", **spec):
+        spec.setdefault("coap", FAST_COAP)
+        spec.update(host="127.0.0.1", port=port, token=token)
+        env = dict(os.environ, MICROPYPATH=mpy.PATH)
+        cmd = [mpy.MICROPYTHON, "-X", "heapsize=" + heap, SCRIPT, json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     cwd=mpy.ROOT)
+        self.events = []
+        self.raw = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+        assert self.wait(lambda e: e["ev"] == "ready", 10), self.output()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.raw.append(line.rstrip("\n"))
+            if line.startswith("{"):
+                self.events.append(json.loads(line))
+
+    def mark(self):
+        return len(self.events)
+
+    def find(self, pred, start=0):
+        return [e for e in self.events[start:] if pred(e)]
+
+    def wait(self, pred, timeout=10, start=0):
+        return wait_until(lambda: next(iter(self.find(pred, start)), None), timeout)
+
+    def logged(self, text, start=0, timeout=10):
+        return self.wait(lambda e: e["ev"] == "log" and text in e["text"], timeout, start)
+
+    def output(self):
+        return "\n".join(self.raw)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        self._t.join(timeout=2)
+
+
+@pytest.fixture
+def devices():
+    started = []
+
+    def start(*args, **kw):
+        d = DeviceProc(*args, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def rpc(sim, method, params=None, timeout_ms=5000):
+    """Two-way RPC through REST; (status, reply)."""
+    did = sim.rest.device_id(sim.device_name)
+    return sim.rest.request("POST", "/api/plugins/rpc/twoway/" + did,
+                            {"method": method, "params": params or {}, "timeout": timeout_ms},
+                            timeout=timeout_ms / 1000 + 5)
+
+
+def state(sim):
+    status, body = rpc(sim, "state")
+    assert status == 200, (status, body)
+    return body
+
+
+def set_shared(sim, values):
+    did = sim.rest.device_id(sim.device_name)
+    sim.rest.post("/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % did, values)
+
+
+def delete_shared(sim, *keys):
+    did = sim.rest.device_id(sim.device_name)
+    sim.rest.delete("/api/plugins/telemetry/DEVICE/%s/SHARED_SCOPE" % did, keys=",".join(keys))
+
+
+def server_shared(sim):
+    did = sim.rest.device_id(sim.device_name)
+    return {a["key"]: a["value"] for a in sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/attributes/"
+                                                       "SHARED_SCOPE" % did)}
+
+
+def has_shared(dev, expected, start=0, timeout=10):
+    """The catch-all callback has reported the cache reaching `expected` (after `start`)."""
+    def check():
+        seen = {}
+        for e in dev.find(lambda e: e["ev"] == "attrs"):
+            seen.update(e["changed"])
+            for k in e["deleted"]:
+                seen.pop(k, None)
+        return seen == expected and dev.find(lambda e: e["ev"] == "attrs", start)
+    return wait_until(check, timeout)
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- attributes and RPC -------------------------------------------------------------------
+
+def test_attribute_push_callbacks_deletion_and_cache(tbsim, devices):
+    set_shared(tbsim, {"target": 21.5, "mode": "eco"})
+    dev = devices(tbsim.coap_port, tbsim.token, keys=["target", "mode"])
+    # The subscription's first answer is the whole state (spec §6.2): callbacks for each key.
+    assert has_shared(dev, {"target": 21.5, "mode": "eco"}), dev.output()
+    assert dev.find(lambda e: e == {"ev": "attr", "key": "target", "value": 21.5})
+    m = dev.mark()
+    set_shared(tbsim, {"target": 22, "extra": [1, 2]})
+    assert dev.wait(lambda e: e == {"ev": "attrs", "changed": {"target": 22, "extra": [1, 2]}, "deleted": []},
+                    start=m), dev.output()
+    assert dev.find(lambda e: e == {"ev": "attr", "key": "target", "value": 22}, m)
+    assert not dev.find(lambda e: e.get("key") == "mode", m)  # unchanged keys fire nothing
+    m = dev.mark()
+    delete_shared(tbsim, "mode")
+    assert dev.wait(lambda e: e == {"ev": "attr", "key": "mode", "value": None}, start=m), dev.output()
+    assert dev.find(lambda e: e == {"ev": "attrs", "changed": {}, "deleted": ["mode"]}, m)
+    assert state(tbsim)["shared"] == server_shared(tbsim) == {"target": 22, "extra": [1, 2]}
+
+
+def test_rpc_round_trip_unknown_method_and_handler_error(tbsim, devices):
+    dev = devices(tbsim.coap_port, tbsim.token)
+    assert rpc(tbsim, "echo", {"x": [1, 2], "s": "é"}) == (200, {"x": [1, 2], "s": "é"})
+    status, body = rpc(tbsim, "noSuchMethod", {"a": 1})
+    assert status == 200 and "unknown method" in body["error"], body
+    status, body = rpc(tbsim, "fail")
+    assert status == 200 and body == {"error": "ValueError: boom"}, body
+    # The loop goes on after both.
+    assert rpc(tbsim, "echo", {"n": 3}) == (200, {"n": 3})
+    st = state(tbsim)
+    assert st["runs"] == {"echo": 2, "fail": 1} and st["repeats"] == 0, st
+    assert dev.proc.poll() is None
