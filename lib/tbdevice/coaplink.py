@@ -106,13 +106,13 @@ class CoapLink:
         def on_attr(msg, initial):
             if msg.code == m.CONTENT:
                 put(ATTRIBUTE_UPDATE, msg.payload, initial)
-            elif msg.code >> 5 != 2:
+            else:  # 2.02 Deleted (spec §6.4), 4.xx, 5.xx: the observation has ended
                 self._say("attributes: subscription ended (%s), re-subscribing" % m.code_str(msg.code))
 
         def on_rpc(msg, initial):
             if msg.code == m.CONTENT and msg.payload:
                 put(RPC_REQUEST, msg.payload, initial)
-            elif msg.code >> 5 != 2:
+            elif msg.code != m.VALID and msg.code != m.CONTENT:
                 self._say("rpc: subscription ended (%s), re-subscribing" % m.code_str(msg.code))
             # 2.03 Valid with no payload opens the RPC subscription (spec §7)
 

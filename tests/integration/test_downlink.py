@@ -162,3 +162,84 @@ def test_rpc_round_trip_unknown_method_and_handler_error(tbsim, devices):
     st = state(tbsim)
     assert st["runs"] == {"echo": 2, "fail": 1} and st["repeats"] == 0, st
     assert dev.proc.poll() is None
+
+
+class RivalPeer:
+    """Another subscriber from another port with its own tokens (a second copy of the device):
+    ThingsBoard keeps one subscription per device and ends the old one with 2.02 (spec §6.3)."""
+
+    def __init__(self, port):
+        self.server = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.got = []
+        self.running = True
+        self._mid = 1000
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def subscribe(self, path, token):
+        msg = Message(code=Code.GET, mtype=Type.CON, uri_path=tuple(path.split("/")), observe=0)
+        self._mid += 1
+        msg.mid = self._mid
+        msg.token = token
+        self.sock.sendto(msg.encode(), self.server)
+
+    def _run(self):
+        while self.running:
+            try:
+                data = self.sock.recv(2048)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            msg = Message.decode(data)
+            if msg.mtype == Type.CON:
+                ack = Message(code=Code.EMPTY, mtype=Type.ACK)
+                ack.mid = msg.mid
+                self.sock.sendto(ack.encode(), self.server)
+            self.got.append(msg)
+
+    def codes(self, token):
+        return [m.code for m in self.got if m.token == token]
+
+    def close(self):
+        self.running = False
+        self._t.join(timeout=2)
+        self.sock.close()
+
+
+def test_resubscribes_after_2_02_and_runs_a_resent_rpc_id_once(tbsim, devices):
+    dev = devices(tbsim.coap_port, tbsim.token)
+    base = "api/v1/%s/" % tbsim.token
+    result = {}
+    slow = threading.Thread(target=lambda: result.update(r=rpc(tbsim, "slow", {"ms": 2500}, 10000)))
+    slow.start()
+    rival = RivalPeer(tbsim.coap_port)
+    try:
+        assert dev.wait(lambda e: e["ev"] == "run" and e["method"] == "slow"), dev.output()
+        m = dev.mark()
+        # A rival takes both subscriptions: the device's are ended with 2.02, and the pending RPC
+        # (delivered, not yet answered) goes to the rival (spec §7).
+        rival.subscribe(base + "rpc", b"rv-rpc")
+        rival.subscribe(base + "attributes", b"rv-attr")
+        assert dev.logged("rpc: subscription ended (2.02)", m), dev.output()
+        assert dev.logged("attributes: subscription ended (2.02)", m), dev.output()
+        # The device subscribes again (back-off ~1 s), which ends the rival's with 2.02 in turn,
+        # and the same RPC id comes back to the device while its handler still runs.
+        assert wait_until(lambda: Code.DELETED in rival.codes(b"rv-rpc") and Code.DELETED in rival.codes(b"rv-attr"),
+                          5), rival.got
+        slow.join(10)
+        assert result["r"] == (200, {"slow": 2500}), result
+        assert dev.logged("rpc", m) and wait_until(lambda: len(dev.find(
+            lambda e: e["ev"] == "log" and e["text"].startswith("rpc ") and "slow(" in e["text"])) == 2, 5), \
+            dev.output()
+    finally:
+        rival.close()
+    st = state(tbsim)
+    assert st["runs"] == {"slow": 1} and st["repeats"] == 1, st  # run once, the cached reply sent again
+    # The attribute subscription is the device's again.
+    m = dev.mark()
+    set_shared(tbsim, {"after": 1})
+    assert dev.wait(lambda e: e["ev"] == "attrs" and e["changed"] == {"after": 1}, start=m), dev.output()
