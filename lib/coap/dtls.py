@@ -1,0 +1,91 @@
+# CoAP over DTLS 1.2 (RFC 7252 §9) with X.509, through MicroPython's ssl module
+# (PROTOCOL_DTLS_CLIENT; no PSK API there). The server certificate is verified against
+# `ca` unless verify=False; `cert`/`key` add the client certificate (mutual auth, which
+# ThingsBoard's token-less X.509 routes need, spec §12).
+import binascii
+import socket
+import ssl
+
+from coap.transport import UdpTransport
+
+_HANDSHAKE_TIMEOUT_S = 20
+
+
+def der(data):
+    """DER bytes from PEM or DER: this port's mbedTLS takes DER only (a PEM certificate
+    or key is 'invalid'). For PEM, the first block is used."""
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    lines = data.split(b"\n")
+    i = 0
+    while not lines[i].startswith(b"-----BEGIN"):
+        i += 1
+    body = []
+    for line in lines[i + 1 :]:
+        if line.startswith(b"-----END"):
+            return binascii.a2b_base64(b"".join(body))
+        body.append(line.strip())
+    raise ValueError("PEM block without an END line")
+
+
+def _read(path_or_bytes):
+    if path_or_bytes is None:
+        return None
+    if not isinstance(path_or_bytes, (bytes, bytearray)):
+        with open(path_or_bytes, "rb") as f:
+            path_or_bytes = f.read()
+    return der(bytes(path_or_bytes))
+
+
+class DtlsTransport(UdpTransport):
+    def __init__(self, host, port=5684, ca=None, cert=None, key=None, verify=True, server_hostname=None):
+        super().__init__(host, port)
+        self.ca = _read(ca)
+        self.cert = _read(cert)
+        self.key = _read(key)
+        self.verify = verify
+        self.server_hostname = server_hostname or host
+
+    def _context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_DTLS_CLIENT)
+        if self.cert is not None:
+            ctx.load_cert_chain(self.cert, self.key)
+        if self.verify:
+            if self.ca is None:
+                raise ValueError("coaps: a CA certificate is needed to verify the server (or verify=False)")
+            ctx.load_verify_locations(cadata=self.ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def open(self):
+        # Resolve once, connect the UDP socket, then the handshake (blocking, bounded);
+        # a failed handshake is an OSError like any other link fault.
+        self.close()
+        ctx = self._context()
+        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
+        raw = socket.socket(ai[0], socket.SOCK_DGRAM)
+        try:
+            raw.connect(ai[-1])
+            raw.settimeout(_HANDSHAKE_TIMEOUT_S)
+            s = ctx.wrap_socket(raw, server_hostname=self.server_hostname)
+        except OSError:
+            raw.close()
+            raise
+        s.setblocking(False)
+        self.sock = s
+
+    def recv_into(self, buf):
+        # recv, not read(n): one record per call on the DTLS socket (DESIGN §7).
+        try:
+            data = self.sock.recv(len(buf))
+        except OSError as e:
+            if e.args[0] in (11, 35, -0x6900):  # EAGAIN; MBEDTLS_ERR_SSL_WANT_READ
+                return None
+            raise
+        if data is None:
+            return None
+        n = len(data)
+        buf[:n] = data
+        return n
