@@ -63,6 +63,8 @@ class DeviceProc:
             self.proc.kill()
         self.proc.wait(timeout=5)
         self._t.join(timeout=2)
+        if os.environ.get("SHOW_DEVICE"):  # debugging: the device's own lines
+            print(self.output())
 
 
 @pytest.fixture
@@ -243,3 +245,47 @@ def test_resubscribes_after_2_02_and_runs_a_resent_rpc_id_once(tbsim, devices):
     m = dev.mark()
     set_shared(tbsim, {"after": 1})
     assert dev.wait(lambda e: e["ev"] == "attrs" and e["changed"] == {"after": 1}, start=m), dev.output()
+
+
+def _restartable(tbsim_factory, tmp_path):
+    port = free_udp_port()
+    args = ("--coap-port", str(port), "--db", str(tmp_path / "tbsim.sqlite"), "--ack-timeout", "0.2")
+    return port, lambda: tbsim_factory(*args)
+
+
+def test_resubscribes_after_a_tbsim_restart(tbsim_factory, devices, tmp_path):
+    port, start = _restartable(tbsim_factory, tmp_path)
+    sim = start()
+    dev = devices(port, sim.token, silence_ms=1500, keepalive_ms=1000)
+    set_shared(sim, {"v": 1, "gone": True})
+    assert has_shared(dev, {"v": 1, "gone": True}), dev.output()
+    sim.stop()
+    sim = start()  # same port, same database: the device still exists, its subscriptions do not
+    m = sim.mark()
+    set_shared(sim, {"v": 2})
+    delete_shared(sim, "gone")
+    # Nobody is subscribed on the new server: the device notices the silence and subscribes
+    # again; the first answer (the whole state) makes its cache equal to the server's.
+    assert sim.wait_for_log("GET attributes Observe=0", timeout=10, start=m), sim.log_text()
+    assert has_shared(dev, {"v": 2}), dev.output()
+    assert rpc(sim, "echo", {"back": True}) == (200, {"back": True})
+    assert state(sim)["shared"] == server_shared(sim) == {"v": 2}
+
+
+def test_keepalive_ping_detects_a_dead_server_and_resubscribes_when_it_returns(tbsim_factory, devices, tmp_path):
+    port, start = _restartable(tbsim_factory, tmp_path)
+    sim = start()
+    dev = devices(port, sim.token, keepalive_ms=500)
+    set_shared(sim, {"v": 1})
+    assert has_shared(dev, {"v": 1}), dev.output()
+    m = dev.mark()
+    sim.stop()
+    # No traffic for keepalive_ms: an empty CON; no answer: the link is re-opened (spec-free: RFC 7252 §4.3).
+    assert dev.logged("keepalive: no answer to a ping", m, timeout=10), dev.output()
+    time.sleep(1)
+    sim = start()
+    set_shared(sim, {"v": 3})
+    assert has_shared(dev, {"v": 3}, timeout=15), dev.output()
+    assert rpc(sim, "echo", {"n": 1}) == (200, {"n": 1})
+    st = state(sim)
+    assert st["reconnects"] >= 1 and st["pings"] >= 1, st
