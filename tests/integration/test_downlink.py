@@ -342,3 +342,40 @@ def test_duplicated_and_reordered_notifications_keep_the_newest(tbsim, devices, 
     assert st["dup"] >= 5 and st["reordered"] >= 5, st
     assert len(seen) < n, (seen, st)  # some arrived after a newer one and were dropped as stale
     assert state(tbsim)["shared"] == {"n": n}
+
+
+# ---- the reference firmware (DESIGN §3) -------------------------------------------------------
+
+def test_firmware_rpc_methods_reboot_and_live_telemetry_interval(tbsim, tmp_path):
+    from test_firmware import Device as Firmware, write_config
+
+    fw = Firmware(write_config(tmp_path, port=tbsim.coap_port, token=tbsim.token, telemetry_interval_ms=300))
+    try:
+        assert fw.wait_for('"temperature"'), fw.output()
+        assert wait_until(lambda: rpc(tbsim, "setGpio", {"pin": 5, "value": 1}, 5000)[0] == 200, 5), fw.output()
+        assert rpc(tbsim, "getGpio", {"pin": 5}) == (200, {"pin": 5, "value": 1})
+        status, st = rpc(tbsim, "getStatus")
+        assert status == 200 and st["fw_title"] == "tb-micropython" and st["rpc"] >= 2 and st["sent"] >= 1, st
+        status, body = rpc(tbsim, "selfDestruct")
+        assert status == 200 and "unknown method" in body["error"], body
+
+        def reports_in(seconds):
+            n0 = sum('"temperature"' in x for x in fw.lines)
+            time.sleep(seconds)
+            return sum('"temperature"' in x for x in fw.lines) - n0
+
+        set_shared(tbsim, {"telemetry_interval_ms": 1500})
+        assert fw.wait_for("telemetry interval: 1500 ms"), fw.output()
+        assert reports_in(2.0) <= 2
+        set_shared(tbsim, {"telemetry_interval_ms": "fast"})
+        assert fw.wait_for("telemetry_interval_ms: ignoring 'fast'"), fw.output()
+        delete_shared(tbsim, "telemetry_interval_ms")  # back to the configured period
+        assert fw.wait_for("telemetry interval: 300 ms"), fw.output()
+        assert reports_in(1.5) >= 3
+
+        assert rpc(tbsim, "reboot") == (200, {"rebooting": True})
+        assert fw.wait_for("run-device: reset, booting again"), fw.output()
+        # The new boot subscribes again: RPCs reach it (the pin state is gone with the process).
+        assert wait_until(lambda: rpc(tbsim, "getGpio", {"pin": 5}, 5000) == (200, {"pin": 5, "value": 0}), 10)
+    finally:
+        fw.stop()
