@@ -1,0 +1,112 @@
+# Store and forward (CPython and unix port): order, bounds, spill files, recovery after a
+# reboot, and a failed send that loses nothing.
+import asyncio
+import os
+
+from tbdevice.queue import TelemetryQueue
+
+
+def _tmpdir(tag):
+    d = "/tmp/tbq-test-%s-%d" % (tag, os.getpid() if hasattr(os, "getpid") else 0)
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+    for n in os.listdir(d):
+        os.remove(d + "/" + n)
+    return d
+
+
+class Sink:
+    def __init__(self, fail_after=None):
+        self.got = []
+        self.fail_after = fail_after
+
+    async def send(self, items):
+        if self.fail_after is not None and len(self.got) >= self.fail_after:
+            raise OSError(113)
+        self.got.extend(items)
+
+
+def _flush(q, sink):
+    return asyncio.run(q.flush(sink.send))
+
+
+def test_ram_only_keeps_order_and_drops_oldest():
+    q = TelemetryQueue(limit=5, batch=2)
+    for i in range(8):
+        q.put({"i": i}, 1000 + i)
+    assert len(q) == 5 and q.dropped == 3
+    s = Sink()
+    assert _flush(q, s) == 5
+    assert [x["values"]["i"] for x in s.got] == [3, 4, 5, 6, 7]
+    assert s.got[0] == {"ts": 1003, "values": {"i": 3}}
+    assert len(q) == 0
+
+
+def test_no_timestamp_sends_plain_values():
+    q = TelemetryQueue()
+    q.put({"a": 1})
+    s = Sink()
+    _flush(q, s)
+    assert s.got == [{"a": 1}]
+
+
+def test_failed_send_loses_nothing():
+    q = TelemetryQueue(limit=10, batch=3)
+    for i in range(7):
+        q.put({"i": i}, i)
+    s = Sink(fail_after=3)
+    try:
+        _flush(q, s)
+        assert False
+    except OSError:
+        pass
+    assert len(q) == 4
+    s.fail_after = None
+    _flush(q, s)
+    assert [x["ts"] for x in s.got] == list(range(7))
+
+
+def test_spill_to_files_in_order_and_bounded():
+    d = _tmpdir("spill")
+    q = TelemetryQueue(limit=4, spill_dir=d, spill_limit=8, batch=3)
+    for i in range(20):
+        q.put({"i": i}, i)
+    # RAM holds the newest <= 4, files the rest, bounded to ~8: the oldest were dropped
+    assert q.dropped > 0 and len(q) + q.dropped == 20
+    s = Sink()
+    _flush(q, s)
+    ts = [x["ts"] for x in s.got]
+    assert ts == sorted(ts) and ts[-1] == 19 and len(ts) == 20 - q.dropped
+    assert [n for n in os.listdir(d) if n.startswith("tbq-")] == []
+
+
+def test_spilled_samples_survive_a_reboot():
+    d = _tmpdir("reboot")
+    q = TelemetryQueue(limit=3, spill_dir=d, batch=5)
+    for i in range(7):
+        q.put({"i": i}, i)
+    # the 4th sample spilled 0-3 to a file; 4-6 were in RAM and go with the reboot
+    q2 = TelemetryQueue(limit=3, spill_dir=d, batch=5)
+    assert len(q2) == 4
+    s = Sink()
+    _flush(q2, s)
+    assert [x["ts"] for x in s.got] == [0, 1, 2, 3]
+
+
+def test_partial_flush_of_a_spill_file_resumes_after_reboot():
+    d = _tmpdir("resume")
+    q = TelemetryQueue(limit=4, spill_dir=d, batch=2)
+    for i in range(5):
+        q.put({"i": i}, i)
+    s = Sink(fail_after=2)
+    try:
+        _flush(q, s)
+    except OSError:
+        pass
+    assert [x["ts"] for x in s.got] == [0, 1]
+    q2 = TelemetryQueue(limit=4, spill_dir=d, batch=2)
+    s2 = Sink()
+    _flush(q2, s2)
+    assert [x["ts"] for x in s2.got] == [2, 3, 4]
