@@ -2,13 +2,32 @@
 # boot, then simulated or real temperature and humidity every telemetry_interval_ms.
 import asyncio
 
-from coap.client import Client
 from coap.errors import CoapError
 from tbdevice import credentials, errors
 from tbdevice.device import Device
 from tbdevice.jsonenc import dumps
 from tbdevice.provision import provision
 from version import FW_TITLE, FW_VERSION
+
+
+def make_link(cfg, log):
+    """The link cfg["transport"] names: CoAP over UDP, or HTTP(S) (spec §15), where
+    tls.ca is the CA file that the server's certificate must chain to."""
+    t = cfg["transport"]
+    if t in ("http", "https"):
+        from httpclient.client import tls_context
+        from tbdevice.httplink import HttpLink
+
+        tls = None
+        if t == "https":
+            with open(cfg["tls"]["ca"], "rb") as f:
+                tls = tls_context(f.read())
+        return HttpLink(cfg["host"], cfg["port"], tls=tls, log=log, **(cfg.get("http") or {}))
+    from tbdevice.coaplink import CoapLink
+
+    coap = dict(cfg.get("coap") or {})
+    con = coap.pop("con", True)
+    return CoapLink(cfg["host"], cfg["port"], None, con, None, log, **coap)
 
 
 class App:
@@ -55,14 +74,13 @@ class App:
 
     async def start(self):
         cfg = self.cfg
-        coap = dict(cfg.get("coap") or {})
-        con = coap.pop("con", True)
-        client = Client(cfg["host"], cfg["port"], **coap)
+        link = make_link(cfg, self.log)
         await self.hal.connect_network()
-        await client.connect()
-        token = await self._token(client)
-        self.device = Device(cfg["host"], token, con=con, clock=self.hal.epoch_ms, client=client, log=self.log)
-        self._say("device: CoAP %s:%d, reporting every %d ms" % (cfg["host"], cfg["port"], self.interval_ms))
+        await link.open()
+        token = await self._token(link)
+        self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link)
+        self._say("device: %s %s:%d, reporting every %d ms" % (
+            cfg["transport"].upper(), cfg["host"], cfg["port"], self.interval_ms))
         dev = self.device
         dev.on_rpc("setGpio", self.set_gpio)
         dev.on_rpc("getGpio", self.get_gpio)
@@ -92,7 +110,7 @@ class App:
             "failed": self.failed,
             "rpc": dl.rpc.handled if dl else 0,
             "reconnects": d.reconnects,
-            "retransmissions": d.client.retransmissions,
+            "retransmissions": d.link.retransmissions,
             "fw_title": FW_TITLE,
             "fw_version": FW_VERSION,
         }

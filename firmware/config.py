@@ -5,7 +5,7 @@ import json
 _TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
 _KEYS = (
     "host", "port", "transport", "token", "provision", "payload", "proto", "telemetry_interval_ms",
-    "ota", "tls", "state_dir", "wifi", "coap", "log",
+    "ota", "tls", "state_dir", "wifi", "coap", "http", "log",
 )
 
 
@@ -57,6 +57,10 @@ def validate(cfg):
     _obj(cfg, "tls", ("ca", "cert", "key"))
     _obj(cfg, "wifi", ("ssid", "password"))
     _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con"))
+    _obj(cfg, "http", ("timeout_ms", "poll_ms"))
+    if t == "https":
+        _need(isinstance(cfg.get("tls"), dict) and cfg["tls"].get("ca"),
+              "'tls.ca' is required for https (the CA file that the server's certificate must chain to)")
     _str(cfg, "state_dir")
     cfg.setdefault("state_dir", ".")
     return cfg

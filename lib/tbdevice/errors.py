@@ -30,6 +30,10 @@ class BadPayload(TbError):  # the server's answer could not be decoded
     pass
 
 
+class SchemaMismatch(TbError):  # a value the profile's protobuf schema cannot carry (spec §11)
+    pass
+
+
 class ProvisionError(TbError):
     """status: NOT_FOUND, FAILURE (spec §9) or BAD_REQUEST when the server gave no body."""
 
@@ -45,3 +49,12 @@ def for_code(code, what):
     """The error for a response code: `what` names the operation, for the message."""
     cls = _BY_CODE.get(code) or (ServerError if code >= 160 else TbError)
     return cls("%s: %d.%02d" % (what, code >> 5, code & 31), code)
+
+
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound}
+
+
+def for_status(status, what):
+    """The same for an HTTP status (spec §15): e.code is then the HTTP status, e.g. 401."""
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else TbError)
+    return cls("%s: HTTP %d" % (what, status), status)

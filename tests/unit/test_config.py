@@ -15,7 +15,13 @@ def test_defaults():
     assert c["transport"] == "coap" and c["port"] == 5683 and c["payload"] == "json"
     assert c["telemetry_interval_ms"] == 5000 and c["state_dir"] == "."
     assert config.validate({"host": "h", "token": "t", "transport": "coaps"})["port"] == 5684
-    assert config.validate({"host": "h", "token": "t", "transport": "https"})["port"] == 443
+    assert config.validate({"host": "h", "token": "t", "transport": "https", "tls": {"ca": "ca.pem"}})["port"] == 443
+    assert config.validate({"host": "h", "token": "t", "transport": "http"})["port"] == 80
+
+
+def test_https_needs_a_ca():
+    assert "'tls.ca' is required for https" in _err({"host": "h", "token": "t", "transport": "https"})
+    assert "'http.x' is not a known key" in _err({"host": "h", "token": "t", "transport": "http", "http": {"x": 1}})
 
 
 def test_problems_name_the_key():

@@ -33,6 +33,10 @@ def parse_args(argv):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--coap-port", type=int, default=5683, help="UDP port (0 = any free port)")
     p.add_argument("--http-port", type=int, default=8080, help="REST port (0 = any free port)")
+    p.add_argument("--https-port", type=int, default=None,
+                   help="also serve REST and the HTTP device API over TLS on this port (0 = any free port)")
+    p.add_argument("--tls-dir", default="run/tbsim-tls",
+                   help="test CA and server certificate for --https-port (generated there if missing)")
     p.add_argument("--db", default="run/tbsim.sqlite", help="SQLite file, or :memory:")
     p.add_argument("--device", action="append", type=_device, default=[], metavar="NAME=TOKEN",
                    help="device created at start if missing (repeatable)")
@@ -49,15 +53,29 @@ def parse_args(argv):
                    help="answer every device request this much later (a slow core: empty ACK at 500 ms)")
     t.add_argument("--http-request-timeout-ms", type=int, default=60000,
                    help="HTTP device API long-poll default (transport.http.request_timeout)")
+    w = p.add_argument_group("power saving of the default device profile (spec §13; REST can set any profile)")
+    w.add_argument("--power-mode", choices=("PSM", "E_DRX", "DRX"), default=None,
+                   help="clientSettings.powerMode of the default profile (default: none, downlinks always allowed)")
+    w.add_argument("--psm-activity-timer-ms", type=int, default=None, help="PSM downlink window after an uplink")
+    w.add_argument("--paging-window-ms", type=int, default=None, help="eDRX paging transmission window")
+    w.add_argument("--edrx-cycle-ms", type=int, default=None, help="eDRX cycle (stored, not used, as in ThingsBoard)")
     return p.parse_args(argv)
+
+
+def _power(args):
+    if args.power_mode is None:
+        return None
+    return {"powerMode": args.power_mode, "psmActivityTimer": args.psm_activity_timer_ms,
+            "pagingTransmissionWindow": args.paging_window_ms, "edrxCycle": args.edrx_cycle_ms}
 
 
 async def amain(args):
     sim = TbSim(host=args.host, coap_port=args.coap_port, http_port=args.http_port, db=args.db,
                 devices=args.device, profiles=args.profile, quiet=args.quiet,
                 timing=Timing(ack_timeout=args.ack_timeout, max_retransmit=args.max_retransmit),
-                rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms,
-                delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms)
+                rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms, power=_power(args),
+                delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms,
+                https_port=args.https_port, tls_dir=args.tls_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

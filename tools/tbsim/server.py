@@ -1,5 +1,7 @@
 """TbSim: the whole simulator in one object (CoAP device API + REST + SQLite), for __main__ and for tests."""
 
+import json
+
 from aiohttp import web
 
 from .coapserver import CoapEndpoint, Timing
@@ -7,6 +9,7 @@ from .core import Core
 from .httpdevice import HttpDeviceApi
 from .log import Log
 from .observe import ObserveManager
+from .power import PowerSaving, profile_transport
 from .ota import OtaService
 from .rest import RestApi
 from .routes import DeviceApi
@@ -17,7 +20,8 @@ from .store import Conflict, Store
 class TbSim:
     def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
                  profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
-                 rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000):
+                 rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000, power=None, https_port=None,
+                 tls_dir="run/tbsim-tls"):
         self.host = host
         self.coap_port = coap_port
         self.http_port = http_port
@@ -30,6 +34,10 @@ class TbSim:
         self.rpc_min_timeout_ms = rpc_min_timeout_ms
         self.delay = delay_ms / 1000.0
         self.http_request_timeout_ms = http_request_timeout_ms
+        self.power_settings = power       # clientSettings given to the default profile (--power-mode)
+        self.https_port = https_port      # None: no HTTPS; 0: any free port
+        self.tls_dir = tls_dir            # test CA and server certificate (tls.py), made if missing
+        self.tls_paths = None
         self.store = None
         self.endpoint = None
         self._runner = None
@@ -44,6 +52,14 @@ class TbSim:
         self.observe = ObserveManager(self.endpoint, self.log)
         self.rpc = RpcService(self.store, self.observe, self.log, ack_timeout=self.rpc_ack_timeout)
         self.core = Core(self.store, self.observe, self.rpc, self.log)
+        # Power saving (spec §13): uplinks wake a PSM/eDRX device; downlinks wait for its window.
+        self.power = PowerSaving(self.store, self.log)
+        self.power.on_wake = self._wake
+        self.core.power = self.rpc.power = self.power
+        self.observe.on_ack = lambda rel: self.power.uplink(rel.device_id)
+        if self.power_settings:
+            cfg = profile_transport({"type": "COAP", "clientSettings": self.power_settings})
+            self.store.set_transport_config("profiles", self.store.default_profile()["id"], json.dumps(cfg))
         self.ota = OtaService(self.store, self.core, self.log)
         self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, self.ota, delay=self.delay)
         self.coap_port = await self.endpoint.open(self.host, self.coap_port)
@@ -56,6 +72,14 @@ class TbSim:
         site = web.TCPSite(self._runner, self.host, self.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]
+        if self.https_port is not None:
+            # The same REST app (device API included) over TLS, with a certificate from the test CA.
+            from .tls import server_context
+
+            ctx, self.tls_paths = server_context(self.tls_dir)
+            tls_site = web.TCPSite(self._runner, self.host, self.https_port, ssl_context=ctx)
+            await tls_site.start()
+            self.https_port = tls_site._server.sockets[0].getsockname()[1]
         return self
 
     def ensure_device(self, name, token):
@@ -70,8 +94,17 @@ class TbSim:
         return d
 
     def banner(self):
-        return "tbsim: CoAP coap://%s:%d  REST http://%s:%d (device API /api/v1)  db %s" % (
+        text = "tbsim: CoAP coap://%s:%d  REST http://%s:%d (device API /api/v1)  db %s" % (
             self.host, self.coap_port, self.host, self.http_port, self.db)
+        if self.tls_paths:
+            text += "  HTTPS https://%s:%d (CA %s)" % (self.host, self.https_port, self.tls_paths["ca"])
+        return text
+
+    def _wake(self, device_id, payload):
+        # sendMsgsAfterSleeping: the merged attribute update, then SendPendingRPCMsg (spec §13).
+        if payload:
+            self.core.notify_attributes(device_id, payload)
+        self.rpc.send_pending(device_id)
 
     def _handle(self, ex):
         self.api.handle(ex)
