@@ -99,7 +99,8 @@ class RestClient:
 
 class TbSimProcess:
     """A running tbsim. Attributes: host, coap_port, http_port, coap_url, http_url, device_name, token,
-    provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc."""
+    provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc; https_port and
+    tls_ca (the test CA's PEM file) when started with --https-port."""
 
     def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
         cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
@@ -132,6 +133,9 @@ class TbSimProcess:
         self.coap_url = "coap://%s:%d" % (self.host, self.coap_port)
         self.http_url = "http://%s:%d" % (self.host, self.http_port)
         self.rest = RestClient(self.http_url)
+        tls = re.search(r"HTTPS https://[\d.]+:(\d+) \(CA (.+)\)", banner)  # with --https-port
+        self.https_port = int(tls.group(1)) if tls else None
+        self.tls_ca = tls.group(2) if tls else None
 
     def _read(self):
         for line in self.proc.stdout:
