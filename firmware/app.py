@@ -77,6 +77,7 @@ class App:
         link = make_link(cfg, self.log)
         await self.hal.connect_network()
         await link.open()
+        self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
         token = await self._token(link)
         self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link)
         self._say("device: %s %s:%d, reporting every %d ms" % (
