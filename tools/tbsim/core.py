@@ -21,24 +21,43 @@ class Core:
         self.rpc = rpc
         self.log = log
         self.http_waiters = {}  # device_id -> [Future] of HTTP attributes/updates long polls (spec §15)
+        self.power = None       # power.PowerSaving: PSM/eDRX devices get downlinks only when awake (spec §13)
+
+    def uplink(self, device_id):
+        """A request to api/v1/... or an ACK of a CON notification: the device is awake (spec §13)."""
+        if self.power is not None:
+            self.power.uplink(device_id)
 
     def save_attributes(self, device_id, scope, kvs):
         """Save attributes; SHARED changes are pushed to a subscribed device (DeviceActorMessageProcessor)."""
         self.store.save_attributes(device_id, scope, kvs)
         if scope == SHARED_SCOPE and kvs:
             rows = [{"key": k, "vtype": t, "v": v} for k, t, v in kvs]
-            self._push(device_id, flat_json(rows).encode())
+            self._push(device_id, flat_json(rows).encode(), rows=rows)
 
     def delete_attributes(self, device_id, scope, keys):
         deleted = self.store.delete_attributes(device_id, scope, keys)
         if scope == SHARED_SCOPE and deleted:
-            self._push(device_id, jsontypes.dumps({"deleted": deleted}).encode())
+            self._push(device_id, jsontypes.dumps({"deleted": deleted}).encode(), deleted=deleted)
         return deleted
 
-    def _push(self, device_id, payload):
+    def _push(self, device_id, payload, rows=(), deleted=()):
         for fut in self.http_waiters.pop(device_id, []):
             if not fut.done():
                 fut.set_result(payload)
+        rel = self.observe.get(device_id, ATTRIBUTES)
+        if rel is None:
+            return
+        if self.power is not None and not self.power.allowed(device_id):
+            # Outside the downlink window: queued and merged, sent at the next uplink (spec §13).
+            updates = {r["key"]: jsontypes.to_python(r["vtype"], r["v"]) for r in rows}
+            self.power.queue_attributes(device_id, updates, deleted)
+            self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "attributes", rel.device_name, payload,
+                          "queued: device asleep (power saving)")
+            return
+        self.notify_attributes(device_id, payload)
+
+    def notify_attributes(self, device_id, payload):
         rel = self.observe.get(device_id, ATTRIBUTES)
         if rel is None:
             return

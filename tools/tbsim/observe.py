@@ -46,6 +46,7 @@ class ObserveManager:
         self.log = log
         self.relations = {}   # (peer, token) -> Relation
         self.by_device = {}   # (device_id, kind) -> Relation
+        self.on_ack = None    # on_ack(relation) for every ACKed CON notification (an uplink, spec §13)
 
     def get(self, device_id, kind):
         return self.by_device.get((device_id, kind))
@@ -127,6 +128,8 @@ class ObserveManager:
                            % (rel.kind, msg.opt.observe, rel.device_name))
             if on_ack is not None:
                 on_ack()
+            if self.on_ack is not None:
+                self.on_ack(rel)
             if rel.in_flight is tx:
                 rel.in_flight = None
                 self._send_waiting(rel)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import jsontypes
 from .core import SCOPES, SERVER_SCOPE, SHARED_SCOPE
+from .power import BadConfiguration, device_transport, profile_transport
 from .provision import ALLOW_CREATE
 from .rest_ota import OtaRest
 from .store import Conflict, now_ms
@@ -37,7 +38,23 @@ def device_json(d, store=None):
             "deviceProfileId": _ref("DEVICE_PROFILE", d["profile_id"]), "firmwareId": ota["firmwareId"],
             "softwareId": ota["softwareId"],
             "additionalInfo": None, "deviceData": {"configuration": {"type": "DEFAULT"},
-                                                   "transportConfiguration": {"type": "DEFAULT"}}}
+                                                   "transportConfiguration": _transport(d)}}
+
+
+def _transport(row):
+    return json.loads(row["transport_config"]) if row.get("transport_config") else {"type": "DEFAULT"}
+
+
+def _set_transport(store, table, eid, data):
+    """profileData / deviceData: its transportConfiguration (COAP power saving, spec §13), when given."""
+    if not isinstance(data, dict) or "transportConfiguration" not in data:
+        return
+    parse = profile_transport if table == "profiles" else device_transport
+    try:
+        cfg = parse(data["transportConfiguration"])
+    except (BadConfiguration, AttributeError) as exc:
+        raise web.HTTPBadRequest(reason="Invalid transport configuration: %s" % exc)
+    store.set_transport_config(table, eid, json.dumps(cfg) if cfg else None)
 
 
 def profile_json(p):
@@ -46,7 +63,7 @@ def profile_json(p):
             "tenantId": _ref("TENANT", _TENANT), "name": p["name"], "default": bool(p["is_default"]),
             "type": "DEFAULT", "transportType": p["transport_type"], "provisionType": p["provision_type"],
             "provisionDeviceKey": p["provision_key"],
-            "profileData": {"configuration": {"type": "DEFAULT"}, "transportConfiguration": {"type": "DEFAULT"},
+            "profileData": {"configuration": {"type": "DEFAULT"}, "transportConfiguration": _transport(p),
                             "provisionConfiguration": prov, "alarms": None}}
 
 
@@ -164,6 +181,8 @@ class RestApi:
                                       profile_id=profile["id"] if profile else None)
         except Conflict:
             raise web.HTTPBadRequest(reason="Device with such name already exists!")
+        _set_transport(self.store, "devices", d["id"], body.get("deviceData"))
+        d = self.store.device(d["id"])
         self.log.rest("POST", "/api/device", 200, "created %s" % d["name"])
         return web.json_response(device_json(d, self.store))
 
@@ -172,6 +191,8 @@ class RestApi:
         d = self.store.device(body["id"]["id"])
         if d is None:
             raise web.HTTPNotFound(reason="Requested item wasn't found!")
+        _set_transport(self.store, "devices", d["id"], body.get("deviceData"))
+        d = self.store.device(d["id"])
         for field, ptype in (("firmwareId", "FIRMWARE"), ("softwareId", "SOFTWARE")):
             if field not in body:
                 continue
@@ -219,6 +240,14 @@ class RestApi:
         body = await self._json(request)
         if not isinstance(body, dict) or not body.get("name"):
             raise web.HTTPBadRequest(reason="Device profile name should be specified!")
+        if isinstance(body.get("id"), dict) and body["id"].get("id"):
+            # An update (ThingsBoard saves with the id): only the transport configuration is taken.
+            p = self.store.profile(body["id"]["id"])
+            if p is None:
+                raise web.HTTPNotFound(reason="Requested item wasn't found!")
+            _set_transport(self.store, "profiles", p["id"], body.get("profileData"))
+            self.log.rest("POST", "/api/deviceProfile", 200, "updated %s" % p["name"])
+            return web.json_response(profile_json(self.store.profile(p["id"])))
         prov = ((body.get("profileData") or {}).get("provisionConfiguration") or {})
         ptype = prov.get("type") or body.get("provisionType") or "DISABLED"
         key = body.get("provisionDeviceKey") or prov.get("provisionDeviceKey")
@@ -232,6 +261,8 @@ class RestApi:
                                        transport_type=body.get("transportType") or "DEFAULT")
         except Conflict:
             raise web.HTTPBadRequest(reason="Device profile with such name already exists!")
+        _set_transport(self.store, "profiles", p["id"], body.get("profileData"))
+        p = self.store.profile(p["id"])
         self.log.rest("POST", "/api/deviceProfile", 200, "created %s" % p["name"])
         return web.json_response(profile_json(p))
 

@@ -217,6 +217,7 @@ class DeviceApi:
             call.reply(Code.UNAUTHORIZED, typed=False)
             return None
         call.device = device
+        self.core.uplink(device["id"])  # every api/v1 request wakes a power-saving device (spec §13)
         return device
 
     def _post_telemetry(self, call):

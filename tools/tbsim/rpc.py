@@ -41,6 +41,7 @@ class RpcService:
         self.waiters = {}                # rpc id -> Future resolved with the record when it completes
         self.timers = {}                 # rpc id -> TimerHandle of the delivery timeout
         self.http_waiters = {}           # device_id -> [Future] of HTTP rpc long polls (spec §15)
+        self.power = None                # power.PowerSaving (spec §13)
 
     # ---- REST side
     async def call(self, device, method, params, oneway, timeout_ms):
@@ -77,6 +78,12 @@ class RpcService:
         if rel is None:
             self._to_http_poll(rec)
             return  # otherwise stays QUEUED until the device subscribes
+        if self.power is not None and not self.power.allowed(rec["device_id"]):
+            # Not sent outside the downlink window; re-sent with the pending ones when it wakes (spec §13).
+            self.power.hold_rpc(rec["device_id"])
+            self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "rpc", rel.device_name, rec["method"],
+                          "held: device asleep (power saving)")
+            return
         params = jsontypes.to_python(jsontypes.JSON, rec["params"])
         payload = jsontypes.dumps({"id": rec["seq"], "method": rec["method"], "params": params}).encode()
         rid = rec["id"]

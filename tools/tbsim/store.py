@@ -15,11 +15,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
   id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_time INTEGER NOT NULL,
   is_default INTEGER NOT NULL DEFAULT 0, transport_type TEXT NOT NULL DEFAULT 'DEFAULT',
-  provision_type TEXT NOT NULL DEFAULT 'DISABLED', provision_key TEXT, provision_secret TEXT);
+  provision_type TEXT NOT NULL DEFAULT 'DISABLED', provision_key TEXT, provision_secret TEXT,
+  transport_config TEXT);
 CREATE TABLE IF NOT EXISTS devices (
   id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, type TEXT NOT NULL, profile_id TEXT NOT NULL,
   created_time INTEGER NOT NULL, cred_type TEXT NOT NULL DEFAULT 'ACCESS_TOKEN', cred_id TEXT UNIQUE NOT NULL,
-  cred_value TEXT, rpc_seq INTEGER NOT NULL DEFAULT 0);
+  cred_value TEXT, rpc_seq INTEGER NOT NULL DEFAULT 0, transport_config TEXT);
 CREATE TABLE IF NOT EXISTS ts_kv (
   device_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, vtype TEXT NOT NULL, v TEXT NOT NULL,
   PRIMARY KEY (device_id, key, ts));
@@ -68,6 +69,10 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        for table in ("profiles", "devices"):  # a database made before power saving (spec §13) existed
+            cols = [r["name"] for r in self.db.execute("PRAGMA table_info(%s)" % table)]
+            if "transport_config" not in cols:
+                self.db.execute("ALTER TABLE %s ADD COLUMN transport_config TEXT" % table)
         if self.default_profile() is None:
             self.add_profile("default", default=True)
 
@@ -97,7 +102,8 @@ class Store:
         pid = str(uuid.uuid4())
         try:
             self.db.execute(
-                "INSERT INTO profiles VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO profiles (id, name, created_time, is_default, transport_type, provision_type, "
+                "provision_key, provision_secret) VALUES (?,?,?,?,?,?,?,?)",
                 (pid, name, now_ms(), 1 if default else 0, transport_type, provision_type, key, secret))
         except sqlite3.IntegrityError as exc:
             raise Conflict("profile %s exists" % name) from exc
@@ -110,6 +116,14 @@ class Store:
         self.db.execute("UPDATE profiles SET provision_type='ALLOW_CREATE_NEW_DEVICES', provision_key=?, "
                         "provision_secret=? WHERE id=?", (key, secret, existing["id"]))
         return self.profile(existing["id"])
+
+    def set_transport_config(self, table, eid, cfg_json):
+        """A profile's or a device's COAP transport configuration (JSON text, or None for DEFAULT)."""
+        assert table in ("profiles", "devices")
+        self.db.execute("UPDATE %s SET transport_config=? WHERE id=?" % table, (cfg_json, eid))
+        if table == "profiles":
+            self.db.execute("UPDATE profiles SET transport_type=? WHERE id=?",
+                            ("COAP" if cfg_json else "DEFAULT", eid))
 
     def profile(self, pid):
         return self._one("SELECT * FROM profiles WHERE id=?", pid)
