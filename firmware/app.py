@@ -30,6 +30,17 @@ def make_link(cfg, log):
     return CoapLink(cfg["host"], cfg["port"], None, con, None, log, **coap)
 
 
+def make_codec(cfg):
+    """The payload type the device profile requires (spec §4): None for JSON, or protobuf
+    by the profile schema module cfg["proto"] (tools/protoc.py; the defaults of spec §11.1
+    when absent)."""
+    if cfg["payload"] != "protobuf":
+        return None
+    from tbdevice.protocodec import ProtoCodec
+
+    return ProtoCodec(cfg.get("proto"))
+
+
 class App:
     def __init__(self, cfg, hal, log=print):
         self.cfg = cfg
@@ -39,6 +50,7 @@ class App:
         self.sent = 0
         self.failed = 0
         self.device = None
+        self.codec = None
         self._wake = asyncio.Event()
 
     def _say(self, text):
@@ -58,7 +70,7 @@ class App:
         self._say("provision: asking for credentials as %s" % name)
         while True:
             try:
-                creds = await provision(client, p["device_key"], p["device_secret"], name)
+                creds = await provision(client, p["device_key"], p["device_secret"], name, codec=self.codec)
                 break
             except errors.ProvisionError as e:
                 # NOT_FOUND (wrong key/secret) and FAILURE (name taken) will not mend by
@@ -75,11 +87,12 @@ class App:
     async def start(self):
         cfg = self.cfg
         link = make_link(cfg, self.log)
+        self.codec = make_codec(cfg)
         await self.hal.connect_network()
         await link.open()
         self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
         token = await self._token(link)
-        self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link)
+        self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link, codec=self.codec)
         self._say("device: %s %s:%d, reporting every %d ms" % (
             cfg["transport"].upper(), cfg["host"], cfg["port"], self.interval_ms))
         dev = self.device

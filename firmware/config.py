@@ -51,6 +51,9 @@ def validate(cfg):
     _obj(cfg, "provision", ("device_key", "device_secret", "device_name"), ("device_key", "device_secret"))
     _need(cfg.get("token") or cfg.get("provision"), "'token' is required (or 'provision' to obtain one)")
     _need(cfg.setdefault("payload", "json") in ("json", "protobuf"), "'payload' must be json or protobuf")
+    _str(cfg, "proto")
+    # The HTTP device API speaks JSON only; protobuf profiles are CoAP's (spec §11, §15).
+    _need(cfg["payload"] == "json" or t in ("coap", "coaps"), "'payload': protobuf needs transport coap or coaps")
     iv = cfg.setdefault("telemetry_interval_ms", 5000)
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
     _obj(cfg, "ota", ("mode", "chunk_size"))
