@@ -47,9 +47,10 @@ GOAL_INSTR = 40000  # <= 40k instructions per message, JSON included
 GOAL_HEAP = 256  # <= 256 heap bytes per message
 
 REQUIRED = ("raw", "device")
+BIG_HEAP = "16M"  # no collection at all during the device's callgrind run: the mutator's share
 HEAP_STEPS = ("64K", "96K", "128K", "192K", "256K", "512K")
 NET_CASES = ("raw", "araw", "transport", "exchange", "request", "device")
-STEP_CASES = ("dumps", "jsondumps", "encode", "decode", "token", "exobj", "wait")
+STEP_CASES = ("codec", "dumps", "jsondumps", "encode", "decode", "token", "exobj", "wait", "coro")
 CASE_DOC = {
     "raw": "raw bound: blocking send + readinto, pre-encoded datagram",
     "araw": "raw datagram through asyncio's IO queue (one task, no CoAP code)",
@@ -57,6 +58,7 @@ CASE_DOC = {
     "exchange": "coap Client.exchange(): message layer, bytes payload",
     "request": "coap Client.request(): + block-wise checks, str payload to UTF-8",
     "device": "tbdevice Device.send_telemetry(): the full stack, JSON included",
+    "codec": "tbdevice.codec.JsonCodec().telemetry(values)",
     "dumps": "tbdevice.jsonenc.dumps(values)",
     "jsondumps": "json.dumps(values, separators=(',', ':')) for comparison",
     "encode": "coap.message.encode_into() with the Route's pre-encoded options",
@@ -64,6 +66,7 @@ CASE_DOC = {
     "token": "Client.new_token()",
     "exobj": "_Exchange(token) (holds an asyncio.Event)",
     "wait": "asyncio.wait_for_ms(event.wait(), 2000) on a set Event",
+    "coro": "awaiting one trivial coroutine (the price of each async layer)",
 }
 
 _procs = []  # everything we start, killed on the way out
@@ -75,9 +78,14 @@ class BenchError(Exception):
 
 
 # ---- processes --------------------------------------------------------------------------
+_stopping = threading.Event()  # set on SIGINT/SIGTERM: start nothing more
+
+
 def _spawn(cmd, env=None, **kw):
-    p = subprocess.Popen(cmd, env=env, start_new_session=True, **kw)
     with _procs_lock:
+        if _stopping.is_set():
+            raise BenchError("stopping")
+        p = subprocess.Popen(cmd, env=env, start_new_session=True, **kw)
         _procs.append(p)
     return p
 
@@ -200,7 +208,7 @@ class Mpy:
             cmd = ["taskset", "-c", CPU] + cmd
         return result_line(run(cmd, env=self.env, timeout=timeout))
 
-    def callgrind(self, case, port, n, out_file, timeout=300):
+    def callgrind(self, case, port, n, out_file, heap=None, timeout=300):
         cmd = [
             "valgrind",
             "--tool=callgrind",
@@ -209,7 +217,7 @@ class Mpy:
             HOST_PY,
             MICROPYTHON,
             "-X",
-            "heapsize=" + self.heap,
+            "heapsize=" + (heap or self.heap),
             "-m",
             "client",
             case,
@@ -313,7 +321,7 @@ IMPORT_SNIPPET = (
 )
 
 
-def import_costs(mpy):
+def import_costs(mpy, warnings):
     mods = ["asyncio"]
     for key in sorted(mpy.sizes):
         pkg, name = key.split("/")
@@ -322,8 +330,12 @@ def import_costs(mpy):
     for mod in mods:
         row = {}
         for kind, env in (("mpy", mpy.env), ("py", mpy.src_env)):
-            res = result_line(run([MICROPYTHON, "-c", IMPORT_SNIPPET.format(mod=mod)], env=env, timeout=30))
-            row[kind] = res["heap"]
+            try:
+                res = result_line(run([MICROPYTHON, "-c", IMPORT_SNIPPET.format(mod=mod)], env=env, timeout=30))
+                row[kind] = res["heap"]
+            except BenchError as e:
+                row[kind] = None
+                warnings.append("import %s (%s): %s" % (mod, kind, " ".join(str(e).split())[-300:]))
         out[mod] = row
     return out
 
@@ -442,6 +454,16 @@ def write_report(data, path_md, path_json):
             rs = "%s (%s-%s)" % (fmt(r.get("rate")), fmt(min(rt)), fmt(max(rt))) if rt else "n/a"
             a("| %s | %s | %s | %s | %s |" % (c, CASE_DOC[c], fmt(r.get("heap")), fmt(r.get("instr")), rs))
         a("")
+        d = lay.get("device", {})
+        if d.get("instr_big_heap") and d.get("instr"):
+            a("The full stack at `-X heapsize=%s`, where no collection happens during the run: %s instructions per" % (BIG_HEAP, fmt(d["instr_big_heap"])))
+            a("message; so collecting at `-X heapsize=%s` costs about %s of the %s (the allocator's search for free" % (data.get("heap_used", "64K"), fmt(d["instr"] - d["instr_big_heap"]), fmt(d["instr"])))
+            a("blocks in a fragmented small heap included).")
+            a("")
+        if data.get("rate_ratio_paired") is not None:
+            a("Round trips/s are noisy on this shared 2-core machine (see the load average); the median of the")
+            a("per-run ratios (each stack run against the bound's run just before it) is %.2fx." % data["rate_ratio_paired"])
+            a("")
     st = data.get("steps", {})
     if st:
         a("## Single steps (no I/O)")
@@ -648,13 +670,16 @@ def main():
                 for c in NET_CASES + STEP_CASES:
                     for n in (0, params["cg_n"][c]):
                         jobs.append((c, n))
+                big = ("device@" + BIG_HEAP, 0), ("device@" + BIG_HEAP, params["cg_n"]["device"])
+                jobs += big
                 files = {}
 
                 def one(job):
                     c, n = job
-                    f = os.path.join(tmp, "callgrind.%s.%d" % job)
+                    c, _, heap = c.partition("@")
+                    f = os.path.join(tmp, "callgrind.%s.%d.%s" % (c, n, heap))
                     files[job] = f
-                    return attempt(c, "callgrind n=%d" % n, lambda: mpy.callgrind(c, r.port, n, f))
+                    return attempt(c, "callgrind n=%d" % n, lambda: mpy.callgrind(c, r.port, n, f, heap=heap or None))
 
                 # Two at a time: the counts do not depend on scheduling, only the wall time does.
                 with ThreadPoolExecutor(2) as ex:
@@ -665,6 +690,8 @@ def main():
                         per = (totals[(c, n)] - totals[(c, 0)]) / n
                         (layers if c in layers else steps)[c]["instr"] = round(per)
                 n = params["cg_n"]["device"]
+                if totals[big[0]] is not None and totals[big[1]] is not None:
+                    layers["device"]["instr_big_heap"] = round((totals[big[1]] - totals[big[0]]) / n)
                 if totals[("device", n)] is not None:
                     total, rows, shares = top_functions(files[("device", n)])
                     data["callgrind_top"] = [(k, 100.0 * k / total, fn) for k, fn in rows]
@@ -692,9 +719,13 @@ def main():
                 if rates[c]:
                     layers[c]["rates"] = rates[c]
                     layers[c]["rate"] = round(statistics.median(rates[c]))
+            if len(rates["device"]) == len(rates["raw"]) and rates["raw"]:
+                # Each run of the stack next to the bound's run just before it: steadier under
+                # load from elsewhere than the ratio of the medians.
+                data["rate_ratio_paired"] = round(statistics.median(d / b for d, b in zip(rates["device"], rates["raw"])), 3)
 
         def do_imports():
-            data["imports"] = import_costs(mpy)
+            data["imports"] = import_costs(mpy, warnings)
 
         step("probe", do_probe)
         step("wire", do_wire)
@@ -741,6 +772,7 @@ def main():
 
 
 def _on_signal(signum, frame):
+    _stopping.set()
     kill_all()
     raise SystemExit(128 + signum)
 

@@ -1,6 +1,7 @@
 # The reference application (DESIGN §3): reports current_fw_title/current_fw_version at
 # boot, then simulated or real temperature and humidity every telemetry_interval_ms.
 import asyncio
+import time
 
 from coap.errors import CoapError
 from tbdevice import credentials, errors
@@ -50,6 +51,9 @@ class App:
         self.sent = 0
         self.failed = 0
         self.device = None
+        # "always_on" (default), or wake-report-sleep for PSM/eDRX device profiles (spec §13).
+        self.power = cfg.get("power") or {"mode": "always_on"}
+        self.sleepy = self.power["mode"] != "always_on"
         self.codec = None
         self._wake = asyncio.Event()
 
@@ -90,7 +94,8 @@ class App:
         self.codec = make_codec(cfg)
         await self.hal.connect_network()
         await link.open()
-        self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
+        if not self.sleepy:  # a sleeping board runs no supervisor: each report is its liveness check
+            self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
         token = await self._token(link)
         self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link, codec=self.codec)
         self._say("device: %s %s:%d, reporting every %d ms" % (
@@ -101,7 +106,8 @@ class App:
         dev.on_rpc("getStatus", self.get_status)
         dev.on_rpc("reboot", self.reboot)
         dev.on_attribute("telemetry_interval_ms", self.set_interval)
-        dev.subscribe()
+        # Asleep, no pings (ThingsBoard does not count them as uplinks, spec §13); the report is the probe.
+        dev.subscribe(keepalive_ms=0 if self.sleepy else 30000)
         await self.report({"current_fw_title": FW_TITLE, "current_fw_version": FW_VERSION})
 
     # ---- RPC methods of the run contract (DESIGN §3) --------------------------
@@ -151,6 +157,26 @@ class App:
         else:
             self._say("telemetry_interval_ms: ignoring %r (an integer >= 100 is needed)" % (value,))
 
+    async def duty_cycle(self, window_ms):
+        # Wake-report-sleep (spec §13): each report is an uplink that opens the server's
+        # downlink window (PSM activity timer, eDRX paging window), in which the merged
+        # attribute updates and the held RPCs arrive. Listen for window_ms after the last
+        # datagram (a reply to an RPC is an uplink too and re-opens the window), then sleep
+        # through the HAL until the next report is due.
+        cl = self.device.link.client
+        while True:
+            t0 = time.ticks_ms()
+            if not await self.report(self.hal.read_sensors()):
+                await self.device.reconnect()  # no answer: a new socket, the observations re-register
+            while time.ticks_diff(time.ticks_ms(), cl.last_rx) < window_ms:
+                await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), cl.last_rx))
+            left = self.interval_ms - time.ticks_diff(time.ticks_ms(), t0)
+            if left > 0:
+                self._say("power: %s, sleeping %d ms" % (self.power["mode"], left))
+                self.hal.light_sleep(left)  # the board stops; nothing is received meanwhile
+                await self.hal.connect_network()
+                self._say("power: awake")
+
     async def report(self, values):
         try:
             await self.device.send_telemetry(values)
@@ -164,6 +190,8 @@ class App:
 
     async def run(self):
         await self.start()
+        if self.sleepy:
+            await self.duty_cycle(self.power.get("window_ms", 10000))
         while True:
             await self.report(self.hal.read_sensors())
             self._wake.clear()

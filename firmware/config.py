@@ -5,7 +5,7 @@ import json
 _TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
 _KEYS = (
     "host", "port", "transport", "token", "provision", "payload", "proto", "telemetry_interval_ms",
-    "ota", "tls", "state_dir", "wifi", "coap", "http", "log",
+    "ota", "tls", "state_dir", "wifi", "coap", "http", "log", "power",
 )
 
 
@@ -64,6 +64,13 @@ def validate(cfg):
     if t == "https":
         _need(isinstance(cfg.get("tls"), dict) and cfg["tls"].get("ca"),
               "'tls.ca' is required for https (the CA file that the server's certificate must chain to)")
+    _obj(cfg, "power", ("mode", "window_ms"))
+    pw = cfg.setdefault("power", {})
+    mode = pw.setdefault("mode", "always_on")
+    _need(mode in ("always_on", "psm", "edrx"), "'power.mode' must be always_on, psm or edrx (got %r)" % (mode,))
+    w = pw.setdefault("window_ms", 10000)  # ThingsBoard's default PSM timer and paging window (spec §13)
+    _need(isinstance(w, int) and w >= 0, "'power.window_ms' must be an integer >= 0")
+    _need(mode == "always_on" or t in ("coap", "coaps"), "'power.mode' %s needs transport coap or coaps" % mode)
     _str(cfg, "state_dir")
     cfg.setdefault("state_dir", ".")
     return cfg

@@ -85,6 +85,15 @@ async def run(case, port, metric, n, warm):
             for _ in range(k):
                 await asyncio.wait_for_ms(ev.wait(), 2000)
 
+    elif case == "coro":
+        # Awaiting one trivial coroutine: what each async layer of a call costs.
+        async def one():
+            return 1
+
+        async def loop(k):
+            for _ in range(k):
+                await one()
+
     else:
         raise SystemExit("unknown case " + case)
     res = {}

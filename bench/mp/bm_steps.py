@@ -12,6 +12,15 @@ def run(case, metric, n, warm):
             for _ in range(k):
                 dumps(VALUES)
 
+    elif case == "codec":
+        from tbdevice.codec import JsonCodec
+
+        codec = JsonCodec()
+
+        def loop(k):
+            for _ in range(k):
+                codec.telemetry(VALUES)
+
     elif case == "jsondumps":
         sep = (",", ":")
 

@@ -1,7 +1,7 @@
 # Benchmark client (MicroPython unix port), driven by bench/run.py:
 #   micropython -m client <case> <port> <metric> <n> <warm>
-# case:   raw (the bound, bm_raw), araw / transport / exchange / request / device / wait (bm_async),
-#         dumps / jsondumps / encode / decode / token / exobj (bm_steps)
+# case:   raw (the bound, bm_raw), araw / transport / exchange / request / device / wait / coro (bm_async),
+#         codec / dumps / jsondumps / encode / decode / token / exobj (bm_steps)
 # metric: count (run n, for callgrind), heap (gc.mem_alloc() delta over n, GC off),
 #         rate (round trips per second over a window of about n ms)
 # Prints one line "RESULT <json>". Only the module of the case is imported, so the
@@ -16,7 +16,7 @@ def main():
         import bm_raw
 
         res = bm_raw.run(port, metric, n, warm)
-    elif case in ("araw", "transport", "exchange", "request", "device", "wait"):
+    elif case in ("araw", "transport", "exchange", "request", "device", "wait", "coro"):
         import asyncio
         import bm_async
 

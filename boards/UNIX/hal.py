@@ -57,6 +57,12 @@ class Hal:
     def uptime_ms(self):
         return time.ticks_diff(time.ticks_ms(), self._t0)
 
+    def light_sleep(self, ms):
+        # Like a board's machine.lightsleep(): everything stops (no task runs, nothing is
+        # received) and RAM is kept. The socket stays open, so datagrams that arrive meanwhile
+        # wait in the host's buffer and are read on waking, where a board's radio would be off.
+        time.sleep_ms(ms)
+
     def reset(self):
         # A board resets; the unix port exits with the status tools/run-device takes as
         # "boot again" (a real reboot: the process and all its state are gone).
