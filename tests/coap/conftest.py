@@ -47,7 +47,9 @@ class Run:
         return self.steps[i]
 
 
-def run_client(port, steps, client=None, timeout=60, heap="128K", check=True):
+def run_client(port, steps, client=None, timeout=60, heap="256K", check=True):
+    # 256K: the driver prints bodies as hex inside JSON (several copies of a 5000-byte
+    # body); the stack itself needs far less.
     cfg = dict(FAST)
     cfg.update(client or {})
     script = {"host": "127.0.0.1", "port": port, "client": cfg, "steps": steps}

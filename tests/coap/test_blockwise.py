@@ -4,7 +4,7 @@ import random
 
 import pytest
 from conftest import run_client
-from peers.scripted_peer import Block1, Block2, Piggyback
+from peers.scripted_peer import Block1, Block2
 from aiocoap.numbers.codes import Code
 
 BLOCK1, BLOCK2, SIZE1 = 27, 23, 60

@@ -20,18 +20,19 @@ def test_con_retransmission_schedule_and_timeout(peer_factory):
     assert len({(d.mid, d.token) for d in copies}) == 1, "every copy has the same MID and token"
     assert len({d.data for d in copies}) == 1
     g = gaps([d.t for d in copies])
-    # Initial timeout random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] ...
-    assert T - TOL <= g[0] <= 1.5 * T + TOL, g
-    # ... then doubled after each retransmission (one late arrival at the peer lengthens
-    # one gap and shortens the next, so allow some relative slack per gap, and check the
-    # whole schedule against the first gap too).
-    for a, b in zip(g, g[1:]):
-        assert abs(b - 2 * a) <= max(2 * TOL, 0.2 * b), g
-    assert abs((copies[-1].t - copies[0].t) - 15 * g[0]) <= max(3 * TOL, 0.1 * 15 * g[0]), g
+    # The initial timeout, estimated over the whole schedule (0, 1, 3, 7, 15 times it) so
+    # that one late arrival at the peer hardly moves it, is random in
+    # [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] ...
+    init = (copies[-1].t - copies[0].t) / 15
+    assert T - TOL <= init <= 1.5 * T + TOL, g
+    # ... and doubles after each retransmission.
+    for k, gap in enumerate(g):
+        want = init * 2**k
+        assert abs(gap - want) <= max(2 * TOL, 0.2 * want), (k, g)
     # After the last retransmission the client waits one more (doubled) timeout: the
     # whole exchange lasts initial * (2 ** (MAX_RETRANSMIT + 1) - 1).
-    expected = 31 * g[0]
-    assert abs(r[0]["ms"] / 1000 - expected) <= 0.1, (r[0]["ms"], g)
+    want = 31 * init
+    assert abs(r[0]["ms"] / 1000 - want) <= max(0.1, 0.05 * want), (r[0]["ms"], g)
     assert r.counters["retransmissions"] == 4 and r.counters["sent"] == 5
 
 
@@ -41,7 +42,7 @@ def test_retransmission_without_randomisation(peer_factory):
     assert r[0]["error"] == "Timeout"
     g = gaps([d.t for d in p.requests("q")])
     assert len(g) == 2
-    assert abs(g[0] - 0.08) <= TOL and abs(g[1] - 0.16) <= TOL, g
+    assert abs(g[0] - 0.08) <= TOL + 0.01 and abs(g[1] - 0.16) <= TOL + 0.02, g
     assert abs(r[0]["ms"] - 7 * 80) <= 60, r[0]
 
 

@@ -1,5 +1,4 @@
 # tools/udpproxy.py on its own (importable and CLI), then lib/coap through it.
-import asyncio
 import os
 import re
 import signal
@@ -10,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import free_port, run_client
+from conftest import run_client
 from peers.scripted_peer import ACK, Piggyback, Separate
 
 import udpproxy
@@ -131,7 +130,6 @@ def test_reordering_swaps_neighbours(echo):
 
 def test_reorder_hold_expires_without_traffic(echo):
     with UdpProxy(to=("127.0.0.1", echo.port), reorder=(1.0, 0.0), reorder_hold_ms=50) as p:
-        t = time.monotonic()
         got = exchange(p.port, [b"only"], wait=0.3)
     assert got == [b"echo:only"] and echo.got == [b"only"]
 
