@@ -6,7 +6,7 @@ MICROPYTHON := $(VENV)/bin/micropython
 COAP_CLI := node_modules/.bin/coap
 export MICROPYPATH := $(CURDIR)/lib:$(CURDIR)/firmware:$(CURDIR)/boards/UNIX:.frozen
 
-.PHONY: setup run test device bench clean
+.PHONY: setup run test device bench clean bundle
 
 setup: $(VENV)/.installed $(COAP_CLI) .libcoap
 
@@ -37,6 +37,11 @@ test: setup
 device: setup
 	@test -n "$(CONFIG)" || { echo "usage: make device CONFIG=<file.json>"; exit 2; }
 	@tools/run-device "$(CONFIG)"
+
+# The OTA package of a file-system board (unix port, Pico W) at VERSION; prints its path.
+bundle: setup
+	@test -n "$(VERSION)" || { echo "usage: make bundle VERSION=x.y.z [BOARD=UNIX]"; exit 2; }
+	@$(PY) tools/bundle.py "$(VERSION)" --board "$(or $(BOARD),UNIX)"
 
 bench: setup
 	$(PY) bench/run.py

@@ -55,6 +55,7 @@ class App:
         self.power = cfg.get("power") or {"mode": "always_on"}
         self.sleepy = self.power["mode"] != "always_on"
         self.codec = None
+        self.ota = None
         self._wake = asyncio.Event()
 
     def _say(self, text):
@@ -108,7 +109,12 @@ class App:
         dev.on_attribute("telemetry_interval_ms", self.set_interval)
         # Asleep, no pings (ThingsBoard does not count them as uplinks, spec §13); the report is the probe.
         dev.subscribe(keepalive_ms=0 if self.sleepy else 30000)
-        await self.report({"current_fw_title": FW_TITLE, "current_fw_version": FW_VERSION})
+        # OTA (firmware/otaapp.py): report current_fw_*/current_sw_*, then follow fw_*/sw_* assignments.
+        from otaapp import make_ota
+
+        self.ota = make_ota(self)
+        await self.report(self.ota.current())
+        await self.ota.start()
 
     # ---- RPC methods of the run contract (DESIGN §3) --------------------------
     def set_gpio(self, params):
@@ -182,6 +188,8 @@ class App:
             await self.device.send_telemetry(values)
             self.sent += 1
             self._say("telemetry %s -> 2.01" % dumps(values))
+            if self.ota is not None:
+                self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
             return True
         except (CoapError, errors.TbError) as e:
             self.failed += 1

@@ -37,6 +37,16 @@ def _obj(cfg, key, fields, required=()):
         _need(isinstance(v.get(f), str) and v.get(f), "'%s.%s' is required" % (key, f))
 
 
+def _ota(o):
+    _need(o.get("mode", "chunk") in ("chunk", "block2"), "'ota.mode' must be chunk or block2")
+    cs = o.get("chunk_size", 1024)
+    _need(isinstance(cs, int) and 16 <= cs <= 1024, "'ota.chunk_size' must be an integer 16-1024 (spec §10.2)")
+    _need(o.get("path", "fw") in ("fw", "api"), "'ota.path' must be fw or api")
+    for k in ("timeout_ms", "retry_ms", "health_timeout_ms"):
+        v = o.get(k, 1)
+        _need(isinstance(v, int) and v > 0, "'ota.%s' must be a positive integer" % k)
+
+
 def validate(cfg):
     """Fill defaults in place and return cfg; raise ConfigError on the first problem."""
     _need(isinstance(cfg, dict), "the file must hold a JSON object")
@@ -56,7 +66,8 @@ def validate(cfg):
     _need(cfg["payload"] == "json" or t in ("coap", "coaps"), "'payload': protobuf needs transport coap or coaps")
     iv = cfg.setdefault("telemetry_interval_ms", 5000)
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
-    _obj(cfg, "ota", ("mode", "chunk_size"))
+    _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms"))
+    _ota(cfg.get("ota") or {})
     _obj(cfg, "tls", ("ca", "cert", "key"))
     _obj(cfg, "wifi", ("ssid", "password"))
     _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con"))

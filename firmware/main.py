@@ -1,9 +1,34 @@
 # Entry point on every board: `micropython main.py [config.json]` on the unix port; on a
 # board, main.py runs at boot and reads config.json from the file system.
-import asyncio
+# First the boot shim (bootslot.py): the OTA slot chosen for this boot goes ahead of the
+# factory code on sys.path, before anything of the application is imported.
 import sys
 
-import config
+import bootslot
+
+bootslot.select(sys.argv[1] if len(sys.argv) > 1 else "config.json")
+
+import asyncio  # noqa: E402
+
+import config  # noqa: E402
+
+
+def _reboot():
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        sys.exit(75)  # the unix port: tools/run-device boots again on 75 (boards/UNIX/hal.py)
+
+
+def _fatal(e):
+    print("device: fatal: %s: %s" % (type(e).__name__, e))
+    if bootslot.on_trial():
+        # A new image that dies before its health check: the next boot falls back (bootslot.py).
+        print("device: the new image failed before its health check; rebooting into the previous one")
+        _reboot()
+    return 1
 
 
 def main(argv):
@@ -12,18 +37,20 @@ def main(argv):
         cfg = config.load(path)
     except config.ConfigError as e:
         print(e)
-        return 2
-    import hal
-    from app import App
+        return _fatal(e) and 2
+    try:
+        import hal
+        from app import App
 
-    app = App(cfg, hal.Hal(cfg))
+        app = App(cfg, hal.Hal(cfg))
+    except Exception as e:  # noqa: a broken image on trial must still reboot into the old one
+        return _fatal(e)
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:
         print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
     except Exception as e:  # noqa: the last word before a board resets; say what it was
-        print("device: fatal: %s: %s" % (type(e).__name__, e))
-        return 1
+        return _fatal(e)
     return 0
 
 

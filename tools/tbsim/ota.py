@@ -13,15 +13,20 @@ FIRMWARE = "FIRMWARE"
 SOFTWARE = "SOFTWARE"
 PREFIX = {FIRMWARE: "fw", SOFTWARE: "sw"}
 BY_PREFIX = {"fw": FIRMWARE, "sw": SOFTWARE}
-ALGORITHMS = ("MD5", "SHA256", "SHA384", "SHA512", "CRC32")
+ALGORITHMS = ("MD5", "SHA256", "SHA384", "SHA512", "CRC32", "MURMUR3_32", "MURMUR3_128")  # ota/ChecksumAlgorithm
 _MAX_SZX = 6                 # preferred block size 1024 (spec §1)
-_BLOCKWISE_LIFETIME = 300.0  # CF DEFAULT_BLOCKWISE_STATUS_LIFETIME
+_BLOCKWISE_LIFETIME = 300.0  # CF DEFAULT_BLOCKWISE_STATUS_LIFETIME; tests shorten it (--blockwise-lifetime)
 
 
 def checksum(algorithm, data):
     """Guava HashCode.toString(): CRC32 prints its bytes little-endian (spec §10.1)."""
     if algorithm == "CRC32":
         return (zlib.crc32(data) & 0xFFFFFFFF).to_bytes(4, "little").hex()
+    if algorithm in ("MURMUR3_32", "MURMUR3_128"):
+        import mmh3  # Guava's Hashing.murmur3_32()/murmur3_128(), seed 0: h1|h2, little-endian
+
+        return (mmh3.hash(data, signed=False).to_bytes(4, "little") if algorithm == "MURMUR3_32"
+                else mmh3.hash_bytes(data)).hex()
     names = {"MD5": "md5", "SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
     if algorithm in names:
         return hashlib.new(names[algorithm], data).hexdigest()
@@ -38,10 +43,11 @@ def _q(queries):
 
 
 class OtaService:
-    def __init__(self, store, core, log):
+    def __init__(self, store, core, log, blockwise_lifetime=_BLOCKWISE_LIFETIME):
         self.store = store
         self.core = core
         self.log = log
+        self.blockwise_lifetime = blockwise_lifetime
         self.block_cache = {}  # (peer, path, query) -> (data, expiry): CF Block2BlockwiseStatus
 
     def assign(self, device_id, ptype, package):
@@ -68,6 +74,9 @@ class OtaService:
             removed.append(p + "_url")
         else:
             attrs.append((p + "_url", "STRING", package["url"] or ""))
+            if package["checksum_algorithm"] and package["checksum"]:  # URL packages: only when known
+                attrs += [(p + "_checksum_algorithm", "STRING", package["checksum_algorithm"]),
+                          (p + "_checksum", "STRING", package["checksum"])]
         self.core.save_attributes(device_id, SHARED_SCOPE, attrs)
         existing = {r["key"] for r in self.store.attributes(device_id, SHARED_SCOPE)}
         if existing.intersection(removed):
@@ -126,7 +135,7 @@ class OtaService:
             # Block2 whose M flag is always 0 (spec §10.2).
             return call.reply(Code.CONTENT, data, extra=self._opts(block2.block_number, False, szx))
         if len(data) > size:
-            self.block_cache[key] = (data, now + _BLOCKWISE_LIFETIME)
+            self.block_cache[key] = (data, now + self.blockwise_lifetime)
             return call.reply(Code.CONTENT, data[:size], extra=self._opts(0, True, szx, len(data)))
         if block2 is not None:
             return call.reply(Code.CONTENT, data, extra=self._opts(0, False, szx))

@@ -54,6 +54,9 @@ class OtaRest:
                                            body.get("url") if body.get("isURL") else None)
         except Conflict:
             raise web.HTTPBadRequest(reason="OtaPackage with such title and version already exists!")
+        if body.get("isURL") and body.get("checksumAlgorithm") in ALGORITHMS and body.get("checksum"):
+            # A URL package may carry its checksum (spec §10.1); no data is stored for it.
+            p = self.store.set_ota_data(p["id"], None, None, None, body["checksumAlgorithm"], body["checksum"])
         self.log.rest("POST", "/api/otaPackage", 200, "%s %s %s" % (ptype, p["title"], p["version"]))
         return web.json_response(package_json(p))
 

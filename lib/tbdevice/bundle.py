@@ -1,0 +1,104 @@
+# Application bundles: the OTA package of file-system boards (unix port, Pico W), built by
+# `make bundle VERSION=x.y.z` (tools/bundle.py) and unpacked here, streamed, into a slot
+# directory (firmware/bootslot.py). Layout:
+#   b"TBB1", manifest length (2 bytes, big-endian), manifest (JSON), then the files' bytes
+#   in manifest order. manifest = {"title", "version", "board", "files": [[path, size], ..]}
+# The manifest is written into the slot last, as manifest.json: a slot without it is
+# incomplete and never booted.
+import json
+import os
+
+MAGIC = b"TBB1"
+
+
+class BundleError(ValueError):
+    pass
+
+
+def pack(out, manifest, files):
+    """Write a bundle to the binary stream out; files: [(path, bytes)] (host tool)."""
+    manifest = dict(manifest)
+    manifest["files"] = [[p, len(d)] for p, d in files]
+    head = json.dumps(manifest).encode()
+    out.write(MAGIC)
+    out.write(bytes((len(head) >> 8, len(head) & 255)))
+    out.write(head)
+    for _, d in files:
+        out.write(d)
+
+
+def _safe(path):
+    if not isinstance(path, str) or not path or path[0] == "/" or "\\" in path:
+        return False
+    for seg in path.split("/"):
+        if seg in ("", ".", ".."):
+            return False
+    return True
+
+
+def _makedirs(base, rel):
+    d = base
+    for seg in rel.split("/")[:-1]:
+        d += "/" + seg
+        try:
+            os.mkdir(d)
+        except OSError:
+            pass
+
+
+def _rmtree(path):
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for e in entries:
+        p = path + "/" + e
+        try:
+            os.remove(p)
+        except OSError:
+            _rmtree(p)
+    os.rmdir(path)
+
+
+def read_manifest(f):
+    if f.read(4) != MAGIC:
+        raise BundleError("not a bundle (bad magic)")
+    n = f.read(2)
+    if len(n) != 2:
+        raise BundleError("truncated bundle header")
+    head = f.read((n[0] << 8) | n[1])
+    try:
+        man = json.loads(head)
+        files = man["files"]
+    except (ValueError, KeyError, TypeError):
+        raise BundleError("bad bundle manifest")
+    for entry in files:
+        if not (isinstance(entry, list) and len(entry) == 2 and _safe(entry[0]) and isinstance(entry[1], int)):
+            raise BundleError("bad file entry in the bundle manifest: %r" % (entry,))
+    return man
+
+
+def unpack(src, dest, buf=None):
+    """Unpack the bundle file src into the directory dest (emptied first), `buf` bytes at a
+    time; returns the manifest. Raises BundleError on a malformed bundle, OSError on I/O."""
+    buf = buf or bytearray(512)
+    mv = memoryview(buf)
+    _rmtree(dest)
+    os.mkdir(dest)
+    with open(src, "rb") as f:
+        man = read_manifest(f)
+        for path, size in man["files"]:
+            _makedirs(dest, path)
+            with open(dest + "/" + path, "wb") as out:
+                left = size
+                while left:
+                    n = f.readinto(mv[: min(left, len(buf))])
+                    if not n:
+                        raise BundleError("bundle truncated in %s" % path)
+                    out.write(mv[:n])
+                    left -= n
+        if f.read(1):
+            raise BundleError("trailing bytes after the last file")
+    with open(dest + "/manifest.json", "w") as f:
+        f.write(json.dumps(man))
+    return man

@@ -1,0 +1,326 @@
+# OTA updates of firmware (fw_) and software (sw_) packages (spec §10, issue 4): follows the
+# package the server assigns through the shared attributes (read once at start, then the
+# subscription), and when it differs from the running one: download (tbdevice.otafetch,
+# resumable from the offset in state_dir), verify (tbdevice.checksum, computed while
+# writing), apply (a board sink: tbdevice.otasink, tbdevice.otapart), reboot, and after the
+# new image's health check (it connected and posted) confirm it and report UPDATED.
+# Reports telemetry <kind>_state = DOWNLOADING (with <kind>_progress, percent), DOWNLOADED,
+# VERIFIED, UPDATING, UPDATED, or FAILED with <kind>_error saying why; the running image
+# stays whenever something fails. A package unassigned mid-way ({"deleted": [..]}) cancels.
+import asyncio
+import random
+import time
+
+from coap.errors import CoapError
+from tbdevice import checksum, otafetch
+from tbdevice import otastate as st
+from tbdevice.errors import TbError
+
+_ENOSPC = 28
+_SAVE_EVERY = 16384  # bytes between progress records (flash wear vs. work redone on resume)
+
+
+class Ota:
+    """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
+    report(values) posts telemetry (async, True when posted); reset() reboots the board."""
+
+    def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
+                 path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
+                 log=None):
+        self.device = device
+        self.sinks = sinks
+        self.running = running
+        self.state_dir = state_dir
+        self.report_cb = report
+        self.reset = reset
+        self.mode = mode
+        self.chunk_size = min(1024, chunk_size)
+        self.path = path
+        self.timeout_ms = timeout_ms
+        self.retry_ms = retry_ms
+        self.stalls = stalls
+        self.health_timeout_ms = health_timeout_ms
+        self.url_ssl = url_ssl
+        self.log = log
+        self.jobs = {}  # kind -> (pkg, task)
+        self._sinks = {}
+        self.pending = {}  # kind -> pkg applied, awaiting the health check
+        self.healthy_ev = asyncio.Event()
+        self.done = asyncio.Event()  # set after each finished job (tests, benchmarks)
+        self.last_error = None
+        self._last_ms = time.ticks_ms()
+
+    def _say(self, text):
+        if self.log:
+            self.log("ota: " + text)
+
+    async def _report(self, values):
+        # Telemetry is stored per (key, ts) in milliseconds: states posted within the same
+        # millisecond would replace each other (DOWNLOADED, VERIFIED, UPDATING come together).
+        while time.ticks_diff(time.ticks_ms(), self._last_ms) < 2:
+            await asyncio.sleep_ms(1)
+        self._last_ms = time.ticks_ms()
+        try:
+            return await self.report_cb(values)
+        except (CoapError, TbError) as e:
+            self._say("report failed: %r" % e)
+            return False
+
+    # ---- boot ------------------------------------------------------------------
+    def current(self):
+        """current_<kind>_title / _version of the running images (reported at boot)."""
+        out = {}
+        for kind in st.KINDS:
+            r = self.running.get(kind)
+            if r:
+                out["current_%s_title" % kind] = r[0]
+                out["current_%s_version" % kind] = r[1]
+        return out
+
+    async def start(self):
+        """After connect and subscribe: settle what the last boot left, then read the
+        assignment once (an update assigned while the device was off is found)."""
+        for kind in st.KINDS:
+            if kind not in self.sinks:
+                continue
+            rec = st.Record(self.state_dir, kind)
+            pkg = rec.get("pkg")
+            if rec.get("stage") == "applying" and pkg:
+                r = self.running.get(kind)
+                if r and st.running_is(pkg, r[0], r[1]):
+                    self.pending[kind] = pkg
+                    self._say("%s %s %s booted; confirming after the health check" % (kind, pkg["title"],
+                                                                                       pkg["version"]))
+                else:
+                    rec.set(stage=None, pkg=None, offset=None, failed=pkg)
+                    await self._fail(kind, "the new image did not pass its health check; rolled back to %s" % (
+                        r[1] if r else "the previous image"))
+        if self.pending:
+            if self.healthy_ev.is_set():  # the app posted before start(): that was the health check
+                asyncio.create_task(self._confirm())
+            else:
+                asyncio.create_task(self._health_watch())
+        self.device.on_attributes(self._on_change)
+        try:
+            got = await self.device.request_attributes(shared_keys=st.keys("fw") + st.keys("sw"))
+            self.consider(got.get("shared") or {})
+        except (CoapError, TbError, ValueError) as e:
+            self._say("reading the assignment: %r (the subscription will bring it)" % e)
+
+    def healthy(self):
+        """The app connected and posted: confirm an image on trial and report UPDATED."""
+        if self.healthy_ev.is_set():
+            return
+        self.healthy_ev.set()
+        if self.pending:
+            asyncio.create_task(self._confirm())
+
+    async def _confirm(self):
+        for kind, pkg in list(self.pending.items()):
+            self._sink(kind).confirm()
+            st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
+            del self.pending[kind]
+            self._say("%s %s confirmed" % (kind, pkg["version"]))
+            await self._report({kind + "_state": st.UPDATED})
+        self.done.set()
+
+    async def _health_watch(self):
+        try:
+            await asyncio.wait_for_ms(self.healthy_ev.wait(), self.health_timeout_ms)
+        except asyncio.TimeoutError:
+            self._say("no health check within %d ms: resetting to roll back" % self.health_timeout_ms)
+            self.reset()
+
+    # ---- assignment ----------------------------------------------------------------
+    def _on_change(self, changed, deleted):
+        self.consider(self.device.shared)
+
+    def consider(self, shared):
+        """Start, keep or cancel the job of each kind for the assignment in `shared`."""
+        for kind in st.KINDS:
+            if kind not in self.sinks or kind in self.pending:
+                continue
+            pkg = st.target(shared, kind)
+            job = self.jobs.get(kind)
+            if job is not None:
+                if st.same(job[0], pkg):
+                    continue
+                job[1].cancel()
+                del self.jobs[kind]
+                why = "cancelled: the package was unassigned" if pkg is None else "cancelled: another package"
+                self._say("%s %s" % (kind, why))
+                self._sink(kind).discard()
+                st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
+                asyncio.create_task(self._fail(kind, why))
+            if pkg is None:
+                continue
+            r = self.running.get(kind)
+            if r and st.running_is(pkg, r[0], r[1]):
+                continue
+            rec = st.Record(self.state_dir, kind)
+            if st.same(rec.get("failed"), pkg):
+                continue  # failed before: not again until the assignment changes
+            self.jobs[kind] = (pkg, asyncio.create_task(self._job(kind, pkg)))
+
+    # ---- one update ----------------------------------------------------------------
+    async def _fail(self, kind, why):
+        self.last_error = why
+        self._say("%s FAILED: %s" % (kind, why))
+        await self._report({kind + "_state": st.FAILED, kind + "_error": why})
+        self.done.set()
+
+    def _sink(self, kind):
+        # One sink object per kind, so a cancel can close what the job opened.
+        s = self._sinks.get(kind)
+        if s is None:
+            s = self._sinks[kind] = self.sinks[kind]()
+        return s
+
+    async def _job(self, kind, pkg):
+        rec = st.Record(self.state_dir, kind)
+        try:
+            await self._update(kind, pkg, rec)
+        except asyncio.CancelledError:
+            self._sink(kind).close()
+            raise
+        except st.OtaError as e:
+            self._end(kind, rec, pkg)
+            await self._fail(kind, str(e))
+        except OSError as e:
+            self._end(kind, rec, pkg)
+            if e.args and e.args[0] == _ENOSPC:
+                await self._fail(kind, "no space left on the device (%s)" % (e.args[1] if len(e.args) > 1 else "ENOSPC"))
+            else:
+                await self._fail(kind, "storage error: %r" % e)
+
+    def _end(self, kind, rec, pkg):
+        try:
+            self._sink(kind).discard()
+        except OSError:
+            pass
+        rec.set(stage=None, pkg=None, offset=None, failed=pkg)
+        self.jobs.pop(kind, None)
+
+    async def _update(self, kind, pkg, rec):
+        sink = self._sink(kind)
+        offset = rec.get("offset", 0) if st.same(rec.get("pkg"), pkg) and rec.get("stage") == "download" else 0
+        alg = pkg.get("checksum_algorithm")
+        want = pkg.get("checksum")
+        try:
+            h = checksum.new(alg) if alg and want else None
+        except ValueError as e:
+            raise st.OtaError(str(e))
+        size = pkg.get("size")
+        job = _Job(self, kind, sink, rec, h, size)
+        job.offset = job.saved = offset = sink.open(pkg, offset)
+        rec.set(pkg=pkg, stage="download", offset=offset, failed=None)
+        if offset:
+            self._say("%s %s resuming at byte %d" % (kind, pkg["version"], offset))
+            if h is not None:
+                sink.replay(offset, h.update)  # the checksum of what is already on flash
+        await job.progress(force=True)
+        stalls = 0
+        while True:
+            before = job.offset
+            try:
+                await self._fetch(kind, pkg, job)
+                break
+            except (CoapError, TbError) as e:
+                err = e
+            except OSError as e:
+                if e.args and e.args[0] == _ENOSPC:
+                    raise
+                err = e
+                await self.device.reconnect()
+            # The sink stays open and the checksum goes on: the next try continues at job.offset.
+            stalls = 0 if job.offset > before else stalls + 1
+            if stalls >= self.stalls:
+                raise st.OtaError("download stalled at byte %d: %s" % (job.offset, err))
+            self._say("%s at byte %d: %r; retrying" % (kind, job.offset, err))
+            await asyncio.sleep_ms(self.retry_ms // 2 + random.getrandbits(16) % (self.retry_ms // 2 + 1))
+        sink.close()
+        if size is not None and job.offset != size:
+            raise st.OtaError("size mismatch: %d bytes received, fw_size says %d" % (job.offset, size))
+        await job.progress(force=True)
+        await self._report({kind + "_state": st.DOWNLOADED})
+        if h is not None:
+            got = h.hexdigest()
+            if not checksum.matches(want, got):
+                raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
+        else:
+            self._say("%s: no checksum to verify against" % kind)
+        await self._report({kind + "_state": st.VERIFIED})
+        await self._report({kind + "_state": st.UPDATING})
+        rec.set(stage="applying", offset=None)
+        sink.apply(pkg)
+        self.jobs.pop(kind, None)
+        if sink.needs_reboot:
+            self._say("%s %s %s applied; rebooting" % (kind, pkg["title"], pkg["version"]))
+            await asyncio.sleep_ms(200)
+            self.reset()
+            return
+        # Nothing to reboot (a data package): this running, posting image is the health check.
+        self.running[kind] = (pkg["title"], pkg["version"])
+        rec.set(stage=None, pkg=None)
+        await self._report({kind + "_state": st.UPDATED, "current_%s_title" % kind: pkg["title"],
+                            "current_%s_version" % kind: pkg["version"]})
+        self.done.set()
+
+    async def _fetch(self, kind, pkg, job):
+        dev = self.device
+        url = pkg.get("url")
+        if url:
+            from tbdevice import otaurl
+
+            await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self.url_ssl)
+            return
+        link = dev.link
+        if hasattr(link, "fetch_firmware"):  # HTTP(S): the firmware route (spec §10.3)
+            get = otafetch.http_chunk_getter(link, kind, pkg, self.chunk_size, self.timeout_ms)
+            await otafetch.chunks(get, pkg.get("size"), self.chunk_size, job.offset, job.data)
+            return
+        cl = link.client
+        con = getattr(link, "con", True)
+        if self.mode == "block2":
+            route = otafetch.coap_route(kind, link.token, pkg, self.path)
+            await otafetch.block2(cl, route, pkg.get("size"), job.offset, job.data, con, self.timeout_ms)
+            return
+        route = otafetch.coap_route(kind, link.token, pkg, self.path, ("size=%d" % self.chunk_size,))
+        get = otafetch.coap_chunk_getter(cl, route, con, self.timeout_ms)
+        await otafetch.chunks(get, pkg.get("size"), self.chunk_size, job.offset, job.data)
+
+
+class _Job:
+    # The running download: feeds the sink and the checksum, saves the offset now and then,
+    # reports progress every 10 %.
+    def __init__(self, ota, kind, sink, rec, h, size):
+        self.ota = ota
+        self.kind = kind
+        self.sink = sink
+        self.rec = rec
+        self.h = h
+        self.size = size
+        self.offset = 0
+        self.saved = 0
+        self.opened = False
+        self.pct = None
+
+    async def data(self, mv):
+        if self.size is not None and self.offset + len(mv) > self.size:
+            raise st.OtaError("size mismatch: more than fw_size %d bytes" % self.size)
+        self.sink.write(mv)
+        if self.h is not None:
+            self.h.update(mv)
+        self.offset += len(mv)
+        if self.offset - self.saved >= _SAVE_EVERY:
+            self.saved = self.sink.durable()
+            self.rec.set(offset=self.saved)
+        await self.progress()
+
+    async def progress(self, force=False):
+        pct = st.progress_step(self.offset, self.size, self.pct)
+        if pct is None and not (force and self.pct is None):
+            return
+        self.pct = pct if pct is not None else 0
+        k = self.kind
+        await self.ota._report({k + "_state": st.DOWNLOADING, k + "_progress": self.pct})

@@ -1,0 +1,158 @@
+# Where an OTA download goes on a board with a file system. A sink is written sequentially
+# from an offset (a resumed download continues where the last durable byte is), read back
+# to recompute the checksum after a reboot, then applied:
+#   FileSink: the package kept as state_dir/ota/<kind>.bin (software packages, data)
+#   SlotSink: an application bundle unpacked into the free slot and booted on trial
+#             (firmware/bootslot.py), confirmed after the health check
+# The ESP32 partition sink is tbdevice.otapart. Interface (all sinks):
+#   open(pkg, offset) -> offset, write(buf), durable(), replay(n, fn), close(),
+#   apply(pkg), needs_reboot, confirm(), discard()
+import json
+import os
+
+from tbdevice.otastate import OtaError
+
+_ENOSPC = 28
+
+
+def _mkdir(path):
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def free_bytes(path):
+    try:
+        st = os.statvfs(path)
+        return st[0] * st[4]  # f_bsize * f_bavail
+    except (OSError, AttributeError):
+        return None
+
+
+class FileSink:
+    needs_reboot = False
+    room_factor = 1  # free space needed, in image sizes
+
+    def __init__(self, state_dir, kind, buf=None):
+        self.state_dir = state_dir
+        self.kind = kind
+        self.dir = state_dir + "/ota"
+        self.part = self.dir + "/" + kind + ".part"
+        self.buf = buf
+        self.f = None
+        self.written = 0
+
+    def open(self, pkg, offset):
+        _mkdir(self.dir)
+        size = pkg.get("size")
+        have = _size(self.part)
+        if offset > have:
+            offset = 0  # the partial file is gone: start over
+        if offset == 0 and size:
+            free = free_bytes(self.dir)
+            if have > 0:
+                free = None if free is None else free + have
+            if free is not None and free < size * self.room_factor:
+                raise OSError(_ENOSPC, "%d bytes free, %d needed" % (free, size * self.room_factor))
+        if offset:
+            self.f = open(self.part, "r+b")
+            self.f.seek(offset)
+        else:
+            self.f = open(self.part, "wb")
+        self.written = offset
+        return offset
+
+    def write(self, data):
+        self.f.write(data)
+        self.written += len(data)
+
+    def durable(self):
+        """Bytes on flash for sure (flushed): what the record may say was written."""
+        self.f.flush()
+        return self.written
+
+    def replay(self, n, fn):
+        """fn(memoryview) over bytes [0, n) of what was written before (checksum on resume)."""
+        buf = self.buf or bytearray(512)
+        mv = memoryview(buf)
+        with open(self.part, "rb") as f:
+            while n > 0:
+                k = f.readinto(mv[: min(n, len(buf))])
+                if not k:
+                    raise OSError(5, "short read")
+                fn(mv[:k])
+                n -= k
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+    def discard(self):
+        self.close()
+        _remove(self.part)
+
+    def apply(self, pkg):
+        final = self.dir + "/" + self.kind + ".bin"
+        _remove(final)
+        os.rename(self.part, final)
+        with open(self.dir + "/" + self.kind + "-installed.json", "w") as f:
+            f.write(json.dumps({"title": pkg["title"], "version": pkg["version"]}))
+
+    def installed(self):
+        """(title, version) of the package last applied here, or None."""
+        try:
+            with open(self.dir + "/" + self.kind + "-installed.json") as f:
+                d = json.load(f)
+            return d["title"], d["version"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def confirm(self):
+        pass
+
+
+class SlotSink(FileSink):
+    """An application bundle (tbdevice.bundle) unpacked into the free slot; `slots` is the
+    boot shim's module (firmware/bootslot.py), injected by the board."""
+
+    needs_reboot = True
+    room_factor = 2  # the download, then its unpacked copy
+
+    def __init__(self, state_dir, kind, slots, buf=None):
+        FileSink.__init__(self, state_dir, kind, buf)
+        self.slots = slots
+
+    def apply(self, pkg):
+        from tbdevice import bundle
+
+        sd = self.state_dir
+        _mkdir(sd + "/slots")
+        slot = self.slots.free_slot(sd)
+        try:
+            man = bundle.unpack(self.part, self.slots.slot_dir(sd, slot), self.buf)
+        except bundle.BundleError as e:
+            raise OtaError("bad bundle: %s" % e)
+        if man.get("title") != pkg["title"] or man.get("version") != pkg["version"]:
+            raise OtaError("the bundle is %s %s, the package says %s %s" % (
+                man.get("title"), man.get("version"), pkg["title"], pkg["version"]))
+        self.slots.switch(sd, slot)  # atomic: the next boot runs the new slot, on trial
+        _remove(self.part)
+
+    def confirm(self):
+        self.slots.confirm(self.state_dir)

@@ -1,0 +1,123 @@
+# OTA end to end (issue 4): the reference firmware on the unix port against tbsim, updated from
+# an application bundle 1.0.0 to 1.0.1 through ThingsBoard's REST API, in both download modes;
+# the failures the device must report (FAILED with fw_error, the running image kept).
+import importlib.util
+import json
+import os
+import threading
+import time
+import urllib.request
+import uuid
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import mpy
+from conftest import wait_until
+from test_firmware import Device, write_config
+
+_spec = importlib.util.spec_from_file_location("bundle_tool", os.path.join(mpy.ROOT, "tools", "bundle.py"))
+bundle_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bundle_tool)
+
+TITLE = "tb-micropython"
+OTA_FAST = {"timeout_ms": 1500, "retry_ms": 200, "health_timeout_ms": 15000}
+
+
+def upload(sim, data, version, title=TITLE, algorithm="SHA256", checksum=None, kind="FIRMWARE"):
+    r = sim.rest
+    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": kind})
+    boundary = uuid.uuid4().hex
+    body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"fw.bin\"\r\n"
+             "Content-Type: application/octet-stream\r\n\r\n" % boundary).encode() + data +
+            ("\r\n--%s--\r\n" % boundary).encode())
+    q = "checksumAlgorithm=%s" % algorithm + ("&checksum=%s" % checksum if checksum else "")
+    req = urllib.request.Request("%s/api/otaPackage/%s?%s" % (sim.http_url, pkg["id"]["id"], q), data=body,
+                                 method="POST", headers={"Content-Type": "multipart/form-data; boundary=" + boundary,
+                                                         "X-Authorization": "Bearer " + r.jwt})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def url_package(sim, url, version, title=TITLE, algorithm=None, checksum=None):
+    body = {"title": title, "version": version, "type": "FIRMWARE", "isURL": True, "url": url}
+    if algorithm:
+        body.update(checksumAlgorithm=algorithm, checksum=checksum)
+    return sim.rest.post("/api/otaPackage", body)
+
+
+def assign(sim, info, field="firmwareId"):
+    dev = sim.rest.get("/api/tenant/devices", deviceName=sim.device_name)
+    dev[field] = info["id"] if info else None
+    return sim.rest.post("/api/device", dev)
+
+
+def set_shared(sim, attrs):
+    did = sim.rest.device_id(sim.device_name)
+    sim.rest.post("/api/plugins/telemetry/DEVICE/%s/SHARED_SCOPE" % did, attrs)
+
+
+def history(sim, key):
+    did = sim.rest.device_id(sim.device_name)
+    got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys=key, startTs="0",
+                       endTs=str(int(time.time() * 1000) + 60000), limit="1000", orderBy="ASC")
+    return [p["value"] for p in got.get(key, [])]
+
+
+def latest(sim, key):
+    h = history(sim, key)
+    return h[-1] if h else None
+
+
+def wait_state(sim, state, timeout=40):
+    return wait_until(lambda: latest(sim, "fw_state") == state, timeout, 0.1)
+
+
+def bundle(tmp_path, version, **replace):
+    return bundle_tool.build(version, out=str(tmp_path / ("b-%s.tbb" % version)),
+                             replace={k.replace("__", "/").replace("_py", ".py"): v for k, v in replace.items()})
+
+
+def start_device(sim, tmp_path, mode="chunk", heap="256K", **ota):
+    """A device on bundle 1.0.0 (installed in its slot as if flashed)."""
+    sd = tmp_path / "state"
+    sd.mkdir(exist_ok=True)
+    if not (sd / "ota" / "boot.json").exists():
+        bundle_tool.install(bundle(tmp_path, "1.0.0"), str(sd))
+    o = dict(OTA_FAST, mode=mode)
+    o.update(ota)
+    cfg = write_config(tmp_path, port=sim.coap_port, token=sim.token, state_dir=str(sd), ota=o,
+                       coap={"ack_timeout_ms": 300, "max_retransmit": 2})
+    dev = Device(cfg, heap=heap)
+    assert wait_until(lambda: latest(sim, "current_fw_version") == "1.0.0", 15, 0.1), dev.output()
+    return dev
+
+
+@pytest.mark.parametrize("mode", ["chunk", "block2"])
+def test_update_1_0_0_to_1_0_1(tbsim, tmp_path, mode):
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path, mode)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        ok = wait_state(tbsim, "UPDATED", 60)
+        assert ok, dev.output() + "\n" + tbsim.log_text()[-3000:]
+        assert latest(tbsim, "current_fw_version") == "1.0.1"
+        states = [s for s in history(tbsim, "fw_state") if s not in ("QUEUED", "INITIATED")]
+        # each state once and in order (DOWNLOADING repeats with the progress)
+        order = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+        assert order == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"], states
+        assert history(tbsim, "fw_progress")[-1] in (100, "100")
+        out = dev.output()
+        assert "run-device: reset, booting again" in out
+        assert out.index("current_fw_version\":\"1.0.1") > out.index("booting again")
+        # UPDATED only after the new image posted (its boot report) and confirmed its slot
+        assert out.index("fw 1.0.1 confirmed") > out.index("current_fw_version\":\"1.0.1")
+        boot = json.loads((tmp_path / "state" / "ota" / "boot.json").read_text())
+        assert boot["state"] == "ok" and boot["slot"] == "b"
+        if mode == "block2":
+            assert "Block2=2/1024" in tbsim.log_text()
+        else:
+            assert "chunk=2" in tbsim.log_text()
+    finally:
+        dev.stop()

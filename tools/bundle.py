@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Build the OTA package of a file-system board (unix port, Pico W): the application (firmware/ without
+the boot shim, every package under lib/, the board's hal) with a manifest, in the format of
+lib/tbdevice/bundle.py. Prints the bundle's path. `make bundle VERSION=x.y.z [BOARD=UNIX]` runs it.
+
+    tools/bundle.py VERSION [--board UNIX] [--out build/bundle/NAME.tbb]
+    tools/bundle.py --install BUNDLE STATE_DIR   # put a bundle in a device's free slot and boot it (as flashed)
+"""
+
+import argparse
+import io
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.join(ROOT, "firmware"))
+
+from tbdevice import bundle  # noqa: E402
+
+# The boot shim stays the factory one on the device (firmware/bootslot.py says why).
+_SHIM = ("main.py", "bootslot.py")
+
+
+def _title():
+    with open(os.path.join(ROOT, "firmware", "version.py")) as f:
+        m = re.search(r'FW_TITLE\s*=\s*"([^"]+)"', f.read())
+    return m.group(1) if m else "tb-micropython"
+
+
+def _py_files(base, prefix):
+    out = []
+    for d, dirs, files in os.walk(base):
+        dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py") and name != "manifest.py":
+                full = os.path.join(d, name)
+                out.append((prefix + os.path.relpath(full, base).replace(os.sep, "/"), full))
+    return out
+
+
+def collect(version, board="UNIX", title=None, replace=None):
+    """[(path in bundle, bytes)] for the application at `version`; `replace` maps bundle paths to
+    other contents (tests use it to build a broken image)."""
+    title = title or _title()
+    files = []
+    for rel, full in _py_files(os.path.join(ROOT, "firmware"), "firmware/"):
+        if rel.split("/", 1)[1] in _SHIM or rel == "firmware/version.py":
+            continue
+        files.append((rel, full))
+    files += _py_files(os.path.join(ROOT, "lib"), "lib/")
+    files += [(r, f) for r, f in _py_files(os.path.join(ROOT, "boards", board), "board/")]
+    common = os.path.join(ROOT, "boards", "common")
+    if board != "UNIX" and os.path.isdir(common):
+        files += _py_files(common, "board/")
+    out = []
+    for rel, full in files:
+        with open(full, "rb") as f:
+            out.append((rel, f.read()))
+    out.append(("firmware/version.py", ('# What this firmware reports as current_fw_title / current_fw_version '
+                                        '(spec §10.1).\nFW_TITLE = "%s"\nFW_VERSION = "%s"\n' % (title, version)
+                                        ).encode()))
+    for rel, data in (replace or {}).items():
+        out = [(r, d) for r, d in out if r != rel] + [(rel, data)]
+    return title, out
+
+
+def build(version, board="UNIX", out=None, title=None, replace=None):
+    title, files = collect(version, board, title, replace)
+    out = out or os.path.join(ROOT, "build", "bundle", "%s-%s-%s.tbb" % (title, version, board))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    buf = io.BytesIO()
+    bundle.pack(buf, {"title": title, "version": version, "board": board}, files)
+    with open(out, "wb") as f:
+        f.write(buf.getvalue())
+    return out
+
+
+def install(path, state_dir):
+    """What flashing a bundle does: unpack into the free slot and make it the confirmed one."""
+    import bootslot
+
+    os.makedirs(os.path.join(state_dir, "slots"), exist_ok=True)
+    slot = bootslot.free_slot(state_dir)
+    man = bundle.unpack(path, bootslot.slot_dir(state_dir, slot))
+    bootslot.write(state_dir, {"slot": slot, "state": "ok"})
+    return slot, man
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("version", nargs="?")
+    p.add_argument("--board", default="UNIX")
+    p.add_argument("--out")
+    p.add_argument("--install", nargs=2, metavar=("BUNDLE", "STATE_DIR"))
+    a = p.parse_args(argv)
+    if a.install:
+        slot, man = install(*a.install)
+        print("installed %s %s in slot %s" % (man["title"], man["version"], slot))
+        return 0
+    if not a.version or not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$", a.version):
+        p.error("VERSION is required (e.g. 1.0.1)")
+    print(build(a.version, a.board, a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
