@@ -161,3 +161,43 @@ def test_drop_first_copies_then_answer(peer_factory):
     assert bytes.fromhex(r[0]["payload"]) == b"lossy"
     assert len(p.requests("l")) == 4 and r.counters["retransmissions"] == 3
 
+
+
+def test_ack_with_wrong_token_is_not_the_response(peer_factory):
+    # A piggybacked ACK for our MID but with another token (RFC 7252 §5.3.2: match by
+    # token too) is dropped without RST; the retransmission gets the real answer.
+    from peers.scripted_peer import Behaviour, build
+
+    class WrongTokenFirst(Behaviour):
+        def __call__(self, ctx):
+            if ctx.peer.copies_seen < 1:
+                ctx.peer.copies_seen += 1
+                ctx.peer.send(build(ACK, Code.CONTENT, ctx.msg.mid, b"\x00\x01", b"wrong"), ctx.addr, "wrong token")
+            else:
+                ctx.send(ctx.response(Code.CONTENT, b"right"))
+
+    p = peer_factory({"w": WrongTokenFirst()}, dedup=False)
+    p.copies_seen = 0
+    r = run_client(p.port, [{"path": "w"}], {"ack_timeout_ms": 50})
+    assert bytes.fromhex(r[0]["payload"]) == b"right", r.raw
+    assert len(p.requests("w")) == 2 and rsts(p) == []
+    assert r.counters["rejected"] == 1
+
+
+def test_stray_acks_are_ignored(peer_factory):
+    # An empty ACK and a piggybacked response for message IDs nobody sent: no RST (an ACK
+    # is never answered), nothing delivered, the real answer follows.
+    from peers.scripted_peer import build
+
+    stray = [lambda ctx: build(ACK, Code.EMPTY, (ctx.msg.mid + 100) & 0xFFFF).encode(),
+             lambda ctx: build(ACK, Code.CONTENT, (ctx.msg.mid + 101) & 0xFFFF, bytes(ctx.msg.token), b"no").encode()]
+    p = peer_factory({"s": Garbage(stray, then=Piggyback(b"yes"))})
+    r = run_client(p.port, [{"path": "s"}])
+    assert bytes.fromhex(r[0]["payload"]) == b"yes"
+    assert rsts(p) == [] and r.counters["rejected"] == 1  # the empty ACK is simply unmatched
+
+
+def test_ping_unanswered_is_false(peer_factory):
+    p = peer_factory(lambda peer, dg: None)  # swallows everything, pings included
+    r = run_client(p.port, [{"op": "ping", "timeout_ms": 300}], {"ack_timeout_ms": 50})
+    assert r[0]["pong"] is False and 250 <= r[0]["ms"] <= 450
