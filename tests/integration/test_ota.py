@@ -121,3 +121,158 @@ def test_update_1_0_0_to_1_0_1(tbsim, tmp_path, mode):
             assert "chunk=2" in tbsim.log_text()
     finally:
         dev.stop()
+
+
+def _states(sim):
+    return [s for s in history(sim, "fw_state") if s not in ("QUEUED", "INITIATED")]
+
+
+def _kept_1_0_0(sim, tmp_path, dev):
+    assert latest(sim, "current_fw_version") == "1.0.0"
+    boot = json.loads((tmp_path / "state" / "ota" / "boot.json").read_text())
+    assert boot == {"slot": "a", "state": "ok"}, boot
+    assert "booting again" not in dev.output()
+    assert not (tmp_path / "state" / "ota" / "fw.part").exists()
+
+
+@pytest.mark.parametrize("case", ["checksum", "size", "truncated", "block2-size"])
+def test_bad_package_fails_and_keeps_the_running_image(tbsim, tmp_path, case):
+    # Assigned while the device is off: found by the attribute request at boot.
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    if case == "checksum":
+        assign(tbsim, upload(tbsim, data, "1.0.1", checksum="00" * 32))
+    else:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        # the server's attribute says another size than the data it serves
+        set_shared(tbsim, {"fw_size": len(data) - 100 if case in ("size", "block2-size") else len(data) + 100})
+    dev = start_device(tbsim, tmp_path, "block2" if case == "block2-size" else "chunk")
+    try:
+        assert wait_state(tbsim, "FAILED", 30), dev.output()
+        err = latest(tbsim, "fw_error")
+        want = {"checksum": "checksum mismatch (SHA256)", "size": "size mismatch", "truncated": "truncated",
+                "block2-size": "size mismatch"}[case]
+        assert want in err, err
+        _kept_1_0_0(tbsim, tmp_path, dev)
+        time.sleep(1)  # not tried again while the assignment stays the same
+        assert _states(tbsim)[-1] == "FAILED" and "DOWNLOADING" not in _states(tbsim)[-1:]
+    finally:
+        dev.stop()
+
+
+def test_unassigned_mid_way_cancels(tbsim, tmp_path):
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path, chunk_size=128)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_until(lambda: int(latest(tbsim, "fw_progress") or 0) >= 10, 20, 0.05), dev.output()
+        assign(tbsim, None)
+        assert wait_state(tbsim, "FAILED", 10), dev.output()
+        assert "unassigned" in latest(tbsim, "fw_error")
+        assert int(latest(tbsim, "fw_progress")) < 100
+        time.sleep(0.5)
+        _kept_1_0_0(tbsim, tmp_path, dev)
+    finally:
+        dev.stop()
+
+
+def _kill_micropython(dev):
+    # The device loses power: SIGKILL to the unix port process (not run-device, which would stop cleanly).
+    import signal
+    import subprocess
+
+    pids = subprocess.run(["pgrep", "-P", str(dev.proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    dev.proc.wait(timeout=10)
+
+
+def test_interrupted_download_resumes(tbsim, tmp_path):
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path, chunk_size=256)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1", algorithm="MD5"))
+        assert wait_until(lambda: int(latest(tbsim, "fw_progress") or 0) >= 30, 30, 0.02), dev.output()
+        _kill_micropython(dev)
+        first = dev.output()
+    finally:
+        dev.stop()
+    rec = json.loads((tmp_path / "state" / "ota" / "fw.json").read_text())
+    assert rec["stage"] == "download" and rec["offset"] > 0
+    mark = tbsim.mark()
+    dev = Device(str(tmp_path / "config.json"), heap="256K")
+    try:
+        assert wait_state(tbsim, "UPDATED", 60), first + "\n---\n" + dev.output()
+        assert "resuming at byte %d" % rec["offset"] in dev.output()
+        # the chunks before the resume point were not asked again
+        k = rec["offset"] // 256
+        later = tbsim.log_text().split("\n")[mark:]
+        assert not any("chunk=%d " % (k - 1) in l or l.endswith("chunk=%d" % (k - 1)) for l in later)
+        assert latest(tbsim, "current_fw_version") == "1.0.1"
+    finally:
+        dev.stop()
+
+
+def test_broken_image_rolls_back(tbsim, tmp_path):
+    bad = open(bundle(tmp_path, "1.0.2", firmware__app_py=b"raise ImportError('broken on purpose')\n"), "rb").read()
+    dev = start_device(tbsim, tmp_path)
+    try:
+        assign(tbsim, upload(tbsim, bad, "1.0.2"))
+        assert wait_state(tbsim, "FAILED", 40), dev.output()
+        assert "rolled back" in latest(tbsim, "fw_error")
+        assert "UPDATING" in _states(tbsim)
+        out = dev.output()
+        assert "broken on purpose" in out and out.count("booting again") == 2
+        assert latest(tbsim, "current_fw_version") == "1.0.0"
+        boot = json.loads((tmp_path / "state" / "ota" / "boot.json").read_text())
+        assert boot == {"slot": "a", "state": "ok", "failed": "b"}
+    finally:
+        dev.stop()
+
+
+_ENOSPC_HAL = b'''
+
+class _FullSink:
+    # A flash that fills up after 3000 bytes (issue 4: "no space left").
+    needs_reboot = True
+
+    def open(self, pkg, offset):
+        self.n = 0
+        return 0
+
+    def write(self, data):
+        self.n += len(data)
+        if self.n > 3000:
+            raise OSError(28, "ENOSPC")
+
+    def durable(self):
+        return 0
+
+    def close(self):
+        pass
+
+    def discard(self):
+        pass
+
+
+def _ota_sinks(self):
+    return {"fw": _FullSink}
+
+
+Hal.ota_sinks = _ota_sinks
+'''
+
+
+def test_no_space_left(tbsim, tmp_path):
+    sd = tmp_path / "state"
+    sd.mkdir()
+    hal = open(os.path.join(mpy.ROOT, "boards", "UNIX", "hal.py"), "rb").read() + _ENOSPC_HAL
+    bundle_tool.install(bundle(tmp_path, "1.0.0", board__hal_py=hal), str(sd))
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_state(tbsim, "FAILED", 20), dev.output()
+        assert "no space left" in latest(tbsim, "fw_error")
+        assert latest(tbsim, "current_fw_version") == "1.0.0"
+    finally:
+        dev.stop()
