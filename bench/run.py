@@ -185,15 +185,19 @@ class Mpy:
     def __init__(self, tmp):
         self.tmp = tmp
         self.lib = os.path.join(tmp, "lib")
-        self.sizes = {}  # "coap/client.py" -> .mpy bytes
-        for pkg in PACKAGES:
-            src_dir = os.path.join(ROOT, "lib", pkg)
-            os.makedirs(os.path.join(self.lib, pkg))
-            for name in sorted(os.listdir(src_dir)):
+        self.sizes = {}  # "coap/client.py" -> (source bytes, .mpy bytes), for PACKAGES
+        src_root = os.path.join(ROOT, "lib")
+        for dirpath, dirnames, filenames in os.walk(src_root):  # all of lib/: packages import each other
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__pycache__")))
+            rel = os.path.relpath(dirpath, src_root)
+            os.makedirs(os.path.join(self.lib, rel), exist_ok=True)
+            for name in sorted(filenames):
                 if name.endswith(".py"):
-                    dst = os.path.join(self.lib, pkg, name[:-3] + ".mpy")
-                    run([MPY_CROSS, "-o", dst, os.path.join(src_dir, name)])
-                    self.sizes[pkg + "/" + name] = (os.path.getsize(os.path.join(src_dir, name)), os.path.getsize(dst))
+                    src = os.path.join(dirpath, name)
+                    dst = os.path.join(self.lib, rel, name[:-3] + ".mpy")
+                    run([MPY_CROSS, "-o", dst, src])
+                    if rel in PACKAGES:
+                        self.sizes[rel + "/" + name] = (os.path.getsize(src), os.path.getsize(dst))
         mp_dir = os.path.join(BENCH, "mp")
         for name in sorted(os.listdir(mp_dir)):
             if name.endswith(".py"):
