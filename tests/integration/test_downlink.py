@@ -379,3 +379,35 @@ def test_firmware_rpc_methods_reboot_and_live_telemetry_interval(tbsim, tmp_path
         assert wait_until(lambda: rpc(tbsim, "getGpio", {"pin": 5}, 5000) == (200, {"pin": 5, "value": 0}), 10)
     finally:
         fw.stop()
+
+
+def test_firmware_in_psm_gets_what_was_sent_while_it_slept_after_its_next_uplink(tbsim_factory, tmp_path):
+    from test_firmware import Device as Firmware, write_config
+
+    sim = tbsim_factory("--power-mode", "PSM", "--psm-activity-timer-ms", "800")
+    fw = Firmware(write_config(tmp_path, port=sim.coap_port, token=sim.token, telemetry_interval_ms=2500,
+                               power={"mode": "psm", "window_ms": 800}))
+    try:
+        assert fw.wait_for("power: psm, sleeping"), fw.output()
+        n = len(fw.lines)
+        mark = sim.mark()
+        # While the device sleeps: the server queues the update and holds the RPC (spec §13).
+        set_shared(sim, {"telemetry_interval_ms": 3000})
+        out = []
+        t = threading.Thread(target=lambda: out.append(rpc(sim, "setGpio", {"pin": 2, "value": 1}, 10000)))
+        t.start()
+        assert sim.wait_for_log("queued: device asleep", timeout=3, start=mark), sim.log_text()
+        assert sim.wait_for_log("held: device asleep", timeout=3, start=mark), sim.log_text()
+        t.join(10)
+        assert out == [(200, {"pin": 2, "value": 1})], (out, fw.output())
+        assert fw.wait_for("telemetry interval: 3000 ms"), fw.output()
+        # ... and both reached it only after it woke (and reported: the uplink that opens the window).
+        after = fw.lines[n:]
+        awake = next(i for i, x in enumerate(after) if "power: awake" in x)
+        report = next(i for i, x in enumerate(after) if '"temperature"' in x)
+        got = next(i for i, x in enumerate(after) if "telemetry interval: 3000 ms" in x)
+        ran = next(i for i, x in enumerate(after) if x.startswith("rpc ") and "setGpio" in x)
+        assert awake < report and awake < got and awake < ran, after
+        assert fw.wait_for("power: psm, sleeping", timeout=5)
+    finally:
+        fw.stop()

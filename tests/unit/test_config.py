@@ -37,3 +37,14 @@ def test_problems_name_the_key():
 def test_provision_instead_of_token():
     c = config.validate({"host": "h", "provision": {"device_key": "k", "device_secret": "s"}})
     assert "token" not in c
+
+
+def test_power_saving_mode():
+    c = config.validate({"host": "h", "token": "t"})
+    assert c["power"] == {"mode": "always_on", "window_ms": 10000}
+    c = config.validate({"host": "h", "token": "t", "power": {"mode": "psm", "window_ms": 2000}})
+    assert c["power"] == {"mode": "psm", "window_ms": 2000}
+    assert "'power.mode' must be always_on, psm or edrx" in _err({"host": "h", "token": "t", "power": {"mode": "nap"}})
+    assert "'power.window_ms'" in _err({"host": "h", "token": "t", "power": {"mode": "psm", "window_ms": -1}})
+    assert "'power.sleep' is not a known key" in _err({"host": "h", "token": "t", "power": {"sleep": 1}})
+    assert "needs transport coap" in _err({"host": "h", "token": "t", "transport": "http", "power": {"mode": "edrx"}})
