@@ -22,6 +22,17 @@ def _device(text):
     return _pair(text, "=")
 
 
+def _schema(text):
+    role, path = _pair(text, "=")
+    if role not in ("telemetry", "attributes", "rpc_request", "rpc_response"):
+        raise argparse.ArgumentTypeError("role must be telemetry, attributes, rpc_request or rpc_response")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return role, fh.read()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def _profile(text):
     name, rest = _pair(text, "=")
     key, secret = _pair(rest, ":")
@@ -55,6 +66,11 @@ def parse_args(argv):
                    help="HTTP device API long-poll default (transport.http.request_timeout)")
     t.add_argument("--blockwise-lifetime", type=float, default=300.0,
                    help="seconds a firmware Block2 transfer stays cached per peer (Californium: 300)")
+    b = p.add_argument_group("protobuf (spec §11; REST can make any COAP profile PROTOBUF)")
+    b.add_argument("--protobuf-device", action="append", type=_device, default=[], metavar="NAME=TOKEN",
+                   help="device in the COAP profile 'protobuf' (payload type PROTOBUF), created if missing")
+    b.add_argument("--protobuf-schema", action="append", type=_schema, default=[], metavar="ROLE=FILE.proto",
+                   help="that profile's telemetry|attributes|rpc_request|rpc_response schema (default: spec §11.1)")
     w = p.add_argument_group("power saving of the default device profile (spec §13; REST can set any profile)")
     w.add_argument("--power-mode", choices=("PSM", "E_DRX", "DRX"), default=None,
                    help="clientSettings.powerMode of the default profile (default: none, downlinks always allowed)")
@@ -77,7 +93,8 @@ async def amain(args):
                 timing=Timing(ack_timeout=args.ack_timeout, max_retransmit=args.max_retransmit),
                 rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms, power=_power(args),
                 delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms,
-                https_port=args.https_port, tls_dir=args.tls_dir)
+                https_port=args.https_port, tls_dir=args.tls_dir,
+                protobuf_devices=args.protobuf_device, protobuf_schemas=dict(args.protobuf_schema))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

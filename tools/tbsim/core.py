@@ -1,6 +1,6 @@
 """What ThingsBoard's core and device actor do for tbsim: attribute pushes, device removal (spec §6.2, §6.4)."""
 
-from . import jsontypes
+from . import jsontypes, protomode
 from .observe import ATTRIBUTES
 
 CLIENT_SCOPE = "CLIENT_SCOPE"
@@ -61,6 +61,8 @@ class Core:
         rel = self.observe.get(device_id, ATTRIBUTES)
         if rel is None:
             return
+        if rel.proto is not None:  # AttributeUpdateNotificationMsg (spec §11.2)
+            payload = protomode.attribute_update(payload)
         how = self.observe.notify(rel, payload)
         self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "attributes", rel.device_name, payload,
                       "2.05 Observe=%d %s" % (rel.counter - 1, how))

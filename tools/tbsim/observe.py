@@ -29,6 +29,7 @@ class Relation:
         cf = exchange.request.opt.content_format
         # TbCoapContentFormatUtil: JSON echoes the request's Content-Format, else 50 (spec §4).
         self.content_format = int(cf) if cf is not None else 50
+        self.proto = None  # protomode.ProtoProfile of a PROTOBUF profile: payloads are converted (spec §11)
         self.counter = 0
         self.in_flight = None
         self.waiting = None
@@ -79,6 +80,12 @@ class ObserveManager:
             if rel is not None:
                 self._remove(rel, "device deleted")
                 self._send_deleted(rel)
+
+    def cancel(self, rel, why):
+        """The server ends one subscription: 2.02 Deleted on its token (spec §6.4, §7)."""
+        if rel.active:
+            self._remove(rel, why)
+            self._send_deleted(rel)
 
     def cancel_peer(self, peer, why):
         for rel in [r for r in self.relations.values() if r.peer == peer]:

@@ -30,6 +30,11 @@ def provision(store, payload):
     except jsontypes.BadPayload as exc:
         # The real server falls back to protobuf here (spec §9); tbsim speaks JSON only.
         raise BadRequest("not JSON") from exc
+    return provision_request(store, obj)
+
+
+def provision_request(store, obj):
+    """The provisioning of a parsed request (JSON object, or a protobuf request's fields): (ok, response dict)."""
     if not isinstance(obj, dict):
         raise BadRequest("not a JSON object")
     key = _string(obj, "provisionDeviceKey")

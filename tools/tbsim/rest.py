@@ -7,7 +7,7 @@ import secrets
 
 from aiohttp import web
 
-from . import jsontypes
+from . import jsontypes, protomode
 from .core import SCOPES, SERVER_SCOPE, SHARED_SCOPE
 from .power import BadConfiguration, device_transport, profile_transport
 from .provision import ALLOW_CREATE
@@ -52,7 +52,9 @@ def _set_transport(store, table, eid, data):
     parse = profile_transport if table == "profiles" else device_transport
     try:
         cfg = parse(data["transportConfiguration"])
-    except (BadConfiguration, AttributeError) as exc:
+        if table == "profiles":
+            protomode.validate(cfg)  # a PROTOBUF profile's schemas must compile (spec §11)
+    except (BadConfiguration, AttributeError, protomode.SchemaError) as exc:
         raise web.HTTPBadRequest(reason="Invalid transport configuration: %s" % exc)
     store.set_transport_config(table, eid, json.dumps(cfg) if cfg else None)
 

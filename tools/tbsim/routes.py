@@ -10,12 +10,12 @@ import re
 
 from aiocoap.numbers import Code
 
-from . import jsontypes
+from . import jsontypes, protomode
 from .block1 import Block1Assembler
 from .core import CLIENT_SCOPE, SHARED_SCOPE, flat_json
 from .log import short
 from .observe import ATTRIBUTES, RPC
-from .provision import BadRequest, provision
+from .provision import BadRequest, provision, provision_request
 from .rpc import client_rpc
 from .store import now_ms
 
@@ -85,6 +85,7 @@ class Call:
         self.path = path
         self.route = "/".join(path) or "/"
         self.device = None
+        self.proto = None  # protomode.ProtoProfile when the device's profile is PROTOBUF (spec §11)
         req = ex.request
         cf = req.opt.content_format
         self.content_format = int(cf) if cf is not None else _JSON  # spec §4: echo, else 50
@@ -217,21 +218,28 @@ class DeviceApi:
             call.reply(Code.UNAUTHORIZED, typed=False)
             return None
         call.device = device
+        call.proto = protomode.for_device(self.store, device)
         self.core.uplink(device["id"])  # every api/v1 request wakes a power-saving device (spec §13)
         return device
 
     def _post_telemetry(self, call):
+        payload = call.ex.request.payload
         try:
-            entries = jsontypes.parse_telemetry(call.ex.request.payload, now_ms())
-        except jsontypes.BadPayload:
+            if call.proto is not None:  # the profile's schema -> JsonFormat JSON -> the JSON rules (spec §11.1)
+                payload = protomode.uplink_json(call.proto.telemetry, payload)
+            entries = jsontypes.parse_telemetry(payload, now_ms())
+        except (jsontypes.BadPayload, protomode.BadPayload):
             return call.reply(Code.BAD_REQUEST, typed=False)
         self.store.save_telemetry(call.device["id"], entries)
         call.reply(Code.CREATED)
 
     def _post_attributes(self, call):
+        payload = call.ex.request.payload
         try:
-            kvs = jsontypes.parse_attributes(call.ex.request.payload)
-        except jsontypes.BadPayload:
+            if call.proto is not None:
+                payload = protomode.uplink_json(call.proto.attributes, payload)
+            kvs = jsontypes.parse_attributes(payload)
+        except (jsontypes.BadPayload, protomode.BadPayload):
             return call.reply(Code.BAD_REQUEST, typed=False)
         self.core.save_attributes(call.device["id"], CLIENT_SCOPE, kvs)
         call.reply(Code.CREATED)
@@ -249,6 +257,9 @@ class DeviceApi:
             shared = self.store.attributes(did, SHARED_SCOPE, shared_keys) if shared_keys else []
         if not client and not shared:
             return call.reply(Code.NOT_FOUND)  # spec §6.1: 4.04 with no payload
+        if call.proto is not None:
+            return call.reply(Code.CONTENT, protomode.attribute_response(client, shared),
+                              content_format=protomode.CONTENT_FORMAT)
         parts = []
         if client:
             parts.append('"client":' + flat_json(client))
@@ -259,12 +270,18 @@ class DeviceApi:
     def _subscribe_attributes(self, call):
         rel = self.observe.register(call.ex, call.device, ATTRIBUTES)
         shared = self.store.attributes(call.device["id"], SHARED_SCOPE)
+        payload = flat_json(shared).encode()
+        if call.proto is not None:  # AttributeUpdateNotificationMsg, empty bytes when none (spec §6.2)
+            rel.proto, rel.content_format = call.proto, protomode.CONTENT_FORMAT
+            payload = protomode.attribute_update(payload) if shared else b""
         # First response: type left unset, so piggybacked when in time (spec §3, §6.2).
-        call.reply(Code.CONTENT, flat_json(shared).encode(), typed=False, content_format=rel.content_format,
+        call.reply(Code.CONTENT, payload, typed=False, content_format=rel.content_format,
                    observe=rel.next_observe())
 
     def _subscribe_rpc(self, call):
         rel = self.observe.register(call.ex, call.device, RPC)
+        if call.proto is not None:
+            rel.proto, rel.content_format = call.proto, protomode.CONTENT_FORMAT
         # 2.03 Valid, Observe=0, empty payload, no Content-Format; typed (spec §7).
         call.reply(Code.VALID, observe=rel.next_observe())
         self.rpc.send_pending(call.device["id"])
@@ -277,6 +294,13 @@ class DeviceApi:
         payload = call.ex.request.payload
         if not payload:
             return call.reply(Code.BAD_REQUEST, typed=False)
+        if call.proto is not None:  # the profile's RPC response schema, as JSON text (spec §11.1)
+            try:
+                text = protomode.uplink_json(call.proto.rpc_response, payload)
+            except protomode.BadPayload:
+                return call.reply(Code.BAD_REQUEST, typed=False)
+            self.rpc.reply(call.device["id"], rid, text)
+            return call.reply(Code.CREATED)
         try:
             body = jsontypes.loads(payload)
         except jsontypes.BadPayload:
@@ -291,8 +315,12 @@ class DeviceApi:
         if not payload:
             return call.reply(Code.BAD_REQUEST, typed=False)
         try:
-            body = jsontypes.loads(payload)
-        except jsontypes.BadPayload:
+            if call.proto is not None:  # transportapi.RpcRequest (spec §8, §11.2)
+                method, params = protomode.client_rpc(payload)
+                body = {"method": method, "params": params} if method else {}
+            else:
+                body = jsontypes.loads(payload)
+        except (jsontypes.BadPayload, protomode.BadPayload):
             return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)
         if not isinstance(body, dict) or not isinstance(body.get("method"), str):
             return call.reply(Code.INTERNAL_SERVER_ERROR, typed=False)  # spec §8: missing method -> 5.00
@@ -300,7 +328,11 @@ class DeviceApi:
         if answer is None:
             return call.no_answer("no RPC call reply node for %r" % body["method"])
         delay, text = answer
-        send = lambda: call.reply(Code.CONTENT, text.encode(), content_format=call.content_format)
+        if call.proto is not None:  # transport.ToServerRpcResponseMsg, Content-Format 42
+            data, cf = protomode.client_rpc_response(text), protomode.CONTENT_FORMAT
+        else:
+            data, cf = text.encode(), call.content_format
+        send = lambda: call.reply(Code.CONTENT, data, content_format=cf)
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, send)
         else:
@@ -309,7 +341,12 @@ class DeviceApi:
     def _claim(self, call):
         payload = call.ex.request.payload
         secret, duration = "", 0
-        if payload:
+        if call.proto is not None:  # transportapi.ClaimDevice (spec §14)
+            try:
+                secret, duration = protomode.claim(payload)
+            except protomode.BadPayload:
+                return call.reply(Code.BAD_REQUEST, typed=False)
+        elif payload:
             try:
                 body = jsontypes.loads(payload)
             except jsontypes.BadPayload:
@@ -329,10 +366,22 @@ class DeviceApi:
         call.reply(Code.CREATED)
 
     def _provision(self, call):
+        payload = call.ex.request.payload
         try:
-            ok, body = provision(self.store, call.ex.request.payload)
-        except BadRequest:
+            jsontypes.loads(payload)
+            proto = False
+        except jsontypes.BadPayload:
+            proto = bool(payload)  # not JSON: the server parses ProvisionDeviceRequestMsg (spec §9)
+        try:
+            if proto:
+                ok, body = provision_request(self.store, protomode.provision_request(payload))
+            else:
+                ok, body = provision(self.store, payload)
+        except (BadRequest, protomode.BadPayload):
             return call.reply(Code.BAD_REQUEST, typed=False)
+        if proto:  # ProvisionDeviceResponseMsg, no Content-Format (spec §4)
+            return call.reply(Code.CREATED if ok else Code.BAD_REQUEST, protomode.provision_response(body),
+                              typed=False)
         # Type unset (piggybacked), Content-Format 0 via CoapExchange.respond(code, String) (spec §4, §9).
         call.reply(Code.CREATED if ok else Code.BAD_REQUEST, jsontypes.dumps(body).encode(), typed=False,
                    content_format=_TEXT_PLAIN)

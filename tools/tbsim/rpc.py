@@ -5,7 +5,7 @@ Status names follow ThingsBoard's RpcStatus: QUEUED, SENT, DELIVERED, SUCCESSFUL
 
 import asyncio
 
-from . import jsontypes
+from . import jsontypes, protomode
 from .log import short
 from .observe import RPC
 from .store import now_ms
@@ -84,8 +84,14 @@ class RpcService:
             self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "rpc", rel.device_name, rec["method"],
                           "held: device asleep (power saving)")
             return
-        params = jsontypes.to_python(jsontypes.JSON, rec["params"])
-        payload = jsontypes.dumps({"id": rec["seq"], "method": rec["method"], "params": params}).encode()
+        if rel.proto is not None:  # merged into the profile's RPC request message (spec §11.3)
+            try:
+                payload = protomode.rpc_request(rel.proto, rec)
+            except protomode.ConvertError as exc:
+                return self._unconvertible(rel, rec, exc)
+        else:
+            params = jsontypes.to_python(jsontypes.JSON, rec["params"])
+            payload = jsontypes.dumps({"id": rec["seq"], "method": rec["method"], "params": params}).encode()
         rid = rec["id"]
         if rel.con:
             self._cancel_timer(rid)
@@ -99,6 +105,13 @@ class RpcService:
             self._delivered(rid)  # NON: DELIVERED as soon as it is sent
         self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "rpc", rel.device_name, payload,
                       "2.05 Observe=%d %s" % (rel.counter - 1, how))
+
+    def _unconvertible(self, rel, rec, exc):
+        # An error reply to the RPC, and the device's RPC subscription is cancelled (spec §7, §11.3).
+        rec = self.store.set_rpc(rec["id"], status="FAILED", response=jsontypes.dumps({"error": str(exc)}))
+        self._resolve(rec)
+        self.log.line("rpc %s id %d: does not fit the profile's protobuf schema: %s" % (rec["method"], rec["seq"], exc))
+        self.observe.cancel(rel, "RPC not convertible to the profile's protobuf schema")
 
     def _to_http_poll(self, rec):
         waiters = self.http_waiters.get(rec["device_id"], [])

@@ -4,6 +4,7 @@ import json
 
 from aiohttp import web
 
+from . import protomode
 from .coapserver import CoapEndpoint, Timing
 from .core import Core
 from .httpdevice import HttpDeviceApi
@@ -21,7 +22,7 @@ class TbSim:
     def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
                  profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
                  rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000, power=None, https_port=None,
-                 tls_dir="run/tbsim-tls"):
+                 tls_dir="run/tbsim-tls", protobuf_devices=(), protobuf_schemas=None):
         self.host = host
         self.coap_port = coap_port
         self.http_port = http_port
@@ -38,6 +39,8 @@ class TbSim:
         self.https_port = https_port      # None: no HTTPS; 0: any free port
         self.tls_dir = tls_dir            # test CA and server certificate (tls.py), made if missing
         self.tls_paths = None
+        self.protobuf_devices = list(protobuf_devices)  # [(name, token)] in the device profile "protobuf"
+        self.protobuf_schemas = protobuf_schemas or {}   # {role: schema text} of that profile (spec §11)
         self.store = None
         self.endpoint = None
         self._runner = None
@@ -48,6 +51,10 @@ class TbSim:
             self.ensure_device(name, token)
         for name, key, secret in self.profiles:
             self.store.upsert_provision_profile(name, key, secret)
+        if self.protobuf_devices:
+            profile = protomode.ensure_profile(self.store, "protobuf", self.protobuf_schemas)
+            for name, token in self.protobuf_devices:
+                self.ensure_device(name, token, profile["id"])
         self.endpoint = CoapEndpoint(self._handle, self.timing, on_event=self._event)
         self.observe = ObserveManager(self.endpoint, self.log)
         self.rpc = RpcService(self.store, self.observe, self.log, ack_timeout=self.rpc_ack_timeout)
@@ -82,11 +89,11 @@ class TbSim:
             self.https_port = tls_site._server.sockets[0].getsockname()[1]
         return self
 
-    def ensure_device(self, name, token):
+    def ensure_device(self, name, token, profile_id=None):
         d = self.store.device_by_name(name)
         if d is None:
             try:
-                return self.store.add_device(name, token=token)
+                return self.store.add_device(name, token=token, profile_id=profile_id)
             except Conflict as exc:
                 raise SystemExit("tbsim: token %s is already used by another device" % token) from exc
         if d["cred_id"] != token:
