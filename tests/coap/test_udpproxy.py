@@ -241,3 +241,20 @@ def test_requests_complete_exactly_once_through_lossy_proxy(peer_factory):
     assert len(sep.exchanges) == n // 2
     assert all(ex.done and ex.reply == ACK for ex in sep.exchanges), [(e.sends, e.reply) for e in sep.exchanges]
     assert r.counters["duplicates"] + r.counters["rejected"] > 0, "the client saw duplicates too"
+
+
+def test_blockwise_through_lossy_proxy(peer_factory):
+    import random
+
+    from peers.scripted_peer import Block1, Block2
+
+    down = random.Random(1).randbytes(5000)
+    upload = random.Random(2).randbytes(3000)
+    up = Block1()
+    peer = peer_factory({"d": Block2(down, etag=b"e1"), "u": up})
+    with UdpProxy(to=("127.0.0.1", peer.port), loss=0.2, dup=0.1, reorder=0.1, delay_ms=(0, 10), seed=77,
+                  reorder_hold_ms=30) as px:
+        steps = [{"path": "d"}, {"path": "u", "method": "put", "payload_hex": upload.hex()}]
+        r = run_client(px.port, steps, {"ack_timeout_ms": 40, "max_retransmit": 6, "timeout_ms": 8000}, timeout=90)
+    assert bytes.fromhex(r[0]["payload"]) == down, (r[0].get("error"), px.stats)
+    assert r[1]["code"] == "2.04" and up.bodies == [upload], px.stats
