@@ -146,7 +146,11 @@ class CoapLink:
                 await asyncio.sleep_ms(keepalive_ms - idle)
                 continue
             self.pings += 1
-            if not await cl.ping(ping_timeout_ms):
+            try:
+                alive = await cl.ping(ping_timeout_ms)
+            except OSError:
+                alive = False  # e.g. ECONNREFUSED (ICMP port unreachable) raised by the send itself
+            if not alive:
                 self._say("keepalive: no answer to a ping, re-opening the link")
                 if reopen is not None:
                     await reopen()
