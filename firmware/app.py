@@ -100,7 +100,7 @@ class App:
         token = await self._token(link)
         self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link, codec=self.codec)
         self._say("device: %s %s:%d, reporting every %d ms" % (
-            cfg["transport"].upper(), cfg["host"], cfg["port"], self.interval_ms))
+            cfg["transport"].upper().replace("COAP", "CoAP"), cfg["host"], cfg["port"], self.interval_ms))
         dev = self.device
         dev.on_rpc("setGpio", self.set_gpio)
         dev.on_rpc("getGpio", self.get_gpio)
