@@ -442,7 +442,8 @@ def write_report(data, path_md, path_json):
     a("- instructions: callgrind, MicroPython's part only (`--toggle-collect=micropython_unix_main`), `-X heapsize=%s`," % hu)
     a("  (run with N messages - run with 0 messages) / N, N = %s; the GC's work at this heap size is included." % data["params"]["cg_n"])
     a("- round trips/s: client and responder pinned to CPU %s (`taskset`), `-X heapsize=%s`, a window of about %d ms" % (CPU, hu, data["params"]["rate_ms"]))
-    a("  after %d warm-up messages; median of %d runs (runs of the cases interleaved). Load average at start/end: %s / %s." % (data["params"]["rate_warm"], data["params"]["rate_runs"], env.get("load_start"), env.get("load_end")))
+    a("  after %d warm-up messages; median of %d rounds, each round one responder that every case talks to in turn." % (data["params"]["rate_warm"], data["params"]["rate_runs"]))
+    a("  Load average (others share this machine) at start/end: %s / %s." % (env.get("load_start"), env.get("load_end")))
     a("- The lib and this client run as .mpy (mpy-cross, as `make deploy` ships them): same bytecode as from source,")
     a("  without the compiler's transient heap (compiling `bench/client.py` plus `coap.client` from source does not fit 64K).")
     a("")
@@ -711,14 +712,16 @@ def main():
             env["load_rates_start"] = load()
             rates = {c: [] for c in NET_CASES}
             for i in range(params["rate_runs"]):
-                for c in NET_CASES:  # interleaved, so that load from elsewhere hits all cases alike
-                    r = Responder(pin=True)
-                    try:
+                r = Responder(pin=True)  # one per round: the bound and the stack use the same port
+                try:
+                    for c in NET_CASES:  # interleaved, so that load from elsewhere hits all cases alike
                         res = attempt(c, "rate", lambda: mpy.client(c, r.port, "rate", params["rate_ms"], params["rate_warm"], pin=True, timeout=60))
                         if res:
                             rates[c].append(round(res["rate"]))
-                    finally:
-                        r.stop()
+                    if not r.alive():
+                        raise BenchError("the responder died")
+                finally:
+                    r.stop()
             for c in NET_CASES:
                 if rates[c]:
                     layers[c]["rates"] = rates[c]
