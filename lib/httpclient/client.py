@@ -40,8 +40,8 @@ def resolve(host, port):
     addr = a[-1]
     if isinstance(addr, tuple):  # boards: ("1.2.3.4", port)
         return addr[0]
-    fam, ip = socket.sockaddr(addr)[:2]  # unix port: raw sockaddr bytes
-    return socket.inet_ntop(fam, ip)
+    fam, ip = socket.sockaddr(addr)[:2]  # pyright: ignore[reportAttributeAccessIssue]  # unix port only: raw sockaddr bytes
+    return socket.inet_ntop(fam, ip)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def pem_to_der(pem):
