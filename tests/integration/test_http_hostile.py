@@ -226,6 +226,6 @@ def test_closing_erroring_garbled_and_stalling_server_never_wedges_the_firmware(
         h.srv.stop()
     assert rc == 0, dev.output()
     out = dev.output()
-    assert "telemetry failed: ServerError" in out
-    assert "Timeout" in out or "poll: Timeout" in out
+    # which request meets which behaviour depends on timing; each is seen and survived somewhere
+    assert "telemetry failed" in out and "HTTP 500" in out and "Timeout" in out, out
     assert "fatal" not in out
