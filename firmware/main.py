@@ -36,8 +36,10 @@ def main(argv):
     try:
         cfg = config.load(path)
     except config.ConfigError as e:
-        print(e)
-        return _fatal(e) and 2
+        print(e)  # one line naming the key (DESIGN §3)
+        if bootslot.on_trial():
+            _reboot()  # a new image whose config check fails falls back like any other fault
+        return 2
     try:
         import hal
         from app import App

@@ -168,4 +168,16 @@ def main(argv):
         return 1
 
 
-sys.exit(main(sys.argv[1:]))
+def _argv():
+    # tools/coap-client passes the arguments NUL-separated in a file (see there).
+    import os
+
+    path = os.getenv("COAP_CLIENT_ARGS")
+    if not path:
+        return sys.argv[1:]
+    with open(path, "rb") as f:
+        data = f.read()
+    return [a.decode() for a in data.split(b"\0")[:-1]]
+
+
+sys.exit(main(_argv()))

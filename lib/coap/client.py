@@ -273,14 +273,29 @@ class Client:
             while True:
                 try:
                     n = tr.recv_into(buf)
-                except OSError as e:  # e.g. ECONNREFUSED after ICMP port unreachable
+                except OSError as e:
+                    # ECONNREFUSED: an ICMP port unreachable came back for a datagram of
+                    # ours, so nobody serves that port now. Requests still waiting for an
+                    # ACK fail with it (the caller's link supervisor decides what next)
+                    # instead of retransmitting into the void until they time out.
                     self.rx_error = e
+                    self._fail_unacked(e)
                     break
                 if n is None:
                     break
                 self.received += 1
                 self.last_rx = time.ticks_ms()
-                self._on_datagram(buf, n)
+                try:
+                    self._on_datagram(buf, n)
+                except Exception as e:  # e.g. an observer's callback: that datagram only, never the loop
+                    self.rx_error = e
+                    self.rejected += 1
+
+    def _fail_unacked(self, err):
+        for ex in list(self._by_mid.values()):
+            if not ex.acked and ex.msg is None:
+                ex.err = err
+                ex.ev.set()
 
     def _reply(self, mtype, mid):
         b = self._small

@@ -24,6 +24,7 @@ class Device:
         self.log = log
         self._lock = asyncio.Lock()
         self.reconnects = 0
+        self._fails = 0
         self.downlink = None
         if token and link is not None:
             self.link.set_token(token)
@@ -54,11 +55,16 @@ class Device:
         self.link.drop()
         await self._reopen()
 
-    async def _reopen(self, first=False):
-        # One coroutine at a time re-opens the link; the others wait on the lock.
+    async def _reopen(self, first=False, wait=False):
+        # One coroutine at a time re-opens the link; the others wait on the lock. After a
+        # fault (wait=True) it first backs off, jittered and doubling up to 60 s, so a
+        # server that refuses (ICMP unreachable) or a dead network is not hammered.
         async with self._lock:
-            delay = 500
             while True:
+                if wait:
+                    d = min(500 << min(self._fails, 7), 60000)
+                    await asyncio.sleep_ms(d // 2 + random.getrandbits(16) % (d // 2 + 1))
+                    self._fails += 1
                 try:
                     await self.link.open()
                     if not first:
@@ -66,21 +72,22 @@ class Device:
                     return
                 except OSError as e:
                     if self.log:
-                        self.log("link: %r, retrying in about %d ms" % (e, delay))
-                await asyncio.sleep_ms(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
-                delay = min(delay * 2, 60000)
+                        self.log("link: %r, retrying" % e)
+                wait = True
 
     async def request(self, operation, body=b"", query=None, timeout_ms=None, rid=None):
         """One operation of the device API (tbdevice.coaplink.TELEMETRY, ...); an OSError
-        re-opens the link and sends again."""
+        re-opens the link (after a back-off) and sends again."""
         while True:
             try:
-                return await self.link.request(operation, body, query, timeout_ms, rid)
+                r = await self.link.request(operation, body, query, timeout_ms, rid)
+                self._fails = 0
+                return r
             except OSError as e:
                 if self.log:
                     self.log("link down: %r" % e)
                 self.link.drop()
-                await self._reopen()
+                await self._reopen(wait=True)
 
     # ---- uplink ------------------------------------------------------------------
     async def send_telemetry(self, values, ts=None):
