@@ -1,5 +1,6 @@
 # Runs a list of Device API calls on the unix port and prints one JSON line per call:
 #   micropython plan.py '{"host":..,"port":..,"token":..,"ops":[["telemetry",{...}], ...]}'
+#   (or plan.py @spec.json); "payload": "protobuf" with "proto": <schema module> uses ProtoCodec.
 import asyncio
 import json
 import sys
@@ -11,7 +12,12 @@ from tbdevice.provision import provision
 
 async def main(spec):
     client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
-    dev = Device(spec["host"], spec.get("token") or "none", client=client, clock=None)
+    codec = None
+    if spec.get("payload") == "protobuf":
+        from tbdevice.protocodec import ProtoCodec
+
+        codec = ProtoCodec(spec.get("proto"))
+    dev = Device(spec["host"], spec.get("token") or "none", client=client, clock=None, codec=codec)
     await dev.connect()
     for op in spec["ops"]:
         name, args = op[0], op[1:]
@@ -28,7 +34,7 @@ async def main(spec):
             elif name == "claim":
                 out["result"] = await dev.claim(*args)
             elif name == "provision":
-                out["result"] = await provision(client, *args)
+                out["result"] = await provision(client, *args, codec=codec)
             elif name == "sleep":
                 await asyncio.sleep_ms(args[0])
             out["ok"] = True
@@ -42,4 +48,9 @@ async def main(spec):
     await dev.close()
 
 
-asyncio.run(main(json.loads(sys.argv[1])))
+# An argument of 256 bytes or more crashes this unix port ("FATAL: uncaught NLR"): "@file" reads the spec.
+arg = sys.argv[1]
+if arg.startswith("@"):
+    with open(arg[1:]) as f:
+        arg = f.read()
+asyncio.run(main(json.loads(arg)))
