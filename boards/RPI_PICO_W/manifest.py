@@ -1,0 +1,15 @@
+# Freezes the firmware into a custom MicroPython build for RPI_PICO_W (make firmware BOARD=RPI_PICO_W
+# MICROPYTHON=<checkout>): the bytecode stays in flash, so the heap keeps what .mpy files
+# on the file system would take (README "Memory"). main.py and config.json stay on the
+# file system (boot runs /main.py; copy firmware/main.py there).
+include("$(PORT_DIR)/boards/manifest.py")
+require("bundle-networking")  # what the stock RPI_PICO_W build freezes: ntptime, mip, requests, ...
+include("../../lib/tbdevice")  # and lib/coap through it
+package("httpclient", base_path="../../lib")
+module("hal.py")
+module("wifihal.py", base_path="../common")
+import os  # noqa: E402 (manifests are Python run by the build, in this file's directory)
+
+for _m in sorted(os.listdir("../../firmware")):  # every firmware module but main.py (it stays on the file system)
+    if _m.endswith(".py") and _m != "main.py":
+        module(_m, base_path="../../firmware")
