@@ -26,7 +26,7 @@ class Ota:
 
     def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
                  path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
-                 log=None):
+                 settle_ms=500, log=None):
         self.device = device
         self.sinks = sinks
         self.running = running
@@ -42,6 +42,10 @@ class Ota:
         self.health_timeout_ms = health_timeout_ms
         self.url_ssl = url_ssl
         self.log = log
+        self.settle_ms = settle_ms
+        self._settle_task = None
+        self._shared = {}
+        self._again = False
         self.jobs = {}  # kind -> (pkg, task)
         self._sinks = {}
         self.pending = {}  # kind -> pkg applied, awaiting the health check
@@ -136,6 +140,21 @@ class Ota:
         self.consider(self.device.shared)
 
     def consider(self, shared):
+        """Act on the assignment in `shared` once it has settled: ThingsBoard saves the new
+        attributes and deletes the stale ones (a URL package's fw_size) in separate updates."""
+        self._shared = shared
+        self._again = True
+        if self._settle_task is None:
+            self._settle_task = asyncio.create_task(self._settle())
+
+    async def _settle(self):
+        while self._again:
+            self._again = False
+            await asyncio.sleep_ms(self.settle_ms)
+        self._settle_task = None
+        self.decide(self._shared)
+
+    def decide(self, shared):
         """Start, keep or cancel the job of each kind for the assignment in `shared`."""
         for kind in st.KINDS:
             if kind not in self.sinks or kind in self.pending:
@@ -143,22 +162,25 @@ class Ota:
             pkg = st.target(shared, kind)
             job = self.jobs.get(kind)
             if job is not None:
-                if st.same(job[0], pkg):
+                if job[0] == pkg:
                     continue
                 job[1].cancel()
                 del self.jobs[kind]
-                why = "cancelled: the package was unassigned" if pkg is None else "cancelled: another package"
-                self._say("%s %s" % (kind, why))
                 self._sink(kind).discard()
                 st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
-                asyncio.create_task(self._fail(kind, why))
+                if st.same(job[0], pkg):
+                    self._say("%s: the package's attributes changed; starting again" % kind)
+                else:
+                    why = "cancelled: the package was unassigned" if pkg is None else "cancelled: another package"
+                    self._say("%s %s" % (kind, why))
+                    asyncio.create_task(self._fail(kind, why))
             if pkg is None:
                 continue
             r = self.running.get(kind)
             if r and st.running_is(pkg, r[0], r[1]):
                 continue
             rec = st.Record(self.state_dir, kind)
-            if st.same(rec.get("failed"), pkg):
+            if rec.get("failed") == pkg:
                 continue  # failed before: not again until the assignment changes
             self.jobs[kind] = (pkg, asyncio.create_task(self._job(kind, pkg)))
 
@@ -203,7 +225,7 @@ class Ota:
 
     async def _update(self, kind, pkg, rec):
         sink = self._sink(kind)
-        offset = rec.get("offset", 0) if st.same(rec.get("pkg"), pkg) and rec.get("stage") == "download" else 0
+        offset = rec.get("offset", 0) if rec.get("pkg") == pkg and rec.get("stage") == "download" else 0
         alg = pkg.get("checksum_algorithm")
         want = pkg.get("checksum")
         try:

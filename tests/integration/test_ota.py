@@ -40,8 +40,8 @@ def upload(sim, data, version, title=TITLE, algorithm="SHA256", checksum=None, k
         return json.loads(resp.read())
 
 
-def url_package(sim, url, version, title=TITLE, algorithm=None, checksum=None):
-    body = {"title": title, "version": version, "type": "FIRMWARE", "isURL": True, "url": url}
+def url_package(sim, url, version, title=TITLE, algorithm=None, checksum=None, kind="SOFTWARE"):
+    body = {"title": title, "version": version, "type": kind, "isURL": True, "url": url}
     if algorithm:
         body.update(checksumAlgorithm=algorithm, checksum=checksum)
     return sim.rest.post("/api/otaPackage", body)
@@ -276,3 +276,92 @@ def test_no_space_left(tbsim, tmp_path):
         assert latest(tbsim, "current_fw_version") == "1.0.0"
     finally:
         dev.stop()
+
+
+def _sw_wait(sim, version, timeout=20):
+    return wait_until(lambda: latest(sim, "current_sw_version") == version and latest(sim, "sw_state") == "UPDATED",
+                      timeout, 0.05)
+
+
+class _Files(SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def test_every_checksum_algorithm_and_a_url_package_as_software(tbsim, tmp_path):
+    # sw_ packages go to a file sink (no reboot): one device takes a package per algorithm.
+    from tbsim.ota import checksum
+
+    dev = start_device(tbsim, tmp_path)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(tmp_path)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for i, alg in enumerate(("MD5", "SHA256", "SHA384", "SHA512", "CRC32", "MURMUR3_32", "MURMUR3_128")):
+            data = os.urandom(3000 + i * 517)
+            assign(tbsim, upload(tbsim, data, "2.0.%d" % i, title="sw-data", algorithm=alg, kind="SOFTWARE"),
+                   "softwareId")
+            assert _sw_wait(tbsim, "2.0.%d" % i), (alg, dev.output())
+            assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data, alg
+        # fw_url: fetched over HTTP from that URL, checked against the checksum given with it
+        data = os.urandom(5000)
+        (tmp_path / "pkg.bin").write_bytes(data)
+        url = "http://127.0.0.1:%d/pkg.bin" % srv.server_address[1]
+        assign(tbsim, url_package(tbsim, url, "3.0.0", "sw-data", "MURMUR3_128", checksum("MURMUR3_128", data)),
+               "softwareId")
+        assert _sw_wait(tbsim, "3.0.0"), dev.output()
+        assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
+        # a URL package whose bytes do not match its checksum
+        assign(tbsim, url_package(tbsim, url, "3.0.1", "sw-data", "SHA256", "ab" * 32), "softwareId")
+        assert wait_until(lambda: latest(tbsim, "sw_state") == "FAILED", 20, 0.05), dev.output()
+        assert "checksum mismatch" in latest(tbsim, "sw_error")
+        assert latest(tbsim, "current_fw_version") == "1.0.0"  # the firmware was never touched
+    finally:
+        srv.shutdown()
+        dev.stop()
+
+
+def test_http_transport_downloads_through_the_firmware_route(tbsim, tmp_path):
+    sd = tmp_path / "state"
+    sd.mkdir()
+    cfg = write_config(tmp_path, transport="http", port=tbsim.http_port, token=tbsim.token, state_dir=str(sd),
+                       ota=dict(OTA_FAST, chunk_size=512))
+    dev = Device(cfg, heap="256K")
+    try:
+        assert wait_until(lambda: latest(tbsim, "current_fw_version") is not None, 15, 0.1), dev.output()
+        data = os.urandom(4000)
+        assign(tbsim, upload(tbsim, data, "4.0.0", title="sw-http", algorithm="SHA512", kind="SOFTWARE"),
+               "softwareId")
+        assert _sw_wait(tbsim, "4.0.0"), dev.output()
+        assert (sd / "ota" / "sw.bin").read_bytes() == data
+        assert "software?title=sw-http&version=4.0.0&size=512&chunk=7" in tbsim.log_text()
+    finally:
+        dev.stop()
+
+
+def test_block2_restarts_when_the_server_forgot_the_transfer(tbsim_factory, tmp_path):
+    # The server keeps a Block2 transfer for 0.4 s here (Californium: 300 s) and every datagram
+    # takes 10 ms through the proxy: the device finds the transfer gone (the server then sends the
+    # whole image in one datagram, cut by the receive buffer), asks block 0 again and goes on.
+    from udpproxy import UdpProxy
+
+    sim = tbsim_factory("--blockwise-lifetime", "0.4")
+    proxy = UdpProxy(to=("127.0.0.1", sim.coap_port), delay_ms=(10, 10)).start()
+    try:
+        sim.coap_port = proxy.port
+        data = os.urandom(40000)
+        dev = start_device(sim, tmp_path, "block2", timeout_ms=1000)
+        try:
+            assign(sim, upload(sim, data, "5.0.0", title="sw-b2", algorithm="CRC32", kind="SOFTWARE"), "softwareId")
+            assert _sw_wait(sim, "5.0.0", 60), dev.output()
+            assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
+            lines = sim.log_text().split("\n")
+            block0 = [l for l in lines if "?title=sw-b2&version=5.0.0 Thermo-1" in l]
+            assert len(block0) >= 2, "\n".join(l for l in lines if "sw-b2" in l)
+            # never the same block twice from the cache: each restart jumps to where the download was
+            served = [l.split("-> 2.05 Block2=")[1].split("/")[0] for l in lines
+                      if "sw-b2" in l and "(piggybacked" in l and "-> 2.05 Block2=" in l]
+            assert len(served) > 10 and len(served) == len(set(served)), served
+        finally:
+            dev.stop()
+    finally:
+        proxy.stop()

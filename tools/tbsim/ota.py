@@ -74,9 +74,12 @@ class OtaService:
             removed.append(p + "_url")
         else:
             attrs.append((p + "_url", "STRING", package["url"] or ""))
-            if package["checksum_algorithm"] and package["checksum"]:  # URL packages: only when known
+            removed.append(p + "_size")  # URL packages: size, algorithm and checksum only when known
+            if package["checksum_algorithm"] and package["checksum"]:
                 attrs += [(p + "_checksum_algorithm", "STRING", package["checksum_algorithm"]),
                           (p + "_checksum", "STRING", package["checksum"])]
+            else:
+                removed += [p + "_checksum_algorithm", p + "_checksum"]
         self.core.save_attributes(device_id, SHARED_SCOPE, attrs)
         existing = {r["key"] for r in self.store.attributes(device_id, SHARED_SCOPE)}
         if existing.intersection(removed):
