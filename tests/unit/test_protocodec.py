@@ -164,3 +164,14 @@ def test_load_profile_by_name():
     assert load_profile("tbdevice.defaultprofile") is DP
     assert ProtoCodec("tbdevice.defaultprofile").profile is DP
     _raises(ValueError, load_profile, "tbdevice.tbschema")  # built-ins, not a profile
+
+
+def test_config_payload_and_proto_keys():
+    import config
+
+    cfg = config.validate({"host": "h", "token": "t", "payload": "protobuf", "proto": "myprofile"})
+    assert cfg["payload"] == "protobuf" and cfg["proto"] == "myprofile"
+    for bad in ({"payload": "protobuf", "transport": "http"}, {"payload": "cbor"}, {"proto": ""}):
+        d = {"host": "h", "token": "t"}
+        d.update(bad)
+        _raises(config.ConfigError, config.validate, d)
