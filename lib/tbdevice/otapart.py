@@ -47,6 +47,8 @@ class PartitionSink:
     def write(self, data):
         buf = self.buf
         bs = len(buf)
+        if self.block * bs + self.fill + len(data) > self.room:
+            raise OSError(_ENOSPC, "image larger than the partition")
         i = 0
         n = len(data)
         while i < n:

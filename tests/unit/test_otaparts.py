@@ -1,0 +1,369 @@
+# OTA parts without a server (issue 4), shared by pytest (CPython) and tests/mpy_unit.py (unix
+# port): the ESP32 partition sink against esp32_double, the boot pointer, bundles, the file
+# sink's resume, the assignment rules, and the chunk and Block2 download loops.
+import asyncio
+import io
+import json
+import os
+
+import bootslot
+import esp32_double
+from coap import block
+from coap import message as m
+from coap.errors import Timeout
+from tbdevice import bundle, checksum, otafetch
+from tbdevice import otastate as st
+from tbdevice.otapart import PartitionSink
+from tbdevice.otasink import FileSink, SlotSink
+
+IMAGE = bytes((i * 7 + (i >> 8)) & 255 for i in range(10000))
+
+
+def _tmp(name):
+    base = "build/unit-ota-" + name
+    for d in ("build", base):
+        try:
+            os.mkdir(d)
+        except OSError:
+            pass
+    _clean(base)
+    return base
+
+
+def _clean(path):
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for e in entries:
+        p = path + "/" + e
+        try:
+            os.remove(p)
+        except OSError:
+            _clean(p)
+            os.rmdir(p)
+
+
+def _raises(exc, fn, *a):
+    try:
+        fn(*a)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised" % exc.__name__)
+
+
+# ---- ESP32 partition sink ----------------------------------------------------------------
+def _write(sink, data, piece):
+    for i in range(0, len(data), piece):
+        sink.write(memoryview(data)[i : i + piece])
+
+
+def test_partition_sink_writes_the_next_ota_slot_and_boots_it():
+    esp = esp32_double.make()
+    s = PartitionSink(esp)
+    assert s.open({"size": len(IMAGE)}, 0) == 0
+    _write(s, IMAGE, 1000)
+    assert s.durable() == 8192  # two whole blocks; the rest waits in the block buffer
+    s.close()
+    flash = esp.flash
+    assert bytes(flash.data["ota_0"][: len(IMAGE)]) == IMAGE
+    assert bytes(flash.data["ota_0"][len(IMAGE) : 12288]) == b"\xff" * (12288 - len(IMAGE))
+    assert flash.boot == "factory"
+    s.apply({})
+    assert flash.boot == "ota_0"
+    s.confirm()
+    assert flash.valid_marks == 1
+    h = checksum.new("SHA256")
+    s.replay(len(IMAGE), h.update)
+    want = checksum.new("SHA256")
+    want.update(IMAGE)
+    assert h.hexdigest() == want.hexdigest()
+
+
+def test_partition_sink_resumes_at_a_block_boundary():
+    esp = esp32_double.make()
+    s = PartitionSink(esp)
+    s.open({"size": len(IMAGE)}, 0)
+    _write(s, IMAGE[:7000], 700)
+    # a reboot: a new sink, the record said 7000 bytes; only whole blocks are on flash
+    s = PartitionSink(esp)
+    off = s.open({"size": len(IMAGE)}, 7000)
+    assert off == 4096
+    _write(s, IMAGE[off:], 333)
+    s.close()
+    assert bytes(esp.flash.data["ota_0"][: len(IMAGE)]) == IMAGE
+
+
+def test_partition_sink_refuses_without_ota_slots_or_room():
+    e = _raises(st.OtaError, PartitionSink(esp32_double.make(ota=False)).open, {"size": 10}, 0)
+    assert "no OTA app partition" in str(e)
+    e = _raises(OSError, PartitionSink(esp32_double.make(app_size=8192)).open, {"size": 10000}, 0)
+    assert e.args[0] == 28
+    s = PartitionSink(esp32_double.make(app_size=8192))
+    s.open({}, 0)  # size unknown (a URL package): the overflow shows while writing
+    e = _raises(OSError, _write, s, IMAGE, 1024)
+    assert e.args[0] == 28
+
+
+def test_partition_sink_rejected_image_is_an_ota_error():
+    esp = esp32_double.make(image_check=lambda mem: mem[0] == 0xE9)  # the ESP image magic byte
+    s = PartitionSink(esp)
+    s.open({"size": len(IMAGE)}, 0)
+    _write(s, IMAGE, 1024)
+    s.close()
+    assert "refused" in str(_raises(st.OtaError, s.apply, {}))
+    assert esp.flash.boot == "factory"
+
+
+def test_double_is_nor_flash():
+    esp = esp32_double.make()
+    p = esp.Partition("ota_1")
+    p.ioctl(6, 0)
+    p.writeblocks(0, b"\x0f" * 4096, 0)
+    p.writeblocks(0, b"\xf0" * 4096, 0)  # not erased: bits only clear
+    buf = bytearray(4)
+    p.readblocks(0, buf)
+    assert buf == b"\x00\x00\x00\x00"
+    assert esp.Partition(esp.Partition.RUNNING).get_next_update().info()[4] == "ota_0"
+    assert p.get_next_update().info()[4] == "ota_0"
+
+
+# ---- boot pointer and bundles ------------------------------------------------------------
+def _slot(sd, name, version):
+    os.mkdir(sd + "/slots/" + name) if _missing(sd + "/slots/" + name) else None
+    with open(sd + "/slots/" + name + "/manifest.json", "w") as f:
+        f.write(json.dumps({"version": version}))
+
+
+def _missing(p):
+    try:
+        os.stat(p)
+        return False
+    except OSError:
+        return True
+
+
+def test_boot_pointer_trial_confirm_and_fallback():
+    sd = _tmp("boot")
+    os.mkdir(sd + "/slots")
+    assert bootslot.choose(sd) is None  # no pointer: factory code
+    assert bootslot.free_slot(sd) == "a"
+    _slot(sd, "a", "1")
+    bootslot.switch(sd, "a")
+    assert bootslot.choose(sd) == "a" and bootslot.on_trial()
+    bootslot.confirm(sd)
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"} and not bootslot.on_trial()
+    assert bootslot.free_slot(sd) == "b"
+    _slot(sd, "b", "2")
+    bootslot.switch(sd, "b")
+    assert bootslot.read(sd)["prev"] == "a"
+    assert bootslot.choose(sd) == "b"  # trial boot, dies before confirming
+    assert bootslot.choose(sd) == "a"  # falls back
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok", "failed": "b"}
+    assert bootslot.free_slot(sd) == "b"
+    # a pointer to an incomplete slot never boots it
+    os.remove(sd + "/slots/b/manifest.json")
+    bootslot.switch(sd, "b")
+    assert bootslot.choose(sd) == "a"
+
+
+def test_bundle_round_trip_and_rejects():
+    sd = _tmp("bundle")
+    out = io.BytesIO()
+    files = [("firmware/version.py", b"FW_VERSION = '9'\n"), ("lib/x/y.py", IMAGE[:3000])]
+    bundle.pack(out, {"title": "t", "version": "9"}, files)
+    with open(sd + "/b.tbb", "wb") as f:
+        f.write(out.getvalue())
+    man = bundle.unpack(sd + "/b.tbb", sd + "/slot", bytearray(256))
+    assert man["version"] == "9"
+    with open(sd + "/slot/lib/x/y.py", "rb") as f:
+        assert f.read() == IMAGE[:3000]
+    assert not _missing(sd + "/slot/manifest.json")
+    with open(sd + "/cut.tbb", "wb") as f:
+        f.write(out.getvalue()[:-10])
+    _raises(bundle.BundleError, bundle.unpack, sd + "/cut.tbb", sd + "/slot2")
+    assert _missing(sd + "/slot2/manifest.json")  # an incomplete slot is never marked complete
+    evil = io.BytesIO()
+    bundle.pack(evil, {"title": "t", "version": "9"}, [("../escape.py", b"x")])
+    with open(sd + "/evil.tbb", "wb") as f:
+        f.write(evil.getvalue())
+    _raises(bundle.BundleError, bundle.unpack, sd + "/evil.tbb", sd + "/slot3")
+    with open(sd + "/junk.tbb", "wb") as f:
+        f.write(b"PK\x03\x04 not a bundle")
+    _raises(bundle.BundleError, bundle.unpack, sd + "/junk.tbb", sd + "/slot4")
+
+
+def test_slot_sink_checks_the_bundle_matches_the_package():
+    sd = _tmp("slotsink")
+    out = io.BytesIO()
+    bundle.pack(out, {"title": "t", "version": "2"}, [("firmware/version.py", b"")])
+    s = SlotSink(sd, "fw", bootslot)
+    s.open({"size": len(out.getvalue())}, 0)
+    s.write(out.getvalue())
+    s.close()
+    e = _raises(st.OtaError, s.apply, {"title": "t", "version": "3"})
+    assert "the bundle is t 2" in str(e)
+    assert bootslot.read(sd) == {}  # nothing switched
+
+
+def test_file_sink_resumes_and_installs():
+    sd = _tmp("filesink")
+    s = FileSink(sd, "sw")
+    assert s.open({"size": len(IMAGE)}, 0) == 0
+    s.write(IMAGE[:6000])
+    assert s.durable() == 6000
+    s.close()
+    s = FileSink(sd, "sw")
+    assert s.open({"size": len(IMAGE)}, 5000) == 5000  # the record said 5000: write over the rest
+    s.write(IMAGE[5000:])
+    s.close()
+    h = checksum.new("CRC32")
+    s.replay(len(IMAGE), h.update)
+    want = checksum.new("CRC32")
+    want.update(IMAGE)
+    assert h.hexdigest() == want.hexdigest()
+    s.apply({"title": "data", "version": "7"})
+    assert s.installed() == ("data", "7")
+    with open(sd + "/ota/sw.bin", "rb") as f:
+        assert f.read() == IMAGE
+    assert FileSink(sd, "sw").open({"size": 10}, 99999) == 0  # no such partial file: from zero
+
+
+# ---- assignment rules ---------------------------------------------------------------------
+def test_target_and_same():
+    shared = {"fw_title": "t", "fw_version": "1", "fw_size": 5, "fw_checksum": "AB", "fw_checksum_algorithm": "MD5",
+              "sw_title": "s", "telemetry_interval_ms": 1000}
+    p = st.target(shared, "fw")
+    assert p == {"title": "t", "version": "1", "size": 5, "checksum": "AB", "checksum_algorithm": "MD5"}
+    assert st.target(shared, "sw") is None  # no version
+    assert st.target({"fw_title": "t", "fw_version": "1", "fw_size": True}, "fw") == {"title": "t", "version": "1"}
+    assert st.same(p, {"title": "t", "version": "1", "checksum": "ab"})
+    assert not st.same(p, {"title": "t", "version": "2"})
+    assert not st.same(p, None)
+    assert st.keys("sw")[0] == "sw_title"
+
+
+def test_progress_steps():
+    got = []
+    last = None
+    for off in range(0, 1001, 50):
+        p = st.progress_step(off, 1000, last)
+        if p is not None:
+            got.append(p)
+            last = p
+    assert got == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert st.progress_step(5, None, None) is None
+
+
+# ---- download loops -----------------------------------------------------------------------
+def _collect():
+    out = bytearray()
+
+    async def data(mv):
+        out.extend(mv)
+
+    return out, data
+
+
+def test_chunks_from_an_offset_and_their_checks():
+    def getter(image, calls):
+        async def get(k):
+            calls.append(k)
+            return image[k * 512 : k * 512 + 512]
+
+        return get
+
+    out, data = _collect()
+    calls = []
+    asyncio.run(otafetch.chunks(getter(IMAGE, calls), len(IMAGE), 512, 1300, data))
+    assert bytes(out) == IMAGE[1300:] and calls[0] == 2 and calls[-1] == 19  # never past the end
+
+    def fails(image, size):
+        out, data = _collect()
+        try:
+            asyncio.run(otafetch.chunks(getter(image, []), size, 512, 0, data))
+        except st.OtaError as e:
+            return str(e)
+
+    assert fails(IMAGE[:9000], len(IMAGE)).startswith("truncated")
+    assert fails(IMAGE, len(IMAGE) - 100).startswith("size mismatch")
+    assert "fw_size is missing" in fails(IMAGE, None)
+
+
+class _Msg:
+    def __init__(self, code, payload=b"", block2=None, size2=None):
+        self.code = code
+        self.payload = payload
+        self.opts = {}
+        if block2 is not None:
+            self.opts[m.BLOCK2] = block.value(*block2)
+        if size2 is not None:
+            self.opts[m.SIZE2] = size2
+
+    def uint(self, num):
+        return self.opts.get(num)
+
+
+class _Block2Server:
+    # A Californium-like server: block 0 starts a cached transfer; a follow-up without one
+    # gets the whole image with M=0 (spec §10.2). `forget_at` drops the cache once.
+    def __init__(self, image, forget_at=None):
+        self.image = image
+        self.cached = False
+        self.forget_at = forget_at
+        self.asked = []
+
+    async def exchange(self, code, route, payload, options, con, timeout_ms):
+        num = None
+        for n, v in options:
+            if n == m.BLOCK2:
+                num = block.parse(v)[0]
+        self.asked.append(num or 0)
+        if num == self.forget_at:
+            self.cached = False
+            self.forget_at = None
+        if not num:
+            self.cached = True
+            return _Msg(m.CONTENT, self.image[:1024], (0, True, 6), len(self.image))
+        if not self.cached:
+            return _Msg(m.CONTENT, self.image[:1200], (num, False, 6))  # the cut whole image
+        p = self.image[num * 1024 : num * 1024 + 1024]
+        return _Msg(m.CONTENT, p, (num, (num + 1) * 1024 < len(self.image), 6))
+
+
+def test_block2_sequential_restart_and_resume():
+    srv = _Block2Server(IMAGE)
+    out, data = _collect()
+    assert asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data)) == len(IMAGE)
+    assert bytes(out) == IMAGE and srv.asked == list(range(10))
+    # the server forgets at block 4: block 0 again, then straight to block 4
+    srv = _Block2Server(IMAGE, forget_at=4)
+    out, data = _collect()
+    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data))
+    assert bytes(out) == IMAGE and srv.asked == [0, 1, 2, 3, 4, 0, 4, 5, 6, 7, 8, 9]
+    # resume from byte 5000 after a reboot: block 0 (to start the transfer), then block 4
+    srv = _Block2Server(IMAGE)
+    out, data = _collect()
+    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 5000, data))
+    assert bytes(out) == IMAGE[5000:] and srv.asked == [0, 4, 5, 6, 7, 8, 9]
+    # Size2 against fw_size
+    try:
+        asyncio.run(otafetch.block2(_Block2Server(IMAGE), None, len(IMAGE) + 1, 0, data))
+        raise AssertionError("no size mismatch")
+    except st.OtaError as e:
+        assert "size mismatch" in str(e)
+
+
+def test_block2_gives_up_when_the_transfer_keeps_vanishing():
+    class Forgetful(_Block2Server):
+        async def exchange(self, code, route, payload, options, con, timeout_ms):
+            self.cached = False if options else self.cached
+            return await _Block2Server.exchange(self, code, route, payload, options, con, timeout_ms)
+
+    out, data = _collect()
+    try:
+        asyncio.run(otafetch.block2(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
+        raise AssertionError("no Timeout")
+    except Timeout:
+        pass
+    assert bytes(out) == IMAGE[:1024]
