@@ -2,7 +2,7 @@
 # connected UDP socket, driven by MicroPython's asyncio. Block-wise transfers are in
 # coap.blockwise, observations in coap.observe; both build on request()/_exchange().
 import asyncio
-import os
+import gc
 import random
 import time
 
@@ -20,12 +20,28 @@ except ImportError:
 
 _DEDUP = const(16)  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
 _EXCHANGE_LIFETIME_MS = const(247000)  # RFC 7252 §4.8.2 with the default parameters
-_TOKEN_LEN = const(4)
 
 try:
     _wait_readable = asyncio.core._io_queue.queue_read  # one long-lived waiter, no allocation
-except AttributeError:  # an asyncio without the IO queue: poll instead
+    _tasks = asyncio.core._task_queue
+    _tasks.remove  # noqa: B018 (feature detection)
+except AttributeError:  # an asyncio without these internals: poll and use Events
     _wait_readable = None
+    _tasks = None
+
+
+def _wake(ex):
+    # Resume the request sleeping in _transact now (what Task.cancel() does to a sleeping
+    # task, without the exception): no task, closure or Event per request, unlike
+    # asyncio.wait_for_ms, which costs about 1 KB and 68k instructions each time.
+    t = ex.task
+    if t is not None:
+        ex.task = None
+        if _tasks is not None:
+            _tasks.remove(t)
+            _tasks.push(t)
+        else:
+            t.set()
 
 
 class Route:
@@ -47,15 +63,23 @@ class Route:
 
 
 class _Exchange:
-    # One request (or observation) waiting for its response(s), keyed by token.
-    def __init__(self, token, on_response=None):
+    # One request (or observation) waiting for its response(s), keyed by token (an int
+    # of up to 30 bits, sent as 4 bytes: no bytes object per request, a small-int key).
+    def __init__(self, token=None, on_response=None):
         self.token = token
         self.mid = -1
         self.acked = False
         self.msg = None
         self.err = None
-        self.ev = asyncio.Event()
+        self.task = None  # the request sleeping until its response, ACK or timeout
         self.on_response = on_response  # set for observations: called per notification
+
+    def done(self, msg=None, err=None):
+        if msg is not None:
+            self.msg = msg
+        if err is not None:
+            self.err = err
+        _wake(self)
 
 
 class Client:
@@ -90,6 +114,7 @@ class Client:
         self._small = bytearray(4)
         self._by_token = {}
         self._by_mid = {}
+        self._spare = []  # finished exchanges, reused
         self._dmid = [-1] * _DEDUP
         self._dtype = bytearray(_DEDUP)
         self._dtime = [0] * _DEDUP
@@ -129,8 +154,7 @@ class Client:
         self._stop_rx()
         self.transport.close()
         for ex in list(self._by_token.values()) + list(self._by_mid.values()):
-            ex.err = OSError(9)  # EBADF: the link is gone
-            ex.ev.set()
+            ex.done(err=OSError(9))  # EBADF: the link is gone
         self._by_token = {}
         self._by_mid = {}
 
@@ -140,7 +164,7 @@ class Client:
 
     def new_token(self):
         while True:
-            t = os.urandom(_TOKEN_LEN)  # random tokens (RFC 7252 §5.3.1)
+            t = random.getrandbits(30)  # random tokens (RFC 7252 §5.3.1); a small int on every port
             if t not in self._by_token:
                 return t
 
@@ -173,8 +197,10 @@ class Client:
         if not self._free:
             await self._slot()
         buf = self._free.pop()
-        if ex is None:
-            ex = _Exchange(token or self.new_token())
+        pooled = ex is None
+        if pooled:
+            ex = self._spare.pop() if self._spare else _Exchange()
+            ex.token = self.new_token() if token is None else token
         try:
             opts = route.opts
             if options:
@@ -191,6 +217,9 @@ class Client:
         finally:
             self._free.append(buf)
             self._slot_ev.set()
+            if pooled:
+                ex.msg = ex.err = None  # the caller has the response; the object is reused
+                self._spare.append(ex)
 
     async def _slot(self):
         while not self._free:
@@ -207,7 +236,6 @@ class Client:
             self._by_mid[mid] = ex
         ex.acked = not con
         ex.msg = ex.err = None
-        ex.ev.clear()
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         # Initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] (§4.2).
         to = int(self.ack_timeout_ms * (1 + random.random() * (self.ack_random_factor - 1)))
@@ -220,19 +248,29 @@ class Client:
                 if left <= 0:
                     raise Timeout("no response" if ex.acked else "no ACK")
                 wait = left if ex.acked else min(left, to)
-                try:
-                    await asyncio.wait_for_ms(ex.ev.wait(), wait)
-                except asyncio.TimeoutError:
-                    # Retransmit only when the ACK timeout (not the overall deadline) ran out.
-                    if wait < left and not ex.acked and ex.msg is None and ex.err is None:
-                        if tries >= self.max_retransmit:
-                            raise Timeout("no ACK after %d retransmissions" % tries)
-                        tries += 1
-                        to *= 2  # binary exponential back-off (§4.2)
-                        self.retransmissions += 1
-                        self.transport.send(data)
-                        self.sent += 1
-                ex.ev.clear()
+                # Sleep until the receive loop wakes us (_wake) or the time is up.
+                if _tasks is not None:
+                    ex.task = asyncio.core.cur_task
+                    try:
+                        await asyncio.sleep_ms(wait)
+                    finally:
+                        ex.task = None
+                else:
+                    ex.task = asyncio.Event()
+                    try:
+                        await asyncio.wait_for_ms(ex.task.wait(), wait)
+                    except asyncio.TimeoutError:
+                        pass
+                    ex.task = None
+                # Retransmit only when the ACK timeout (not the overall deadline) ran out.
+                if wait < left and not ex.acked and ex.msg is None and ex.err is None:
+                    if tries >= self.max_retransmit:
+                        raise Timeout("no ACK after %d retransmissions" % tries)
+                    tries += 1
+                    to *= 2  # binary exponential back-off (§4.2)
+                    self.retransmissions += 1
+                    self.transport.send(data)
+                    self.sent += 1
             if ex.err is not None:
                 raise ex.err
             return ex.msg
@@ -244,7 +282,7 @@ class Client:
 
     async def ping(self, timeout_ms=None):
         """CoAP ping (§4.3): an empty CON answered by RST. True when the peer answered."""
-        ex = _Exchange(None)
+        ex = _Exchange()
         mid = self.next_mid()
         if not self._free:
             await self._slot()
@@ -263,6 +301,9 @@ class Client:
 
     # ---- receiving ----------------------------------------------------------
     async def _rx_loop(self):
+        # One datagram per wake-up: the IO queue polls again before the next read, so
+        # an empty socket is never read (on this port a would-block recv() costs an
+        # exception and a lost 1280-byte buffer).
         tr = self.transport
         buf = self._rx
         while True:
@@ -270,32 +311,35 @@ class Client:
                 yield _wait_readable(tr.sock)
             else:
                 await asyncio.sleep_ms(5)
-            while True:
-                try:
-                    n = tr.recv_into(buf)
-                except OSError as e:
-                    # ECONNREFUSED: an ICMP port unreachable came back for a datagram of
-                    # ours, so nobody serves that port now. Requests still waiting for an
-                    # ACK fail with it (the caller's link supervisor decides what next)
-                    # instead of retransmitting into the void until they time out.
-                    self.rx_error = e
-                    self._fail_unacked(e)
-                    break
-                if n is None:
-                    break
-                self.received += 1
-                self.last_rx = time.ticks_ms()
-                try:
-                    self._on_datagram(buf, n)
-                except Exception as e:  # e.g. an observer's callback: that datagram only, never the loop
-                    self.rx_error = e
-                    self.rejected += 1
+            try:
+                n = tr.recv_into(buf)
+            except OSError as e:
+                # ECONNREFUSED: an ICMP port unreachable came back for a datagram of
+                # ours, so nobody serves that port now. Requests still waiting for an
+                # ACK fail with it (the caller's link supervisor decides what next)
+                # instead of retransmitting into the void until they time out.
+                self.rx_error = e
+                self._fail_unacked(e)
+                continue
+            except MemoryError as e:  # a full heap must not end the loop: try again later
+                self.rx_error = e
+                gc.collect()
+                await asyncio.sleep_ms(10)
+                continue
+            if n is None:
+                continue
+            self.received += 1
+            self.last_rx = time.ticks_ms()
+            try:
+                self._on_datagram(buf, n)
+            except Exception as e:  # e.g. an observer's callback: that datagram only, never the loop
+                self.rx_error = e
+                self.rejected += 1
 
     def _fail_unacked(self, err):
         for ex in list(self._by_mid.values()):
             if not ex.acked and ex.msg is None:
-                ex.err = err
-                ex.ev.set()
+                ex.done(err=err)
 
     def _reply(self, mtype, mid):
         b = self._small
@@ -339,9 +383,7 @@ class Client:
                 ex = self._by_mid.get(mid)
                 if ex is not None:
                     ex.acked = True
-                    if t == m.RST:
-                        ex.err = Reset("RST for message %d" % mid)
-                    ex.ev.set()
+                    ex.done(err=Reset("RST for message %d" % mid) if t == m.RST else None)
             elif t == m.CON:
                 self._reply(m.RST, mid)  # CoAP ping (§4.3)
             return
@@ -355,12 +397,14 @@ class Client:
                 self._reply(dup, mid)  # re-send what we answered the first time
                 return
         code_class = code >> 5
+        # Our tokens are 4 bytes holding an int (see _Exchange): read it without allocating.
+        tok = (buf[4] << 24 | buf[5] << 16 | buf[6] << 8 | buf[7]) if tkl == 4 and n >= 8 else -1
         ex = None
         if t == m.ACK:
             ex = self._by_mid.get(mid)
         elif code_class >= 2 and code_class <= 5:
-            ex = self._by_token.get(bytes(buf[4 : 4 + tkl]))
-        if ex is None or (t == m.ACK and bytes(buf[4 : 4 + tkl]) != ex.token):
+            ex = self._by_token.get(tok)
+        if ex is None or (t == m.ACK and tok != ex.token):
             # A response nobody waits for (or a request to this client): reject (§4.3, RFC 7641 §3.6).
             self.rejected += 1
             if t != m.ACK:
@@ -380,8 +424,7 @@ class Client:
         if ex.on_response is not None and ex.msg is not None:
             ex.on_response(msg)  # a later notification of an observation
             return
-        ex.msg = msg
-        ex.ev.set()
+        ex.done(msg)
 
     def _bad(self, t, mid):
         # Message format error: reject a CON with RST, ignore anything else (§4.2, §4.3).
