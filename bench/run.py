@@ -192,7 +192,7 @@ class Mpy:
             rel = os.path.relpath(dirpath, src_root)
             os.makedirs(os.path.join(self.lib, rel), exist_ok=True)
             for name in sorted(filenames):
-                if name.endswith(".py"):
+                if name.endswith(".py") and name != "manifest.py":  # manifest.py is for the build, not the device
                     src = os.path.join(dirpath, name)
                     dst = os.path.join(self.lib, rel, name[:-3] + ".mpy")
                     run([MPY_CROSS, "-o", dst, src])
