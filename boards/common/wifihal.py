@@ -19,9 +19,6 @@ except ImportError:  # CPython, for tooling
 
 _EPOCH_2000_MS = const(946684800000)  # 2000-01-01 in Unix epoch ms: the epoch of ESP32 and rp2
 _JOIN_MS = const(20000)  # one association attempt (DHCP included)
-_PROBE_MS = const(30000)  # no datagram from the server for this long: ask with a CoAP ping
-_REJOIN_AFTER = const(2)  # unanswered probes before the Wi-Fi link is rebuilt
-_RESET_MS = const(900000)  # offline this long (15 min): reset, the last resort (mqtt_as does the same)
 _NTP_RETRY_MS = const(60000)  # until the clock is set; then every _NTP_EVERY_MS against drift
 _NTP_EVERY_MS = const(3600000)
 
@@ -32,6 +29,10 @@ class WifiHal:
     LED = None  # the status LED's Pin id, or None
     WDT_MS = 8000  # rp2's hardware maximum is 8388 ms
     FATAL = ()  # status codes after which waiting longer for this attempt is pointless
+    PROBE_MS = 30000  # no datagram from the server for this long: ask with a CoAP ping
+    PROBE_AGAIN_MS = 5000  # after an unanswered probe
+    REJOIN_AFTER = 2  # unanswered probes before the Wi-Fi link is rebuilt
+    RESET_MS = 900000  # offline this long (15 min): reset, the last resort (mqtt_as does the same)
 
     def __init__(self, cfg, log=print):
         self.cfg = cfg
@@ -90,7 +91,7 @@ class WifiHal:
         self._led(True)
         self._sync_clock()
 
-    async def _join(self):
+    async def _join(self, force=False):
         wlan = self.wlan
         if wlan is None:
             try:  # before the interface comes up, so DHCP announces it
@@ -100,7 +101,7 @@ class WifiHal:
             wlan = self.wlan = network.WLAN(network.WLAN.IF_STA)
         wlan.active(True)
         self.wlan_setup(wlan)
-        if wlan.isconnected():
+        if wlan.isconnected() and not force:
             return True
         if not self.ssid:
             self._say("wifi: no 'wifi': {'ssid', 'password'} in the config and the interface is not connected")
@@ -157,28 +158,28 @@ class WifiHal:
         seen = self.client.received if self.client else 0
         heard = time.ticks_ms()
         offline_at = None
-        misses = 0
+        misses = 0  # unanswered probes since the server was last heard (0: online)
+        next_probe = heard
         delay = 1000
         while True:
             self._feed()
             now = time.ticks_ms()
             cl = self.client
-            if cl is None:
+            if cl is None:  # HTTP: the association is all there is to see
                 if self.wlan is not None and self.wlan.isconnected():
-                    heard = now
+                    heard, misses = now, 0
+                else:
+                    misses = max(misses, 1)
             elif cl.received != seen:
-                seen = cl.received
-                heard = now
-            if time.ticks_diff(now, heard) >= _PROBE_MS and cl is not None:
-                # Silence: ask. A ping answered (RST) moves `received` too.
+                seen, heard, misses = cl.received, now, 0
+            elif time.ticks_diff(now, heard) >= self.PROBE_MS and time.ticks_diff(now, next_probe) >= 0:
+                # Silence: ask (RFC 7252 §4.3 ping). An answer (RST) moves `received` too.
                 if await self._probe(cl):
-                    heard = time.ticks_ms()
-                    seen = cl.received
+                    seen, heard, misses = cl.received, time.ticks_ms(), 0
                 else:
                     misses += 1
-                    heard = time.ticks_add(time.ticks_ms(), 5000 - _PROBE_MS)  # probe again in 5 s
-            if time.ticks_diff(time.ticks_ms(), heard) < _PROBE_MS:
-                misses = 0
+                    next_probe = time.ticks_add(time.ticks_ms(), self.PROBE_AGAIN_MS)
+            if misses == 0:
                 delay = 1000
                 offline_at = None
                 if not self.online:
@@ -192,17 +193,20 @@ class WifiHal:
                 if offline_at is None:
                     offline_at = now
                 self._blink()
-                if self.wlan is None or not self.wlan.isconnected() or misses >= _REJOIN_AFTER:
+                stale = misses >= self.REJOIN_AFTER  # associated, yet the server is silent: rebuild it
+                if self.wlan is None or not self.wlan.isconnected() or stale:
                     self.rejoins += 1
-                    if await self._join():
-                        misses = 0
-                        heard = time.ticks_add(time.ticks_ms(), -_PROBE_MS)  # probe the server at once
+                    if await self._join(force=stale):
+                        # Associated again; still offline until the server answers: probe next.
+                        misses = 1
+                        heard = time.ticks_add(time.ticks_ms(), -self.PROBE_MS)
+                        next_probe = time.ticks_ms()
                         self._sync_clock()
-                        continue
+                    # Jittered back-off between rebuilds, reset once the server is heard.
                     await self._sleep(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
                     delay = min(delay * 2, 60000)
-                if time.ticks_diff(time.ticks_ms(), offline_at) > _RESET_MS:
-                    self._say("supervisor: offline for %d s, resetting" % (_RESET_MS // 1000))
+                if time.ticks_diff(time.ticks_ms(), offline_at) > self.RESET_MS:
+                    self._say("supervisor: offline for %d s, resetting" % (self.RESET_MS // 1000))
                     self.reset()
             if self._ntp_at is None or time.ticks_diff(now, self._ntp_at) >= (
                     _NTP_EVERY_MS if self.clock_set else _NTP_RETRY_MS):
