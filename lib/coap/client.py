@@ -101,6 +101,7 @@ class Client:
         self.host = host
         self.ack_timeout_ms = ack_timeout_ms
         self.ack_random_factor = ack_random_factor
+        self._ack_span = int(ack_timeout_ms * (ack_random_factor - 1))
         self.max_retransmit = max_retransmit
         self.timeout_ms = timeout_ms
         self.block_size = block_size
@@ -228,7 +229,6 @@ class Client:
 
     async def _transact(self, ex, buf, n, con, timeout_ms):
         mid = (buf[2] << 8) | buf[3]
-        data = memoryview(buf)[:n]
         if ex.token is not None:
             self._by_token[ex.token] = ex
         if con:
@@ -238,10 +238,11 @@ class Client:
         ex.msg = ex.err = None
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         # Initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] (§4.2).
-        to = int(self.ack_timeout_ms * (1 + random.random() * (self.ack_random_factor - 1)))
+        # Integer arithmetic: no float objects per request.
+        to = self.ack_timeout_ms + ((random.getrandbits(16) * self._ack_span) >> 16)
         tries = 0
         try:
-            self.transport.send(data)
+            self.transport.send(buf, n)
             self.sent += 1
             while ex.msg is None and ex.err is None:
                 left = time.ticks_diff(deadline, time.ticks_ms())
@@ -269,7 +270,7 @@ class Client:
                     tries += 1
                     to *= 2  # binary exponential back-off (§4.2)
                     self.retransmissions += 1
-                    self.transport.send(data)
+                    self.transport.send(buf, n)
                     self.sent += 1
             if ex.err is not None:
                 raise ex.err
@@ -413,7 +414,7 @@ class Client:
                     self._remember(mid, m.RST)
             return
         try:
-            msg = m.decode(buf, n)
+            msg = m.decode(buf, n, ex.token if tkl == 4 else None)
         except FormatError:
             self._bad(t, mid)
             return

@@ -26,8 +26,13 @@ class UdpTransport:
             raise
         self.sock = s
 
-    def send(self, data):
-        self.sock.send(data)
+    def send(self, data, n=-1):
+        """Send data, or its first n bytes: stream write(buf, n) sends that prefix as one
+        datagram without slicing (no memoryview allocated per message)."""
+        if n < 0:
+            self.sock.send(data)
+        else:
+            self.sock.write(data, n)
 
     def recv_into(self, buf):
         """Bytes received (one datagram), or None when nothing is waiting."""

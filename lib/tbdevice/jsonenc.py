@@ -5,12 +5,15 @@
 import json
 
 _SEP = (",", ":")
+_INF = float("inf")
+_NINF = -_INF
 
 
 def _risky(x):
     # |x| >= 1 has at most 17 significant digits of which at least one is before the
     # point, so only |x| < 1 can exceed scale 16; NaN and infinities are not JSON.
-    return (-1.0 < x < 1.0 and x != 0.0) or x != x or x - x != 0.0
+    # Comparisons only: no float object is made for an ordinary value.
+    return (-1.0 < x < 1.0 and x != 0.0) or x != x or x == _INF or x == _NINF
 
 
 def _needs_care(o):
@@ -31,7 +34,7 @@ def _needs_care(o):
 def float_text(x):
     """The JSON text for a float that the server stores as a double (NaN/inf: null,
     which the server skips)."""
-    if x != x or x - x != 0.0:
+    if x != x or x == _INF or x == _NINF:
         return "null"
     r = repr(x)
     mant, _, exp = r.partition("e")
@@ -69,7 +72,16 @@ def _enc(o, out):
 
 
 def dumps(o):
-    if not _needs_care(o):
+    # The common case, a flat dict of numbers, checked inline: a function call per value
+    # would cost as much as json.dumps itself on MicroPython.
+    if type(o) is dict:
+        for v in o.values():
+            t = type(v)
+            if (t is float and _risky(v)) or ((t is dict or t is list or t is tuple) and _needs_care(v)):
+                break
+        else:
+            return json.dumps(o, separators=_SEP)
+    elif not _needs_care(o):
         return json.dumps(o, separators=_SEP)
     out = []
     _enc(o, out)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 
-from conftest import wait_until
+from tbtest import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")

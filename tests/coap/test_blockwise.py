@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import Block1, Block2
 from aiocoap.numbers.codes import Code
 

@@ -1,7 +1,7 @@
 # Faults the message layer must survive (RFC 7252 §4): duplicates, strays, garbage,
 # resets, silence, datagrams arriving back to back.
 import pytest
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import ACK, CON, NON, RST, Garbage, Observe, Piggyback, Reset, Separate, Silent, Together, UnknownToken
 from aiocoap.numbers.codes import Code
 

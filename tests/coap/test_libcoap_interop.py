@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import free_port
+from coapdrive import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OURS = os.path.join(ROOT, "tools", "coap-client")

@@ -1,6 +1,6 @@
 # RFC 7641 client side against the scripted peer: ordering, NON notifications, the end of
 # an observation, and deregistration.
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import ACK, RST, Observe
 from aiocoap.numbers.codes import Code
 

@@ -1,7 +1,7 @@
 # The three response shapes a ThingsBoard server produces (spec/thingsboard-wire.md §3),
 # plus the NON variants, against lib/coap on the unix port.
 import pytest
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import ACK, CON, NON, Piggyback, Separate
 
 EPS = 0.05  # scheduling slack on loopback, seconds

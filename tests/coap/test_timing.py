@@ -1,5 +1,5 @@
 # Retransmission timing (RFC 7252 §4.2) and NSTART (§4.7), measured on the peer side.
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import Piggyback, Silent
 
 TOL = 0.02  # seconds of scheduling slack per measured interval (loopback, 2 cores)

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import run_client
+from coapdrive import run_client
 from peers.scripted_peer import ACK, Piggyback, Separate
 
 import udpproxy

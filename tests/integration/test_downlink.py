@@ -13,7 +13,7 @@ from aiocoap.message import Message
 from aiocoap.numbers import Code, Type
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 from udpproxy import UdpProxy
 
 SCRIPT = "tests/integration/mpy/downlink.py"

@@ -8,7 +8,7 @@ import threading
 import time
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 
 RUN_DEVICE = os.path.join(mpy.ROOT, "tools", "run-device")
 

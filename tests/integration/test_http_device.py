@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 
 IMAGE = bytes(range(256)) * 12 + b"tail"  # 3076 bytes: three full 1000-byte chunks and a short one
 HEAP = "256K"  # mbedTLS allocates outside the GC heap on this port; the room is for compiling from source

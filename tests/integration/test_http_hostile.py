@@ -10,7 +10,7 @@ import threading
 import time
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 from test_firmware import Device, write_config
 
 

@@ -14,7 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 from test_firmware import Device, write_config
 
 _spec = importlib.util.spec_from_file_location("bundle_tool", os.path.join(mpy.ROOT, "tools", "bundle.py"))

@@ -8,7 +8,7 @@ import sys
 import threading
 
 import mpy
-from conftest import wait_until
+from tbtest import wait_until
 
 PROTO = os.path.join(mpy.ROOT, "tests", "integration", "proto")
 # The unix port compiles every module from source at boot (boards run .mpy): the whole firmware with the OTA

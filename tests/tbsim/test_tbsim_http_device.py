@@ -3,7 +3,7 @@
 import threading
 import time
 
-from conftest import RestClient
+from tbtest import RestClient
 
 
 def device(sim):

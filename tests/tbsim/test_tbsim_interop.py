@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import REPO, wait_until
+from tbtest import REPO, wait_until
 
 LIBCOAP = shutil.which("coap-client-notls") or shutil.which("coap-client")
 COAP_CLI = os.path.join(REPO, "node_modules", ".bin", "coap")

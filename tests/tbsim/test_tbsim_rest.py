@@ -8,7 +8,7 @@ import uuid
 
 from aiocoap.numbers import Code
 
-from conftest import REPO, RestClient
+from tbtest import REPO, RestClient
 from tbsim_wire import RawPeer
 
 

@@ -1,0 +1,67 @@
+# Fixtures for the CoAP client tests: a scripted CPython peer (tests/peers) and a runner
+# for tests/coap/mpy/drive.py on the MicroPython unix port.
+import json
+import os
+import socket
+import sys
+import tempfile
+
+import pytest
+
+import mpy
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+from peers.scripted_peer import ScriptedPeer, Router  # noqa: E402
+
+DRIVER = os.path.relpath(os.path.join(HERE, "mpy", "drive.py"), mpy.ROOT)
+
+# Small timers keep the suite fast; each test overrides what it measures.
+FAST = {"ack_timeout_ms": 100, "ack_random_factor": 1.5, "max_retransmit": 4, "timeout_ms": 5000}
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Run:
+    """Parsed output of one drive.py run: .steps (one dict per step), .counters, .raw."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.raw = proc.stdout + proc.stderr
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+        self.steps = [x for x in lines if "step" in x]
+        tail = [x for x in lines if "counters" in x]
+        self.tail = tail[-1] if tail else {}
+        self.counters = self.tail.get("counters", {})
+
+    def __getitem__(self, i):
+        return self.steps[i]
+
+
+def run_client(port, steps, client=None, timeout=60, heap="256K", check=True):
+    # 256K: the driver prints bodies as hex inside JSON (several copies of a 5000-byte
+    # body); the stack itself needs far less.
+    cfg = dict(FAST)
+    cfg.update(client or {})
+    script = {"host": "127.0.0.1", "port": port, "client": cfg, "steps": steps}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="coap-drive-", delete=False) as f:
+        json.dump(script, f)
+    try:
+        proc = mpy.run([DRIVER, f.name], heap=heap, timeout=timeout)
+    finally:
+        os.unlink(f.name)
+    r = Run(proc)
+    if check:
+        assert proc.returncode == 0, r.raw
+        assert len(r.steps) == len(steps), r.raw
+        assert r.tail.get("rx_alive"), r.raw  # the receive loop survived whatever it was fed
+    return r

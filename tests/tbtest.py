@@ -1,0 +1,182 @@
+"""Helpers shared by the host tests: tbsim as a subprocess on free loopback ports, ThingsBoard REST,
+wait_until. Imported as `tbtest` (a unique name: several folders have a conftest.py)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TBSIM_DEVICE = "Thermo-1"
+TBSIM_TOKEN = "A1_TEST_TOKEN"
+TBSIM_PROFILE = "Provisioning"
+TBSIM_PROVISION_KEY = "PROV_KEY_1"
+TBSIM_PROVISION_SECRET = "PROV_SECRET_1"
+_BANNER = re.compile(r"tbsim: CoAP coap://([\d.]+):(\d+)\s+REST http://[\d.]+:(\d+)")
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02):
+    """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (returns None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+class RestClient:
+    """ThingsBoard REST with login (X-Authorization: Bearer). Methods return parsed JSON (None if empty)."""
+
+    def __init__(self, base_url, username="tenant@thingsboard.org", password="tenant"):
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.jwt = None
+
+    def login(self):
+        _, body = self.request("POST", "/api/auth/login", {"username": self.username, "password": self.password},
+                               auth=False)
+        self.jwt = body["token"]
+        return self.jwt
+
+    def request(self, method, path, body=None, query=None, auth=True, timeout=30.0):
+        """Returns (status, parsed JSON or raw text or None). Does not raise on HTTP error statuses."""
+        if auth and self.jwt is None:
+            self.login()
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if auth:
+            headers["X-Authorization"] = "Bearer " + self.jwt
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode("utf-8", "replace")
+
+    def _ok(self, method, path, body=None, query=None, timeout=30.0):
+        status, data = self.request(method, path, body, query, timeout=timeout)
+        if status != 200:
+            raise AssertionError("%s %s -> %s %r" % (method, path, status, data))
+        return data
+
+    def get(self, path, **query):
+        return self._ok("GET", path, query=query or None)
+
+    def post(self, path, body=None, timeout=30.0, **query):
+        return self._ok("POST", path, body, query or None, timeout=timeout)
+
+    def delete(self, path, **query):
+        return self._ok("DELETE", path, query=query or None)
+
+    # conveniences for the seeded device
+    def device_id(self, name):
+        return self.get("/api/tenant/devices", deviceName=name)["id"]["id"]
+
+
+class TbSimProcess:
+    """A running tbsim. Attributes: host, coap_port, http_port, coap_url, http_url, device_name, token,
+    provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc; https_port and
+    tls_ca (the test CA's PEM file) when started with --https-port."""
+
+    def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
+        cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
+               "--db", ":memory:"]
+        for name, token in devices:
+            cmd += ["--device", "%s=%s" % (name, token)]
+        cmd += ["--profile", "%s=%s:%s" % (TBSIM_PROFILE, TBSIM_PROVISION_KEY, TBSIM_PROVISION_SECRET)]
+        cmd += list(args)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.path.join(REPO, "tools") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        self.device_name = devices[0][0] if devices else None
+        self.token = devices[0][1] if devices else None
+        self.provision_key = TBSIM_PROVISION_KEY
+        self.provision_secret = TBSIM_PROVISION_SECRET
+        self.lines = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        banner = self.wait_for_log("tbsim: CoAP", timeout=timeout)
+        m = _BANNER.search(banner or "")
+        if m is None:
+            self.stop()
+            raise RuntimeError("tbsim did not start:\n" + self.log_text())
+        self.host = m.group(1)
+        self.coap_port = int(m.group(2))
+        self.http_port = int(m.group(3))
+        self.coap_url = "coap://%s:%d" % (self.host, self.coap_port)
+        self.http_url = "http://%s:%d" % (self.host, self.http_port)
+        self.rest = RestClient(self.http_url)
+        tls = re.search(r"HTTPS https://[\d.]+:(\d+) \(CA (.+)\)", banner)  # with --https-port
+        self.https_port = int(tls.group(1)) if tls else None
+        self.tls_ca = tls.group(2) if tls else None
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def coap_uri(self, path):
+        """coap://host:port/<path>; `{token}` in path is replaced by the seeded device's token."""
+        return "%s/%s" % (self.coap_url, path.lstrip("/").replace("{token}", self.token or ""))
+
+    def log_text(self):
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, needle, timeout=5.0, start=0):
+        """First log line at index >= start containing `needle` (str) or matching it (compiled regex)."""
+        deadline = time.monotonic() + timeout
+        match = needle.search if hasattr(needle, "search") else (lambda s: needle in s)
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    if match(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(left)
+
+    def mark(self):
+        """Index to pass as `start` to wait_for_log to look only at lines logged from now on."""
+        with self._cond:
+            return len(self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._reader.join(timeout=2)
