@@ -414,7 +414,7 @@ class Client:
                     self._remember(mid, m.RST)
             return
         try:
-            msg = m.decode(buf, n, ex.token if tkl == 4 else None)
+            msg = m.decode(buf, n)
         except FormatError:
             self._bad(t, mid)
             return

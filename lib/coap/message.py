@@ -263,12 +263,10 @@ def _ext_read(data, i, n, nib):
     raise FormatError("reserved option nibble 15")
 
 
-def decode(data, n=None, token=None):
+def decode(data, n=None):
     """Decode the first n bytes of data (bytes, bytearray or memoryview) to a Message.
     Values and payload are copied, so data may be a reused receive buffer.
-    Malformed input raises FormatError (a CoapError), never another exception.
-    `token`: the token already known to the caller (the client's int tokens), kept
-    instead of a copy."""
+    Malformed input raises FormatError (a CoapError), never another exception."""
     if n is None:
         n = len(data)
     if n < 4:
@@ -283,7 +281,7 @@ def decode(data, n=None, token=None):
     if i > n:
         raise FormatError("truncated token")
     code = data[1]
-    msg = Message((b0 >> 4) & 3, code, (data[2] << 8) | data[3], bytes(data[4:i]) if token is None else token)
+    msg = Message((b0 >> 4) & 3, code, (data[2] << 8) | data[3], bytes(data[4:i]))
     if code == EMPTY and n > 4:
         raise FormatError("empty message with content")  # RFC 7252 §4.1
     num = 0
