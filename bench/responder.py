@@ -1,5 +1,6 @@
 # Benchmark responder (CPython): answers every CON request with a piggybacked ACK 2.01
-# (RFC 7252 §5.2.1) echoing its Message ID and token, and ignores anything else.
+# (RFC 7252 §5.2.1) echoing its Message ID and token, every NON request with a NON 2.01
+# echoing its token under a Message ID of its own (§5.2.3), and ignores anything else.
 # A tight recvfrom_into/sendto loop on preallocated buffers; on this machine it turns
 # round trips as fast as a MicroPython unix-port loop does, and unlike MicroPython's
 # stream readinto() it keeps datagram boundaries and serves any number of peers, so the
@@ -11,6 +12,7 @@ import socket
 import sys
 
 _ACK = 0x60  # version 1, type ACK (2); the token length is added per request
+_NON = 0x50  # version 1, type NON (1)
 _CREATED = 65  # 2.01
 
 
@@ -28,17 +30,24 @@ def main():
     recv_into = s.recvfrom_into
     sendto = s.sendto
     seen = set()
+    mid = 0x2000
     while True:
         n, peer = recv_into(rx)
         b0 = rx[0] if n else 0
-        if n < 4 or b0 & 0xF0 != 0x40:  # version 1, CON; anything else is not ours to answer
+        if n < 4 or (b0 & 0xF0 != 0x40 and b0 & 0xF0 != 0x50):  # version 1, CON or NON; nothing else is ours to answer
             continue
         tkl = b0 & 15
-        if tkl > 8 or n < 4 + tkl:
+        if tkl > 8 or n < 4 + tkl or rx[1] == 0:
             continue
-        out[0] = _ACK | tkl
         out[1] = _CREATED
         mout[2 : 4 + tkl] = mrx[2 : 4 + tkl]  # Message ID and token echoed
+        if b0 & 0xF0 == 0x40:
+            out[0] = _ACK | tkl
+        else:
+            out[0] = _NON | tkl
+            mid = (mid + 1) & 0xFFFF
+            out[2] = mid >> 8
+            out[3] = mid & 0xFF
         sendto(views[tkl], peer)
         if log and peer not in seen:
             seen.add(peer)

@@ -1,5 +1,5 @@
 # The asyncio cases: the raw datagram through asyncio's IO queue, then each layer of the
-# stack in turn (coap exchange, coap request, tbdevice send_telemetry).
+# coap stack in turn (exchange, request); the tbdevice cases are in bm_dev.
 import asyncio
 import socket
 
@@ -64,16 +64,6 @@ async def run(case, port, metric, n, warm):
                 msg = await send(m.POST, route, body)
                 if msg.code != m.CREATED:
                     raise SystemExit("bad code %d" % msg.code)
-
-    elif case == "device":
-        from tbdevice.device import Device
-
-        dev = Device(HOST, TOKEN, port=port, con=True)
-        await dev.connect()
-
-        async def loop(k):
-            for _ in range(k):
-                await dev.send_telemetry(VALUES)
 
     elif case == "wait":
         # asyncio.wait_for_ms() on an Event that is already set: the per-request wait

@@ -14,13 +14,25 @@ def payload_bytes():
     return json.dumps(VALUES, separators=(",", ":")).encode()
 
 
-def raw_request():
-    # The datagram the stack sends, built once by hand (RFC 7252 §3): CON POST, a 4-byte
-    # token, Uri-Path api / v1 / <token> / telemetry, payload; no Content-Format, as the
-    # stack sends none.
+def proto_payload():
+    # The default profile's SensorDataReading (spec §11.1) by hand: field 1 temperature and
+    # field 2 humidity, both double (wire type 1, 8 bytes little-endian).
+    import struct
+
+    return b"\x09" + struct.pack("<d", VALUES["temperature"]) + b"\x11" + struct.pack("<d", VALUES["humidity"])
+
+
+def coap_request(path, payload, mtype=0, code=2, observe=False):
+    # A datagram as the stack sends it, built once by hand (RFC 7252 §3): a 4-byte token,
+    # one Uri-Path option per segment, the payload; no Content-Format, as the stack sends none.
     out = bytearray(b"\x44\x02\x12\x34\xa1\xb2\xc3\xd4")
+    out[0] = 0x44 | (mtype << 4)
+    out[1] = code
     prev = 0
-    for seg in ("api", "v1", TOKEN, "telemetry"):
+    if observe:  # Observe (6) = 0: a zero-length value (RFC 7641 §2)
+        out.append(6 << 4)
+        prev = 6
+    for seg in path.split("/"):
         d = 11 - prev
         prev = 11
         ln = len(seg)
@@ -30,9 +42,25 @@ def raw_request():
             out.append((d << 4) | 13)
             out.append(ln - 13)
         out.extend(seg.encode())
-    out.append(0xFF)
-    out.extend(payload_bytes())
+    if payload:
+        out.append(0xFF)
+        out.extend(payload)
     return bytes(out)
+
+
+def raw_request(mtype=0, payload=None):
+    # CON (0) or NON (1) POST api/v1/<token>/telemetry with the JSON (or given) payload.
+    return coap_request("api/v1/" + TOKEN + "/telemetry", payload_bytes() if payload is None else payload, mtype)
+
+
+def http_request(port, payload):
+    # The request HttpLink sends for telemetry (httpclient.client.Connection._send).
+    return (b"POST /api/v1/" + TOKEN.encode() + b"/telemetry HTTP/1.1\r\nHost: " + HOST.encode() + b":"
+            + str(port).encode() + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+
+
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"  # what bench/httpresponder.py answers
 
 
 def addr(port):

@@ -69,6 +69,27 @@ def run(case, metric, n, warm):
             for _ in range(k):
                 _Exchange(tok)
 
+    elif case == "rxack":
+        # The receive path of coap.client for one piggybacked ACK 2.01 answering a pending
+        # request (Client._on_datagram: match by Message ID and token, decode, wake).
+        from coap.client import Client, _Exchange
+
+        c = Client(HOST, 5683)
+        tok = 0x0A1B2C3D
+        ex = _Exchange(tok)
+        rsp = bytearray(1280)
+        rsp[:8] = b"\x60\x41\x12\x34\x0a\x1b\x2c\x3d"
+
+        def loop(k):
+            for _ in range(k):
+                c._by_mid[0x1234] = ex
+                c._by_token[tok] = ex
+                ex.msg = None
+                ex.acked = False
+                c._on_datagram(rsp, 8)
+            if k and ex.msg is None:
+                raise SystemExit("rxack: the ACK was not matched")
+
     else:
         raise SystemExit("unknown case " + case)
     res = {}
