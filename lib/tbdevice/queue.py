@@ -6,6 +6,11 @@
 # Sending again after a timeout can deliver a sample twice when only the answer was lost;
 # each sample carries its timestamp, and ThingsBoard keeps one value per (key, ts), so a
 # second copy overwrites the first with the same value.
+#
+# A sample taken while the clock is not set yet keeps its ticks_ms() instead; stamp()
+# turns those into epoch milliseconds once the clock is set. One that is sent (or was
+# spilled to a file, or survived a reboot) before that goes without ts: the server
+# stamps it on arrival (spec §5).
 import json
 import os
 
@@ -21,6 +26,7 @@ class TelemetryQueue:
         self._segments = []  # spill file numbers, oldest first
         self._spilled = 0
         self._next = 0
+        self.unstamped = 0  # RAM samples holding ticks instead of a timestamp
         if spill_dir:
             self._recover()
 
@@ -52,10 +58,23 @@ class TelemetryQueue:
         except (OSError, ValueError):
             return []  # a torn or foreign file holds nothing we can send
 
-    def put(self, values, ts=None):
-        self._ram.append([ts, values])
+    def put(self, values, ts=None, ticks=None):
+        """Queue one sample: ts in epoch ms, or None with the ticks_ms() it was taken at."""
+        if ts is None and ticks is not None:
+            self._ram.append([None, values, ticks])
+            self.unstamped += 1
+        else:
+            self._ram.append([ts, values])
         if len(self._ram) > self.limit:
             self._overflow()
+
+    def stamp(self, epoch_ms, ticks_ms, diff):
+        """The clock is set now (epoch_ms at ticks_ms): give the RAM samples that hold
+        ticks their timestamps. diff is time.ticks_diff."""
+        for it in self._ram:
+            if len(it) == 3:
+                it[0] = epoch_ms - diff(ticks_ms, it.pop())
+        self.unstamped = 0
 
     def _overflow(self):
         if self.spill_dir:
@@ -64,8 +83,12 @@ class TelemetryQueue:
                 return
             except OSError:
                 pass  # no space: fall back to dropping from RAM
-        self._ram.pop(0)
+        self._forget(self._ram.pop(0))
         self.dropped += 1
+
+    def _forget(self, it):
+        if len(it) == 3:
+            self.unstamped -= 1
 
     def _spill(self):
         n = self._next
@@ -77,6 +100,7 @@ class TelemetryQueue:
         self._segments.append(n)
         self._spilled += len(self._ram)
         self._ram = []
+        self.unstamped = 0  # ticks mean nothing after a reboot: spilled ones go without ts
         while self._spilled > self.spill_limit and len(self._segments) > 1:
             old = self._segments.pop(0)
             k = len(self._load(old))
@@ -109,6 +133,8 @@ class TelemetryQueue:
                 self._remove(n)
             self._spilled -= k
         else:
+            for it in self._ram[:k]:
+                self._forget(it)
             del self._ram[:k]
 
     async def flush(self, send):
@@ -121,7 +147,7 @@ class TelemetryQueue:
             if not items:  # an unreadable spill file: skip it
                 self._drop_segment()
                 continue
-            await send([v if ts is None else {"ts": ts, "values": v} for ts, v in items])
+            await send([it[1] if it[0] is None else {"ts": it[0], "values": it[1]} for it in items])
             self.pop(len(items))
             sent += len(items)
         return sent

@@ -110,3 +110,33 @@ def test_partial_flush_of_a_spill_file_resumes_after_reboot():
     s2 = Sink()
     _flush(q2, s2)
     assert [x["ts"] for x in s2.got] == [2, 3, 4]
+
+
+def _diff(a, b):
+    return a - b
+
+
+def test_samples_without_a_clock_keep_ticks_and_are_stamped_once_it_is_set():
+    q = TelemetryQueue(limit=3, batch=10)
+    q.put({"i": 0}, None, 1000)
+    q.put({"i": 1}, None, 1500)
+    q.put({"i": 2})  # neither: goes without ts
+    assert q.unstamped == 2
+    q.put({"i": 3}, None, 2000)  # the oldest (ticks 1000) is dropped
+    assert q.unstamped == 2 and q.dropped == 1
+    q.stamp(1700000003000, 3000, _diff)  # the clock is set: epoch 1700000003000 at ticks 3000
+    assert q.unstamped == 0
+    s = Sink()
+    _flush(q, s)
+    assert s.got == [{"ts": 1700000001500, "values": {"i": 1}}, {"i": 2}, {"ts": 1700000002000, "values": {"i": 3}}]
+
+
+def test_unstamped_samples_spilled_go_without_ts():
+    d = _tmpdir("ticks")
+    q = TelemetryQueue(limit=2, spill_dir=d, batch=10)
+    for i in range(3):
+        q.put({"i": i}, None, i)
+    assert q.unstamped == 0  # spilled: ticks would mean nothing after a reboot
+    s = Sink()
+    _flush(q, s)
+    assert s.got == [{"i": 0}, {"i": 1}, {"i": 2}]
