@@ -39,7 +39,7 @@ CPU = "0"  # client and responder share one core: a cross-core wake-up dominates
 
 TOKEN = "A1b2C3d4E5f6G7h8I9j0"  # must match bench/client.py
 VALUES = {"temperature": 21.5, "humidity": 40.25}
-PACKAGES = ("coap", "tbdevice")
+PACKAGES = ("coap", "tbdevice", "httpclient")
 
 # Goals from the issue tracker for the full stack.
 GOAL_RATE_RATIO = 0.4  # >= 0.4x the raw loop's round trips per second
@@ -48,9 +48,29 @@ GOAL_HEAP = 256  # <= 256 heap bytes per message
 
 REQUIRED = ("raw", "device")
 BIG_HEAP = "16M"  # no collection at all during the device's callgrind run: the mutator's share
-HEAP_STEPS = ("64K", "96K", "128K", "192K", "256K", "512K")
+HEAP_STEPS = ("64K", "80K", "96K", "112K", "128K", "160K", "192K", "256K", "512K")
+# The telemetry cases: (name, stack case, its raw bound, server). Each bound runs at its
+# stack case's heap against the same server.
+TELE = (
+    ("CoAP CON, JSON", "device", "raw", "coap"),
+    ("CoAP NON, JSON", "devnon", "rawnon", "coap"),
+    ("CoAP CON, protobuf", "devproto", "rawproto", "coap"),
+    ("HTTP, JSON", "http", "rawhttp", "http"),
+    ("HTTP, protobuf", "httpproto", "rawhttpproto", "http"),
+)
+# The downlink cases (bench/notifier.py): a notification received and dispatched.
+DOWN = (
+    ("attribute update notification", "attr", "rawattr", "attr"),
+    ("RPC request notification, dispatched and replied", "rpc", "rawrpc", "rpc"),
+)
+SERVER_OF = {c: srv for _, st, b, srv in TELE + DOWN for c in (st, b)}
+SERVER_OF.update({c: "coap" for c in ("araw", "transport", "exchange", "request")})
+TELE_CASES = tuple(c for row in TELE for c in row[1:3])
+DOWN_CASES = tuple(c for row in DOWN for c in row[1:3])
+BOUND_OF = {st: b for _, st, b, _ in TELE + DOWN}
+STACK_OF = {b: st for st, b in BOUND_OF.items()}
 NET_CASES = ("raw", "araw", "transport", "exchange", "request", "device")
-STEP_CASES = ("codec", "dumps", "jsondumps", "encode", "decode", "token", "exobj", "wait", "coro")
+STEP_CASES = ("codec", "dumps", "jsondumps", "encode", "decode", "rxack", "token", "exobj", "wait", "coro")
 CASE_DOC = {
     "raw": "raw bound: blocking send + readinto, pre-encoded datagram",
     "araw": "raw datagram through asyncio's IO queue (one task, no CoAP code)",
@@ -63,7 +83,20 @@ CASE_DOC = {
     "jsondumps": "json.dumps(values, separators=(',', ':')) for comparison",
     "encode": "coap.message.encode_into() with the Route's pre-encoded options",
     "decode": "coap.message.decode() of the 8-byte ACK 2.01",
+    "rxack": "Client._on_datagram() of a piggybacked ACK 2.01 answering a pending request (heap per ACK received)",
     "token": "Client.new_token()",
+    "devnon": "Device(con=False).send_telemetry(): NON request, NON 2.01 response",
+    "devproto": "Device(codec=ProtoCodec()).send_telemetry(): default profile schemas",
+    "http": "Device(link=HttpLink).send_telemetry(): kept-alive HTTP/1.1, JSON",
+    "httpproto": "Device(link=HttpLink, codec=ProtoCodec()).send_telemetry()",
+    "rawnon": "raw bound: NON datagram, readinto the NON 2.01",
+    "rawproto": "raw bound: CON datagram with the protobuf body",
+    "rawhttp": "raw bound: pre-encoded HTTP request on a blocking TCP socket, readinto the 38-byte response",
+    "rawhttpproto": "raw bound: the same with the protobuf body",
+    "attr": "Device.subscribe(): CON notification -> ACK -> downlink -> on_attributes callback",
+    "rpc": "Device.subscribe(): CON notification -> ACK -> downlink -> RPC handler -> POST rpc/<id> -> ACK 2.01",
+    "rawattr": "raw bound: readinto the notification, send a pre-encoded empty ACK",
+    "rawrpc": "raw bound: readinto the notification, send ACK and a pre-encoded reply, readinto its ACK",
     "exobj": "_Exchange(token) (holds an asyncio.Event)",
     "wait": "asyncio.wait_for_ms(event.wait(), 2000) on a set Event",
     "coro": "awaiting one trivial coroutine (the price of each async layer)",
@@ -177,6 +210,51 @@ class Responder:
         _kill(self.p)
 
 
+class Server(Responder):
+    """bench/httpresponder.py or bench/notifier.py (kind attr|rpc, count notifications)."""
+
+    def __init__(self, kind, log=False, pin=True, count=-1, skip=0):
+        self.lines = []
+        for _ in range(5):
+            self.port = free_port()
+            if kind == "http":
+                cmd = [sys.executable, os.path.join(BENCH, "httpresponder.py"), str(self.port)]
+            else:
+                cmd = [sys.executable, os.path.join(BENCH, "notifier.py"), str(self.port), "--kind", kind, "--count",
+                       str(count), "--skip", str(skip)]
+            if log:
+                cmd.append("--log")
+            if pin:
+                cmd = ["taskset", "-c", CPU] + cmd
+            self.p = _spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            first = self.p.stdout.readline()
+            if first.startswith("PORT "):
+                self._t = threading.Thread(target=self._read, daemon=True)
+                self._t.start()
+                return
+            _kill(self.p)
+        raise BenchError("%s server did not start: %s" % (kind, self.p.stderr.read()[-1000:]))
+
+    def finish(self):
+        """SIGTERM, then what it printed (the notifier prints its LAT line on the way out)."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._t.join(2)
+        _kill(self.p)
+        return self.lines
+
+
+def server_for(case, pin=False, count=-1, log=False, skip=0):
+    kind = SERVER_OF.get(case, "coap")
+    if kind == "coap":
+        return Responder(log=log, pin=pin)
+    return Server(kind, log=log, pin=pin, count=count, skip=skip)
+
+
 # ---- the MicroPython side ---------------------------------------------------------------
 class Mpy:
     """lib and bench/client.py compiled with mpy-cross into a temp dir (how `make deploy`
@@ -203,11 +281,15 @@ class Mpy:
             if name.endswith(".py"):
                 run([MPY_CROSS, "-o", os.path.join(tmp, name[:-3] + ".mpy"), os.path.join(mp_dir, name)])
         self.heap = "64K"  # raised by probe_heap() when the stack does not run in it
+        self.heaps = {}  # per case: the smallest heap its stack case runs in
         self.env = dict(os.environ, MICROPYPATH=self.lib + ":" + tmp + ":.frozen")
         self.src_env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "lib") + ":.frozen")
 
+    def heap_of(self, case):
+        return self.heaps.get(STACK_OF.get(case, case), self.heap)
+
     def client(self, case, port, metric, n, warm, heap=None, pin=False, timeout=120):
-        cmd = [MICROPYTHON, "-X", "heapsize=" + (heap or self.heap), "-m", "client", case, str(port), metric, str(n), str(warm)]
+        cmd = [MICROPYTHON, "-X", "heapsize=" + (heap or self.heap_of(case)), "-m", "client", case, str(port), metric, str(n), str(warm)]
         if pin:
             cmd = ["taskset", "-c", CPU] + cmd
         return result_line(run(cmd, env=self.env, timeout=timeout))
@@ -221,7 +303,7 @@ class Mpy:
             HOST_PY,
             MICROPYTHON,
             "-X",
-            "heapsize=" + (heap or self.heap),
+            "heapsize=" + (heap or self.heap_of(case)),
             "-m",
             "client",
             case,
@@ -312,6 +394,299 @@ def check_wire(mpy, errors):
         "minimal_request": minimal_req,
         "minimal_response": 4,
     }
+
+
+def _log_pairs(lines, a="REQ", b="RSP"):
+    got = [l.split() for l in lines if l.startswith((a + " ", b + " "))]
+    return [(bytes.fromhex(x[1]), bytes.fromhex(y[1])) for x, y in zip(got[0::2], got[1::2]) if x[0] == a and y[0] == b]
+
+
+def check_wire_more(mpy, errors):
+    """Requests and responses of the other telemetry cases and the downlink cases, as the
+    servers saw them; each stack case next to its raw bound."""
+    from aiocoap import Message
+
+    out = {}
+    path = ("api", "v1", TOKEN, "telemetry")
+    opts = coap_option_bytes(path)
+    for srv, cases in (("coap", ("rawnon", "devnon", "rawproto", "devproto")),
+                       ("http", ("rawhttp", "http", "rawhttpproto", "httpproto"))):
+        r = Responder(log=True, pin=False) if srv == "coap" else Server("http", log=True, pin=False)
+        try:
+            for c in cases:
+                n0 = len(r.lines)
+                mpy.client(c, r.port, "count", 1, 0, heap="8M", timeout=30)
+                deadline = time.time() + 5
+                while len(r.lines) < n0 + 2 and time.time() < deadline:
+                    time.sleep(0.02)
+                pairs = _log_pairs(r.lines[n0:])
+                if not pairs:
+                    raise BenchError("%s: the server logged %r" % (c, r.lines[n0:]))
+                req, rsp = pairs[0]
+                row = {"request": len(req), "response": len(rsp), "request_hex": req.hex(), "response_hex": rsp.hex()}
+                if srv == "coap":
+                    msg = Message.decode(req)
+                    if tuple(msg.opt.uri_path) != path:
+                        errors.append("%s: request path %r" % (c, msg.opt.uri_path))
+                    row["payload"] = len(msg.payload)
+                    row["token_len"] = req[0] & 15
+                    row["minimal_request"] = 4 + len(opts) + 1 + len(msg.payload)
+                    row["minimal_response"] = 4
+                else:
+                    head, _, body = req.partition(b"\r\n\r\n")
+                    row["payload"] = len(body)
+                    lines_ = head.split(b"\r\n")
+                    # Minimal: the request line, Host (required, RFC 9112 §3.2) and
+                    # Content-Length; no Content-Type.
+                    keep = [l for l in lines_ if not l.lower().startswith(b"content-type:")]
+                    row["minimal_request"] = len(b"\r\n".join(keep)) + 4 + len(body)
+                    row["minimal_response"] = len(b"HTTP/1.1 200 \r\n\r\n")
+                    row["request_text"] = head.decode(errors="replace")
+                out[c] = row
+        finally:
+            r.stop()
+    for c in ("device", "devnon", "devproto", "http", "httpproto"):
+        b = BOUND_OF[c]
+        if c in out and b in out:
+            if c.startswith("http"):
+                same = out[c]["request"] == out[b]["request"]
+            else:
+                rq, rb = bytes.fromhex(out[c]["request_hex"]), bytes.fromhex(out[b]["request_hex"])
+                same = rq[4 + (rq[0] & 15):] == rb[4 + (rb[0] & 15):] and len(rq) == len(rb)
+            if not same:
+                errors.append("the raw bound %s sends other bytes than %s beyond MID and token" % (b, c))
+    # Downlink: one notification each, through the notifier's log.
+    for c in ("attr", "rpc", "rawattr", "rawrpc"):
+        srv = Server(SERVER_OF[c], log=True, pin=False, count=1)
+        try:
+            mpy.client(c, srv.port, "count", 1, 0, heap="8M", timeout=30)
+        finally:
+            lines = srv.finish()
+        tx = [bytes.fromhex(l.split()[1]) for l in lines if l.startswith("TX ")]
+        rx = [bytes.fromhex(l.split()[1]) for l in lines if l.startswith("RX ")]
+        notif = [d for d in tx if d[0] >> 4 == 4 and d[1] == 69]
+        acks = [d for d in rx if len(d) == 4 and d[0] >> 4 == 6]
+        replies = [d for d in rx if d[0] >> 4 == 4 and d[1] == 2]
+        racks = [d for d in tx if d[0] >> 4 == 6 and d[1] == 65]
+        if not notif or not acks or (SERVER_OF[c] == "rpc" and not (replies and racks)):
+            errors.append("%s: incomplete exchange in the notifier's log: %r" % (c, lines))
+            continue
+        row = {"notification": len(notif[0]), "ack": len(acks[0]), "notification_hex": notif[0].hex()}
+        if replies:
+            row.update(reply=len(replies[0]), reply_ack=len(racks[0]), reply_hex=replies[0].hex())
+        row["total"] = sum(v for k, v in row.items() if not k.endswith("hex"))
+        out[c] = row
+    return out
+
+
+# ---- OTA ------------------------------------------------------------------------------------
+def _load_tool(name):
+    import importlib.machinery
+    import importlib.util
+
+    path = os.path.join(ROOT, "tools", name)
+    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), path)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+class CountingProxy:
+    """UDP relay between one client and a server, counting datagrams and bytes each way."""
+
+    def __init__(self, to_port):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.port = self.s.getsockname()[1]
+        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.connect(("127.0.0.1", to_port))
+        self.client = None
+        self.n = {"up": [0, 0], "down": [0, 0]}  # datagrams, bytes
+        self.stop_ev = threading.Event()
+        threading.Thread(target=self._c2s, daemon=True).start()
+        threading.Thread(target=self._s2c, daemon=True).start()
+
+    def _c2s(self):
+        self.s.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                data, addr = self.s.recvfrom(2048)
+            except (socket.timeout, OSError):
+                continue
+            self.client = addr
+            self.n["up"][0] += 1
+            self.n["up"][1] += len(data)
+            try:
+                self.up.send(data)
+            except OSError:
+                pass
+
+    def _s2c(self):
+        self.up.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                data = self.up.recv(2048)
+            except (socket.timeout, OSError):
+                continue
+            self.n["down"][0] += 1
+            self.n["down"][1] += len(data)
+            if self.client:
+                self.s.sendto(data, self.client)
+
+    def stop(self):
+        self.stop_ev.set()
+
+
+def start_tbsim(device, token):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"), PYTHONUNBUFFERED="1")
+    p = _spawn([HOST_PY, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0", "--db", ":memory:",
+                "--quiet", "--device", device + "=" + token], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+               stderr=subprocess.STDOUT, text=True)
+    import re
+
+    for line in p.stdout:
+        m = re.search(r"coap://[\d.]+:(\d+)\s+REST http://[\d.]+:(\d+)", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()  # keep its pipe drained
+            return p, int(m.group(1)), "http://127.0.0.1:%s" % m.group(2)
+    _kill(p)
+    raise BenchError("tbsim did not start")
+
+
+def ota_wire(size_kb):
+    """Bytes on the wire per OTA byte, measured: one download per mode through a counting
+    proxy between the device (tools/ota_bench_device.py) and tbsim."""
+    ob = _load_tool("ota-bench")
+    sim, coap, base = start_tbsim("Bench-1", ob.TOKEN)
+    tmp = tempfile.mkdtemp(prefix="bench-ota-")
+    out = []
+    try:
+        jwt = ob.rest(base, None, "POST", "/api/auth/login", {"username": "tenant@thingsboard.org", "password": "tenant"})["token"]
+        for i, (mode, chunk) in enumerate((("chunk", 256), ("chunk", 512), ("chunk", 1024), ("block2", 1024))):
+            data = os.urandom(size_kb * 1024)
+            ob.assign(base, jwt, data, "w%d" % i)
+            px = CountingProxy(coap)
+            try:
+                try:
+                    ob.run_device(px.port, os.path.join(tmp, "sd"), mode, chunk, "w%d" % i, data, False)
+                except SystemExit as e:
+                    raise BenchError("OTA download through the proxy: %s" % e)
+            finally:
+                px.stop()
+            (du, bu), (dd, bd) = px.n["up"], px.n["down"]
+            n = len(data)
+            out.append({"mode": mode, "chunk": chunk, "bytes": n, "up_datagrams": du, "up_bytes": bu, "down_datagrams": dd,
+                        "down_bytes": bd, "coap_per_byte": round((bu + bd) / n, 4),
+                        "ip_per_byte": round((bu + bd + 28 * (du + dd)) / n, 4)})
+    finally:
+        _kill(sim)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def ota_bench(timeout):
+    out = run([HOST_PY, os.path.join(ROOT, "tools", "ota-bench"), "--json"], timeout=timeout)
+    i = out.find("{")
+    if i < 0:
+        raise BenchError("tools/ota-bench --json printed no JSON: " + out[-1000:])
+    return json.JSONDecoder().raw_decode(out[i:])[0]
+
+
+# ---- the reference app's smallest heap ----------------------------------------------
+APP_TOKEN = "BENCH_APP_TOKEN_0001"
+
+
+def build_app(tmp):
+    """firmware/ + boards/UNIX + lib/ as `make build BOARD=UNIX` lays them out (tools/board's
+    file list), compiled into tmp (build/ is shared with others)."""
+    board = _load_tool("board")
+    st = board.settings("UNIX")
+    out = os.path.join(tmp, "app")
+    for src, dst in board.sources("UNIX"):
+        if dst == "main.py":
+            target = os.path.join(out, dst)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(src, target)
+        else:
+            target = os.path.join(out, dst[:-3] + ".mpy")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            cmd = [MPY_CROSS, "-o", target, "-s", dst] + (["-march=" + st["march"]] if st.get("march") else []) + [src]
+            run(cmd)
+    return out
+
+
+def app_min_heap(tmp, seconds, lo_kb=32, hi_kb=128, step_kb=8):
+    """Bisect (step_kb steps) the smallest -X heapsize at which the reference app runs for
+    `seconds` against tbsim with its telemetry arriving there."""
+    import urllib.request
+
+    app = build_app(tmp)
+    sim, coap, base = start_tbsim("BenchApp-1", APP_TOKEN)
+
+    def rest(method, path, body=None, jwt=None):
+        req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json", **({"X-Authorization": "Bearer " + jwt} if jwt else {})})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None
+
+    tries = {}
+    try:
+        jwt = rest("POST", "/api/auth/login", {"username": "tenant@thingsboard.org", "password": "tenant"})["token"]
+        dev = rest("GET", "/api/tenant/devices?deviceName=BenchApp-1", jwt=jwt)["id"]["id"]
+
+        def at(kb):
+            d = tempfile.mkdtemp(prefix="app-", dir=tmp)
+            cfg = os.path.join(d, "config.json")
+            with open(cfg, "w") as f:
+                json.dump({"host": "127.0.0.1", "port": coap, "token": APP_TOKEN, "telemetry_interval_ms": 500, "state_dir": d}, f)
+            env = dict(os.environ, MICROPYPATH="%s:%s/lib:.frozen" % (app, app))
+            t0 = int(time.time() * 1000)
+            log = open(os.path.join(d, "out.txt"), "w+")
+            p = _spawn([MICROPYTHON, "-X", "heapsize=%dK" % kb, os.path.join(app, "main.py"), cfg], env=env, cwd=d,
+                       stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.time() + seconds
+            while time.time() < deadline and p.poll() is None:
+                time.sleep(0.25)
+            alive = p.poll() is None
+            if alive:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            _kill(p)
+            log.seek(0)
+            text = log.read()
+            log.close()
+            got = rest("GET", "/api/plugins/telemetry/DEVICE/%s/values/timeseries?keys=temperature&startTs=%d&endTs=%d&limit=1000"
+                       % (dev, t0, int(time.time() * 1000)), jwt=jwt)
+            n = len(got.get("temperature", []))
+            ok = alive and n >= 3 and "MemoryError" not in text
+            why = [l for l in text.splitlines() if "Error" in l][-1:] or ([] if alive else ["exited"])
+            tries["%dK" % kb] = {"ok": ok, "telemetry": n, "note": " ".join(why)[:200]}
+            return ok
+
+        if not at(hi_kb):
+            while hi_kb < 512:
+                lo_kb, hi_kb = hi_kb, hi_kb * 2
+                if at(hi_kb):
+                    break
+            else:
+                raise BenchError("the reference app did not run even at %dK" % hi_kb)
+        while hi_kb - lo_kb > step_kb:
+            mid = lo_kb + (hi_kb - lo_kb) // (2 * step_kb) * step_kb
+            if mid <= lo_kb:
+                mid = lo_kb + step_kb
+            if at(mid):
+                hi_kb = mid
+            else:
+                lo_kb = mid
+        return {"min_kb": hi_kb, "tries": tries, "seconds": seconds, "lower_end_kb": lo_kb,
+                "mpy_bytes": sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(app) for f in fs)}
+    finally:
+        _kill(sim)
 
 
 # ---- import heap cost -------------------------------------------------------------------
