@@ -1,10 +1,13 @@
 # The reference application (DESIGN §3): reports current_fw_title/current_fw_version at
-# boot, then simulated or real temperature and humidity every telemetry_interval_ms.
+# boot, then simulated or real temperature and humidity every telemetry_interval_ms,
+# through the store-and-forward queue (firmware/forward.py), and optional diagnostics.
 import asyncio
+import gc
 import time
 
 from coap.errors import CoapError
 from tbdevice import credentials, errors
+from forward import Forwarder
 from tbdevice.device import Device
 from tbdevice.jsonenc import dumps
 from tbdevice.provision import provision
@@ -57,6 +60,8 @@ class App:
         self.codec = None
         self.ota = None
         self._wake = asyncio.Event()
+        self.forward = Forwarder(self, cfg)
+        self.diagnostics_ms = cfg.get("diagnostics_interval_ms") or 0
 
     def _say(self, text):
         if self.log:
@@ -129,11 +134,15 @@ class App:
     def get_status(self, params):
         d = self.device
         dl = d.downlink
+        gc.collect()  # what is really in use (the storm test compares it before and after)
         return {
             "uptime_ms": self.hal.uptime_ms(),
             "free_heap": self.hal.free_heap(),
+            "heap_used": gc.mem_alloc(),
             "sent": self.sent,
             "failed": self.failed,
+            "queued": len(self.forward.queue),
+            "queue_dropped": self.forward.queue.dropped,
             "rpc": dl.rpc.handled if dl else 0,
             "reconnects": d.reconnects,
             "retransmissions": d.link.retransmissions,
@@ -172,7 +181,11 @@ class App:
         cl = self.device.link.client
         while True:
             t0 = time.ticks_ms()
-            if not await self.report(self.hal.read_sensors()):
+            self.take_sample()
+            err = await self.forward.flush()  # this sample and whatever earlier wakes could not send
+            if err is not None:
+                self.failed += 1
+                self._say("telemetry: %s, %d queued for the next wake" % (err, len(self.forward.queue)))
                 await self.device.reconnect()  # no answer: a new socket, the observations re-register
             while time.ticks_diff(time.ticks_ms(), cl.last_rx) < window_ms:
                 await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), cl.last_rx))
@@ -196,14 +209,58 @@ class App:
             self._say("telemetry failed: %s: %s" % (type(e).__name__, e))
             return False
 
+    def take_sample(self):
+        """One sample into the store-and-forward queue; returns its ts (or None)."""
+        return self.forward.sample(self.hal.read_sensors())
+
+    async def sampler(self):
+        # Sampling goes on whether or not the server answers (issue 8): the sender
+        # (Forwarder.run) drains the queue when it can.
+        due = time.ticks_ms()
+        while True:
+            self.take_sample()
+            due = time.ticks_add(due, self.interval_ms)
+            left = time.ticks_diff(due, time.ticks_ms())
+            if left <= 0:  # late (a blocking call, a full heap): start again from now
+                due, left = time.ticks_ms(), 0
+            self._wake.clear()
+            try:  # a new interval wakes the loop at once
+                await asyncio.wait_for_ms(self._wake.wait(), left)
+                due = time.ticks_ms()
+            except asyncio.TimeoutError:
+                pass
+
+    def diagnostics(self):
+        """The slow-cadence health sample (diagnostics_interval_ms); None values left out."""
+        d = self.device
+        f = self.forward
+        gc.collect()
+        v = {
+            "retransmissions": d.link.retransmissions,
+            "reconnects": d.reconnects,
+            "queue_dropped": f.queue.dropped,
+            "free_heap": self.hal.free_heap(),
+        }
+        rejoins = getattr(self.hal, "rejoins", None)  # Wi-Fi boards: link rebuilds by the supervisor
+        if rejoins is not None:
+            v["wifi_rejoins"] = rejoins
+        rssi = self.hal.rssi() if hasattr(self.hal, "rssi") else None
+        if rssi is not None:
+            v["rssi"] = rssi
+        if f.last_error:
+            v["last_error"] = f.last_error
+        return v
+
+    async def diagnostics_loop(self):
+        while True:
+            await asyncio.sleep_ms(self.diagnostics_ms)
+            self.forward.sample(self.diagnostics())
+
     async def run(self):
         await self.start()
         if self.sleepy:
             await self.duty_cycle(self.power.get("window_ms", 10000))
-        while True:
-            await self.report(self.hal.read_sensors())
-            self._wake.clear()
-            try:  # a new interval wakes the loop at once
-                await asyncio.wait_for_ms(self._wake.wait(), self.interval_ms)
-            except asyncio.TimeoutError:
-                pass
+        asyncio.create_task(self.forward.run())
+        if self.diagnostics_ms:
+            asyncio.create_task(self.diagnostics_loop())
+        await self.sampler()

@@ -5,7 +5,7 @@ import json
 _TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
 _KEYS = (
     "host", "port", "transport", "token", "provision", "payload", "proto", "telemetry_interval_ms",
-    "ota", "tls", "state_dir", "wifi", "coap", "http", "log", "power",
+    "ota", "tls", "state_dir", "wifi", "coap", "http", "log", "power", "queue", "diagnostics_interval_ms",
 )
 
 
@@ -47,6 +47,15 @@ def _ota(o):
         _need(isinstance(v, int) and v > 0, "'ota.%s' must be a positive integer" % k)
 
 
+def _queue(q):
+    for k, lo in (("limit", 1), ("spill_limit", 1), ("batch", 1), ("gap_ms", 0), ("retry_ms", 1),
+                  ("retry_max_ms", 1)):
+        v = q.get(k, lo)
+        _need(isinstance(v, int) and not isinstance(v, bool) and v >= lo,
+              "'queue.%s' must be an integer >= %d" % (k, lo))
+    _need(isinstance(q.get("spill", False), bool), "'queue.spill' must be true or false")
+
+
 def validate(cfg):
     """Fill defaults in place and return cfg; raise ConfigError on the first problem."""
     _need(isinstance(cfg, dict), "the file must hold a JSON object")
@@ -82,6 +91,10 @@ def validate(cfg):
     w = pw.setdefault("window_ms", 10000)  # ThingsBoard's default PSM timer and paging window (spec §13)
     _need(isinstance(w, int) and w >= 0, "'power.window_ms' must be an integer >= 0")
     _need(mode == "always_on" or t in ("coap", "coaps"), "'power.mode' %s needs transport coap or coaps" % mode)
+    _obj(cfg, "queue", ("limit", "spill", "spill_limit", "batch", "gap_ms", "retry_ms", "retry_max_ms"))
+    _queue(cfg.get("queue") or {})
+    dg = cfg.setdefault("diagnostics_interval_ms", 0)
+    _need(isinstance(dg, int) and (dg == 0 or dg >= 1000), "'diagnostics_interval_ms' must be 0 (off) or an integer >= 1000")
     _str(cfg, "state_dir")
     cfg.setdefault("state_dir", ".")
     return cfg

@@ -48,3 +48,16 @@ def test_power_saving_mode():
     assert "'power.window_ms'" in _err({"host": "h", "token": "t", "power": {"mode": "psm", "window_ms": -1}})
     assert "'power.sleep' is not a known key" in _err({"host": "h", "token": "t", "power": {"sleep": 1}})
     assert "needs transport coap" in _err({"host": "h", "token": "t", "transport": "http", "power": {"mode": "edrx"}})
+
+
+def test_queue_and_diagnostics():
+    c = config.validate({"host": "h", "token": "t"})
+    assert c["diagnostics_interval_ms"] == 0 and "queue" not in c
+    q = {"limit": 8, "spill": True, "spill_limit": 100, "batch": 4, "gap_ms": 0, "retry_ms": 200, "retry_max_ms": 2000}
+    c = config.validate({"host": "h", "token": "t", "queue": q, "diagnostics_interval_ms": 60000})
+    assert c["queue"] == q and c["diagnostics_interval_ms"] == 60000
+    assert "'queue.size' is not a known key" in _err({"host": "h", "token": "t", "queue": {"size": 1}})
+    assert "'queue.limit' must be an integer >= 1" in _err({"host": "h", "token": "t", "queue": {"limit": 0}})
+    assert "'queue.spill' must be true or false" in _err({"host": "h", "token": "t", "queue": {"spill": "yes"}})
+    assert "'queue.batch'" in _err({"host": "h", "token": "t", "queue": {"batch": 2.5}})
+    assert "'diagnostics_interval_ms'" in _err({"host": "h", "token": "t", "diagnostics_interval_ms": 10})

@@ -1,0 +1,136 @@
+# Store and forward for the reference app (issue 8): sampling is decoupled from sending.
+# The sampler puts each sample, with its client timestamp, into a bounded TelemetryQueue
+# (RAM, spilling to state_dir when configured); the sender flushes it oldest first in
+# batches (a JSON array of {"ts", "values"}, spec §5; one message per sample for protobuf
+# profiles, whose telemetry schema is a single message, spec §11) and, while the server
+# cannot be reached (no answer, a reset, 5.00), keeps everything and backs off.
+#
+# Exactly once: a batch whose answer was lost is sent again; ThingsBoard keeps one value
+# per (key, ts), so the second copy collapses into the first (tbdevice/queue.py).
+import asyncio
+import random
+import time
+
+from coap.errors import CoapError
+from tbdevice import errors
+from tbdevice.jsonenc import dumps
+from tbdevice.queue import TelemetryQueue
+
+
+def make_queue(cfg):
+    q = cfg.get("queue") or {}
+    batch = 1 if cfg.get("payload") == "protobuf" else q.get("batch", 16)
+    spill = cfg["state_dir"] if q.get("spill") else None
+    return TelemetryQueue(q.get("limit", 64), spill, q.get("spill_limit", 2048), batch)
+
+
+class Forwarder:
+    """`app` gives device (tbdevice.Device), hal (epoch_ms), _say and ota."""
+
+    def __init__(self, app, cfg):
+        q = cfg.get("queue") or {}
+        self.app = app
+        self.queue = make_queue(cfg)
+        self.gap_ms = q.get("gap_ms", 100)  # between batches while catching up: the server's rate
+        self.retry_ms = q.get("retry_ms", 1000)  # first back-off; doubles up to retry_max_ms
+        self.retry_max_ms = q.get("retry_max_ms", 30000)
+        self.sent = 0  # samples the server took
+        self.refused = 0  # samples the server refused (4.xx) or the payload codec could not carry
+        self.failures = 0  # flushes that ended without an answer (then retried)
+        self.last_error = None
+        self._dropped_sent = 0  # the queue_dropped value the server has
+        self._ev = asyncio.Event()
+
+    # ---- sampling ---------------------------------------------------------------
+    def sample(self, values):
+        """Queue one sample stamped now; returns its ts (None while the clock is not set:
+        the sample keeps its ticks until it is, tbdevice/queue.py)."""
+        q = self.queue
+        ts = self.app.hal.epoch_ms()
+        now = time.ticks_ms()
+        if ts is None:
+            q.put(values, None, now)
+        else:
+            if q.unstamped:
+                q.stamp(ts, now, time.ticks_diff)
+            q.put(values, ts)
+        self._ev.set()
+        return ts
+
+    # ---- sending ----------------------------------------------------------------
+    async def run(self):
+        delay = self.retry_ms
+        q = self.queue
+        while True:
+            while not len(q) and q.dropped == self._dropped_sent:
+                self._ev.clear()
+                await self._ev.wait()
+            err = await self.flush()
+            if err is None:
+                delay = self.retry_ms
+                continue
+            wait = delay // 2 + random.getrandbits(16) % (delay // 2 + 1)
+            self.app._say("telemetry: %s, %d queued, retrying in %d ms" % (err, len(q), wait))
+            await asyncio.sleep_ms(wait)
+            delay = min(delay * 2, self.retry_max_ms)
+
+    async def flush(self):
+        """Send what is queued, oldest first. None when all of it went, else why not
+        (everything not taken stays queued)."""
+        q = self.queue
+        while True:
+            try:
+                await q.flush(self._send)
+                break
+            except (CoapError, errors.ServerError) as e:
+                # No answer, a reset, or 5.00 (what ThingsBoard answers when a rate limit
+                # is hit, spec §2.3): the server may take it later.
+                self.failures += 1
+                self.last_error = _why(e)
+                return self.last_error
+            except errors.TbError as e:
+                # 4.xx, or a value the profile's schema cannot carry: this batch will never
+                # be taken. Drop it (counted) rather than block everything behind it.
+                k = len(q.peek())
+                q.pop(k)
+                self.refused += k
+                self.last_error = _why(e)
+                self.app._say("telemetry: %d samples refused: %s" % (k, self.last_error))
+        if q.dropped != self._dropped_sent:
+            # The count of samples the bounds pushed out is itself reported (issue 8).
+            n = q.dropped
+            try:
+                await self.app.device.send_telemetry({"queue_dropped": n})
+                self.app._say("telemetry {\"queue_dropped\":%d} -> 2.01" % n)
+            except (CoapError, errors.ServerError) as e:
+                self.last_error = _why(e)
+                return self.last_error
+            except errors.TbError as e:  # e.g. a protobuf schema without the key: say it once
+                self.app._say("telemetry: queue_dropped %d not sent: %s" % (n, _why(e)))
+            self._dropped_sent = n
+        return None
+
+    async def _send(self, items):
+        app = self.app
+        dev = app.device
+        it = items[0]
+        if len(items) == 1:
+            if "ts" in it and "values" in it and len(it) == 2:
+                await dev.send_telemetry(it["values"], it["ts"])  # the codec decides how ts goes
+                it = it["values"]
+            else:
+                await dev.send_telemetry(it)
+            app._say("telemetry %s -> 2.01" % dumps(it))
+        else:
+            await dev.send_telemetry(items)
+            app._say("telemetry: %d queued samples -> 2.01 (%d left)" % (len(items), len(self.queue) - len(items)))
+        self.sent += len(items)
+        app.sent += len(items)
+        if app.ota is not None:
+            app.ota.healthy()  # connected and posted: the new image's health check (issue 4)
+        if len(self.queue) > len(items) and self.gap_ms:
+            await asyncio.sleep_ms(self.gap_ms)
+
+
+def _why(e):
+    return "%s: %s" % (type(e).__name__, e)
