@@ -284,6 +284,22 @@ class UdpProxy:
         elif not up.transport.is_closing():
             up.transport.sendto(data)
 
+    def inject(self, datagrams, client=None, burst=20, every_ms=5):
+        """Send datagrams to a client (default: the first) from the proxy's own address,
+        the peer a connected client socket accepts: a hostile or broken server. Paced,
+        `burst` datagrams every `every_ms`; thread-safe. Returns a concurrent future."""
+        client = client or next(iter(self.sessions))
+        datagrams = list(datagrams)
+
+        async def run():
+            for i in range(0, len(datagrams), burst):
+                for d in datagrams[i:i + burst]:
+                    self.listener.sendto(d, client)
+                await asyncio.sleep(every_ms / 1000.0)
+            return len(datagrams)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop)
+
     # ---- running in its own thread ---------------------------------------------------
     def start(self):
         ready = threading.Event()

@@ -170,6 +170,8 @@ class WifiHal:
                     heard, misses = now, 0
                 else:
                     misses = max(misses, 1)
+            elif self.wlan is not None and not self.wlan.isconnected():
+                misses = max(misses, 1)  # the association is gone: rebuild now, not after a silent PROBE_MS
             elif cl.received != seen:
                 seen, heard, misses = cl.received, now, 0
             elif time.ticks_diff(now, heard) >= self.PROBE_MS and time.ticks_diff(now, next_probe) >= 0:
@@ -278,6 +280,16 @@ class WifiHal:
 
     def free_heap(self):
         return gc.mem_free()
+
+    def rssi(self):
+        """Signal strength in dBm while associated (diagnostics telemetry), else None."""
+        w = self.wlan
+        if w is None or not w.isconnected():
+            return None
+        try:
+            return w.status("rssi")
+        except (OSError, ValueError, TypeError):
+            return None
 
     def uptime_ms(self):
         return time.ticks_diff(time.ticks_ms(), self._t0)

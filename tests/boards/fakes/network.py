@@ -41,7 +41,9 @@ class WLAN:
         calls.append(("disconnect",))
         self.seq = [STAT_IDLE]
 
-    def status(self):
+    def status(self, param=None):
+        if param == "rssi":  # documented for ESP32 and rp2: status('rssi') in dBm
+            return -61
         if len(self.seq) > 1:
             return self.seq.pop(0)
         return self.seq[0] if self.seq else STAT_IDLE
