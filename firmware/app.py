@@ -31,6 +31,15 @@ def make_link(cfg, log):
 
     coap = dict(cfg.get("coap") or {})
     con = coap.pop("con", True)
+    if t == "coaps":
+        # DTLS 1.2 with X.509 (spec §12). The handshake runs in every link.open(), so the
+        # reconnect loop (Device._reopen) redoes it.
+        from coap.dtls import BLOCK_SIZE, DtlsTransport
+
+        tls = cfg.get("tls") or {}
+        coap["transport"] = DtlsTransport(cfg["host"], cfg["port"], tls.get("ca"), tls.get("cert"), tls.get("key"),
+                                          tls.get("verify", True))
+        coap.setdefault("block_size", BLOCK_SIZE)
     return CoapLink(cfg["host"], cfg["port"], None, con, None, log, **coap)
 
 
@@ -71,6 +80,9 @@ class App:
         cfg = self.cfg
         if cfg.get("token"):
             return cfg["token"]
+        if cfg["transport"] == "coaps" and (cfg.get("tls") or {}).get("cert"):
+            self._say("credentials: X.509, the client certificate names the device (token-less routes)")
+            return None
         creds = credentials.load(cfg["state_dir"])
         if creds:
             self._say("credentials: using the stored token of %s" % creds.get("device_name"))

@@ -56,6 +56,19 @@ def _queue(q):
     _need(isinstance(q.get("spill", False), bool), "'queue.spill' must be true or false")
 
 
+def _coaps(tls, coap):
+    # DTLS (spec §12): the server is verified unless told otherwise in so many words; a
+    # message stays within ThingsBoard's 1024-byte DTLS limit with blocks of 512 at most.
+    _need(isinstance(tls.get("verify", True), bool), "'tls.verify' must be true or false")
+    _need(tls.get("ca") or tls.get("verify") is False,
+          "'tls.ca' is required for coaps (the CA file that the server's certificate must chain to;"
+          " 'tls.verify': false skips the check)")
+    _need(bool(tls.get("cert")) == bool(tls.get("key")), "'tls.cert' and 'tls.key' go together (certificate and key)")
+    bs = coap.get("block_size", 512)
+    _need(isinstance(bs, int) and 16 <= bs <= 512,
+          "'coap.block_size' must be 16-512 for coaps (ThingsBoard takes at most 1024 bytes per DTLS message)")
+
+
 def validate(cfg):
     """Fill defaults in place and return cfg; raise ConfigError on the first problem."""
     _need(isinstance(cfg, dict), "the file must hold a JSON object")
@@ -68,7 +81,10 @@ def validate(cfg):
     _need(isinstance(port, int) and 0 < port < 65536, "'port' must be an integer 1-65535")
     _str(cfg, "token")
     _obj(cfg, "provision", ("device_key", "device_secret", "device_name"), ("device_key", "device_secret"))
-    _need(cfg.get("token") or cfg.get("provision"), "'token' is required (or 'provision' to obtain one)")
+    # X.509 over coaps: the client certificate is the device's credentials (spec §12).
+    x509 = t == "coaps" and isinstance(cfg.get("tls"), dict) and cfg["tls"].get("cert")
+    _need(cfg.get("token") or cfg.get("provision") or x509,
+          "'token' is required (or 'provision' to obtain one, or 'tls.cert' for X.509 over coaps)")
     _need(cfg.setdefault("payload", "json") in ("json", "protobuf"), "'payload' must be json or protobuf")
     _str(cfg, "proto")
     # The HTTP device API speaks JSON only; protobuf profiles are CoAP's (spec §11, §15).
@@ -77,13 +93,15 @@ def validate(cfg):
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
     _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms"))
     _ota(cfg.get("ota") or {})
-    _obj(cfg, "tls", ("ca", "cert", "key"))
+    _obj(cfg, "tls", ("ca", "cert", "key", "verify"))
     _obj(cfg, "wifi", ("ssid", "password"))
     _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con"))
     _obj(cfg, "http", ("timeout_ms", "poll_ms"))
     if t == "https":
         _need(isinstance(cfg.get("tls"), dict) and cfg["tls"].get("ca"),
               "'tls.ca' is required for https (the CA file that the server's certificate must chain to)")
+    if t == "coaps":
+        _coaps(cfg.get("tls") or {}, cfg.get("coap") or {})
     _obj(cfg, "power", ("mode", "window_ms"))
     pw = cfg.setdefault("power", {})
     mode = pw.setdefault("mode", "always_on")

@@ -129,6 +129,7 @@ class Client:
         self.retransmissions = 0
         self.duplicates = 0
         self.rejected = 0
+        self.oversized = 0  # datagrams longer than the receive buffer, dropped
         self.generation = 0  # counts connect(): observers re-register when it changes
         self.last_rx = time.ticks_ms()  # when the peer was last heard from (liveness)
 
@@ -328,6 +329,12 @@ class Client:
                 await asyncio.sleep_ms(10)
                 continue
             if n is None:
+                continue
+            if n > len(buf):
+                # Larger than any message we accept (a full block with header and options):
+                # dropped whole, never parsed cut short (RFC 7252 §4.6 leaves the size to us).
+                self.oversized += 1
+                self.rejected += 1
                 continue
             self.received += 1
             self.last_rx = time.ticks_ms()

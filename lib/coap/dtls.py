@@ -6,9 +6,14 @@ import binascii
 import socket
 import ssl
 
-from coap.transport import UdpTransport
+from coap.transport import UdpTransport, copy_in
 
 _HANDSHAKE_TIMEOUT_S = 20
+# ThingsBoard's DTLS connector takes at most 1024 bytes of plaintext per record (Scandium
+# max fragment length, spec §12): larger messages must go block-wise (Block1, 512-byte
+# blocks leave room for header, token and options).
+MAX_MESSAGE = 1024
+BLOCK_SIZE = 512
 
 
 def der(data):
@@ -44,6 +49,12 @@ class DtlsTransport(UdpTransport):
         self.cert = _read(cert)
         self.key = _read(key)
         self.verify = verify
+        if verify and self.ca is None:
+            # Verified by default: no CA means no server identity, which only an explicit
+            # verify=False may accept (for tests against a throw-away server).
+            raise ValueError("coaps: a CA certificate is needed to verify the server (or verify=False)")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("coaps: a client certificate needs its key (and a key its certificate)")
         self.server_hostname = server_hostname or host
 
     def _context(self):
@@ -51,8 +62,6 @@ class DtlsTransport(UdpTransport):
         if self.cert is not None:
             ctx.load_cert_chain(self.cert, self.key)
         if self.verify:
-            if self.ca is None:
-                raise ValueError("coaps: a CA certificate is needed to verify the server (or verify=False)")
             ctx.load_verify_locations(cadata=self.ca)
             ctx.verify_mode = ssl.CERT_REQUIRED
         else:
@@ -76,16 +85,19 @@ class DtlsTransport(UdpTransport):
         s.setblocking(False)
         self.sock = s
 
+    def send(self, data, n=-1):
+        if (len(data) if n < 0 else n) > MAX_MESSAGE:
+            raise ValueError("coaps: a message over %d bytes (use a smaller block size)" % MAX_MESSAGE)
+        UdpTransport.send(self, data, n)
+
     def recv_into(self, buf):
         # recv, not read(n): one record per call on the DTLS socket (DESIGN §7).
         try:
-            data = self.sock.recv(len(buf))
+            data = self.sock.recv(len(buf) + 1)  # + 1: an oversized record is dropped (transport.copy_in)
         except OSError as e:
             if e.args[0] in (11, 35, -0x6900):  # EAGAIN; MBEDTLS_ERR_SSL_WANT_READ
                 return None
             raise
         if data is None:
             return None
-        n = len(data)
-        buf[:n] = data
-        return n
+        return copy_in(buf, data)

@@ -65,6 +65,10 @@ JSON = const(50)
 
 _VERSION = const(1)
 _PAYLOAD_MARKER = const(0xFF)
+# Options kept per decoded message: a datagram of one-byte options would otherwise make
+# about a thousand tuples (tens of KB) from one 1280-byte datagram. Responses of a
+# ThingsBoard server carry a handful (spec §2-§10); 32 leaves room for any RFC 7252 peer.
+MAX_OPTIONS = const(32)
 
 
 def code_str(code):
@@ -299,6 +303,8 @@ def decode(data, n=None):
         if i + ln > n:
             raise FormatError("truncated option value")
         num += d
+        if len(opts) >= MAX_OPTIONS:
+            raise FormatError("more than %d options" % MAX_OPTIONS)
         opts.append((num, bytes(data[i : i + ln])))
         i += ln
     return msg

@@ -35,21 +35,31 @@ class UdpTransport:
             self.sock.write(data, n)
 
     def recv_into(self, buf):
-        """Bytes received (one datagram), or None when nothing is waiting."""
+        """Bytes received (one datagram), or None when nothing is waiting. A datagram
+        longer than buf is not copied: the length returned is then > len(buf), and the
+        caller drops it (cut to the buffer it could pass for a shorter, valid message)."""
         try:
             # Not sock.readinto(buf): MicroPython's stream readinto keeps reading until buf
             # is full or the socket would block, so it glues queued datagrams together.
-            # recv() returns exactly one datagram (at the cost of one allocation).
-            data = self.sock.recv(len(buf))
+            # recv() returns exactly one datagram (at the cost of one allocation); one
+            # byte more than buf tells an oversized datagram from one that fits exactly.
+            data = self.sock.recv(len(buf) + 1)
         except OSError as e:
             if e.args[0] in _EAGAIN:
                 return None
             raise
-        n = len(data)
-        buf[:n] = data
-        return n
+        return copy_in(buf, data)
 
     def close(self):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def copy_in(buf, data):
+    """Copy one received datagram into buf; its length (> len(buf) when it did not fit:
+    nothing is copied then, and a bytearray never grows)."""
+    n = len(data)
+    if n <= len(buf):
+        buf[:n] = data
+    return n

@@ -35,16 +35,19 @@ class CoapLink:
         self._obs = []
         self._tasks = []
         self.pings = 0
-        if token:
-            self.set_token(token)
+        self.set_token(token)
 
     def _say(self, text):
         if self.log:
             self.log(text)
 
     def set_token(self, token):
+        """token None: the token-less routes (api/v1/telemetry, ...) that ThingsBoard
+        serves to a DTLS client whose certificate is a device's X.509 credentials
+        (spec §2.2, §12); without such a session they get 4.01."""
         self.token = token
-        base = "api/v1/" + token + "/"
+        base = "api/v1/" + token + "/" if token else "api/v1/"
+        self._base = base
         attrs = Route(base + "attributes")
         # Indexed by operation; RPC_REPLY and PROVISION routes are made per call.
         self._routes = (Route(base + "telemetry"), attrs, attrs, Route(base + "rpc"), None, Route(base + "claim"))
@@ -70,7 +73,7 @@ class CoapLink:
         if op == PROVISION:
             route = Route("api/v1/provision")
         elif op == RPC_REPLY:
-            route = Route("api/v1/" + self.token + "/rpc/" + str(rid))
+            route = Route(self._base + "rpc/" + str(rid))
         else:
             route = self._routes[op]
         opts = ()

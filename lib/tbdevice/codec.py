@@ -7,11 +7,36 @@ from tbdevice import errors
 from tbdevice.jsonenc import dumps
 
 
+# What the device parses from the network is bounded before parsing (issue 8): the
+# parsed objects cost up to ~10x the text on a board's heap, so a large or deeply nested
+# answer would exhaust it. Tunables: raise them for a device with big attribute sets.
+MAX_BYTES = 4096  # JSON text or protobuf message taken from one answer or notification
+MAX_CONTAINERS = 64  # objects and arrays (so also the nesting depth)
+MAX_ITEMS = 512  # elements: commas, a bound on members + array items
+
+
+def check_size(payload, what):
+    if len(payload) > MAX_BYTES:
+        raise errors.BadPayload("%s: %d bytes, more than the %d the device parses" % (what, len(payload), MAX_BYTES))
+
+
 def decode_json(payload, what):
+    """json.loads within the bounds above; anything else is errors.BadPayload."""
+    check_size(payload, what)
+    if type(payload) is str:
+        o, a, c = "{", "[", ","
+    else:
+        o, a, c = b"{", b"[", b","
+    # Counted in C (bytes.count), no Python loop per byte. Characters inside strings count
+    # too, which errs on the safe side.
+    if payload.count(o) + payload.count(a) > MAX_CONTAINERS or payload.count(c) > MAX_ITEMS:
+        raise errors.BadPayload(what + ": JSON nested or split beyond the device's bounds")
     try:
         return json.loads(payload)
     except ValueError:  # MicroPython raises ValueError; CPython's JSONDecodeError is one
         raise errors.BadPayload(what + ": the server's answer is not JSON")
+    except (MemoryError, RuntimeError):  # RuntimeError: recursion depth; what the bounds did not foresee: an error, not a crash
+        raise errors.BadPayload(what + ": JSON too large to parse")
 
 
 def _object(payload, what):

@@ -3,7 +3,6 @@
 # share one kept-alive connection; shared-attribute updates and server-side RPC arrive by
 # long polling, each poll on its own connection (a waiting poll occupies its socket).
 import asyncio
-import json
 import random
 
 from coap.errors import Timeout
@@ -11,6 +10,7 @@ from httpclient.client import Connection, quote, resolve
 from httpclient.errors import BadResponse, HttpError
 from httpclient.errors import Timeout as HttpTimeout
 from tbdevice import errors
+from tbdevice.codec import decode_json
 from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST)
 from tbdevice.jsonenc import dumps
 
@@ -27,7 +27,7 @@ def backoff_ms(fails):
 
 def shared_state(payload):
     """The shared section of an attribute answer, as the flat JSON an update carries."""
-    got = json.loads(payload) if payload else {}
+    got = decode_json(payload, "attributes") if payload else {}
     return dumps(got.get("shared") or {} if isinstance(got, dict) else {}).encode()
 
 

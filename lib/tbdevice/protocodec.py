@@ -3,11 +3,10 @@
 # Telemetry, client attributes and the server-side RPC request and reply use the device
 # profile's schemas (a module compiled by tools/protoc.py); attribute answers and updates,
 # client-side RPC, claim and provisioning use ThingsBoard's built-in messages (tbschema).
-import json
-
 from tbdevice import errors
 from tbdevice import protobuf as pb
 from tbdevice import tbschema as tb
+from tbdevice.codec import check_size, decode_json
 from tbdevice.jsonenc import dumps
 
 # KeyValueProto: which field holds the value of each KeyValueType (spec §11.4).
@@ -33,6 +32,7 @@ def _encode(schema, index, value, what):
 
 
 def _decode(schema, index, payload, what):
+    check_size(payload, what)
     try:
         return pb.decode(schema, index, payload)
     except pb.DecodeError as e:
@@ -40,10 +40,7 @@ def _decode(schema, index, payload, what):
 
 
 def _json(text, what):
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise errors.BadPayload(what + ": not JSON")
+    return decode_json(text, what)
 
 
 def _kv_dict(entries):
@@ -163,8 +160,8 @@ class ProtoCodec:
         if type(params) is str and params[:1] in ("{", "["):
             # The default schema carries params as a string: JSON text sent as a string.
             try:
-                params = json.loads(params)
-            except ValueError:
+                params = decode_json(params, "rpc")
+            except errors.BadPayload:
                 pass
         return {"id": rid, "method": d.get("method"), "params": params}
 

@@ -14,7 +14,7 @@ def test_defaults():
     c = config.validate({"host": "h", "token": "t"})
     assert c["transport"] == "coap" and c["port"] == 5683 and c["payload"] == "json"
     assert c["telemetry_interval_ms"] == 5000 and c["state_dir"] == "."
-    assert config.validate({"host": "h", "token": "t", "transport": "coaps"})["port"] == 5684
+    assert config.validate({"host": "h", "token": "t", "transport": "coaps", "tls": {"ca": "ca.pem"}})["port"] == 5684
     assert config.validate({"host": "h", "token": "t", "transport": "https", "tls": {"ca": "ca.pem"}})["port"] == 443
     assert config.validate({"host": "h", "token": "t", "transport": "http"})["port"] == 80
 

@@ -123,6 +123,7 @@ async def main(script):
                         "retransmissions": cl.retransmissions,
                         "duplicates": cl.duplicates,
                         "rejected": cl.rejected,
+                        "oversized": cl.oversized,
                     },
                     "rx_error": None if cl.rx_error is None else str(cl.rx_error),
                     "rx_alive": cl._rx_task is not None and not cl._rx_task.done(),
