@@ -44,7 +44,11 @@ def spec_file(s):
 
 
 def run(s, timeout=60):
-    r = mpy.run(["tests/integration/mpy/http_device.py", spec_file(s)], heap=HEAP, timeout=timeout)
+    path = spec_file(s)
+    try:
+        r = mpy.run(["tests/integration/mpy/http_device.py", path], heap=HEAP, timeout=timeout)
+    finally:
+        os.unlink(path)
     assert r.returncode == 0, r.stdout + r.stderr
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 

@@ -12,9 +12,15 @@ def _tmpdir(tag):
         os.mkdir(d)
     except OSError:
         pass
+    _empty(d)
+    return d
+
+
+def _empty(d, remove=False):
     for n in os.listdir(d):
         os.remove(d + "/" + n)
-    return d
+    if remove:
+        os.rmdir(d)
 
 
 class Sink:
@@ -140,3 +146,13 @@ def test_unstamped_samples_spilled_go_without_ts():
     s = Sink()
     _flush(q, s)
     assert s.got == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_zz_cleanup():
+    # runs last (tests run in name order): leave nothing in /tmp
+    for tag in ("spill", "reboot", "resume", "ticks", "unstamped"):
+        d = "/tmp/tbq-test-%s-%d" % (tag, os.getpid() if hasattr(os, "getpid") else 0)
+        try:
+            _empty(d, remove=True)
+        except OSError:
+            pass
