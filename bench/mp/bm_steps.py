@@ -78,7 +78,7 @@ def run(case, metric, n, warm):
         tok = 0x0A1B2C3D
         ex = _Exchange(tok)
         rsp = bytearray(1280)
-        rsp[:8] = b"\x60\x41\x12\x34\x0a\x1b\x2c\x3d"
+        rsp[:8] = b"\x64\x41\x12\x34\x0a\x1b\x2c\x3d"
 
         def loop(k):
             for _ in range(k):

@@ -147,6 +147,12 @@ class Client:
         self._stop_rx()
         self._rx_task = asyncio.create_task(self._rx_loop())
 
+    def drop(self):
+        """Forget the socket after a link fault, at once: the receive task stops with it
+        (it would read a closed socket); connect() opens a new one."""
+        self._stop_rx()
+        self.transport.close()
+
     def _stop_rx(self):
         if self._rx_task is not None:
             self._rx_task.cancel()

@@ -29,6 +29,8 @@ class UdpTransport:
     def send(self, data, n=-1):
         """Send data, or its first n bytes: stream write(buf, n) sends that prefix as one
         datagram without slicing (no memoryview allocated per message)."""
+        if self.sock is None:
+            raise OSError(9)  # EBADF: closed after a fault; a transport fault like any other
         if n < 0:
             self.sock.send(data)
         else:

@@ -61,7 +61,7 @@ class CoapLink:
 
     def drop(self):
         """Forget the socket after a fault; open() makes a new one."""
-        self.client.transport.close()
+        self.client.drop()
 
     @property
     def retransmissions(self):
