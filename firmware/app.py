@@ -106,12 +106,24 @@ class App:
         self._say("provision: stored the new token for %s" % name)
         return creds["token"]
 
+    async def _open(self, link):
+        # The first open: over coaps it is the DTLS handshake, which a server that is down or
+        # refuses our certificate check fails. Retried with back-off like later ones (Device._reopen).
+        d = 500
+        while True:
+            try:
+                return await link.open()
+            except OSError as e:
+                self._say("link: %r, retrying in %d ms" % (e, d))
+                await asyncio.sleep_ms(d)
+                d = min(d * 2, 60000)
+
     async def start(self):
         cfg = self.cfg
         link = make_link(cfg, self.log)
         self.codec = make_codec(cfg)
         await self.hal.connect_network()
-        await link.open()
+        await self._open(link)
         if not self.sleepy:  # a sleeping board runs no supervisor: each report is its liveness check
             self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
         token = await self._token(link)

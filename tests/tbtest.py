@@ -99,7 +99,7 @@ class RestClient:
 class TbSimProcess:
     """A running tbsim. Attributes: host, coap_port, http_port, coap_url, http_url, device_name, token,
     provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc; https_port and
-    tls_ca (the test CA's PEM file) when started with --https-port."""
+    tls_ca (the test CA's PEM file) when started with --https-port, dtls_port and tls_ca with --dtls-port."""
 
     def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
         cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
@@ -135,6 +135,10 @@ class TbSimProcess:
         tls = re.search(r"HTTPS https://[\d.]+:(\d+) \(CA (.+)\)", banner)  # with --https-port
         self.https_port = int(tls.group(1)) if tls else None
         self.tls_ca = tls.group(2) if tls else None
+        dtls = re.search(r"CoAPS coaps://[\d.]+:(\d+) \(CA (.+?)\)", banner)  # with --dtls-port
+        self.dtls_port = int(dtls.group(1)) if dtls else None
+        if dtls:
+            self.tls_ca = dtls.group(2)
 
     def _read(self):
         for line in self.proc.stdout:

@@ -7,7 +7,7 @@ import random
 import time
 
 from coap import message as m
-from coap.errors import Reset, Timeout, FormatError
+from coap.errors import NoAck, Reset, Timeout, FormatError
 from coap.transport import UdpTransport
 
 try:
@@ -254,7 +254,7 @@ class Client:
             while ex.msg is None and ex.err is None:
                 left = time.ticks_diff(deadline, time.ticks_ms())
                 if left <= 0:
-                    raise Timeout("no response" if ex.acked else "no ACK")
+                    raise Timeout("no response") if ex.acked else NoAck("no ACK")
                 wait = left if ex.acked else min(left, to)
                 # Sleep until the receive loop wakes us (_wake) or the time is up.
                 if _tasks is not None:
@@ -273,7 +273,7 @@ class Client:
                 # Retransmit only when the ACK timeout (not the overall deadline) ran out.
                 if wait < left and not ex.acked and ex.msg is None and ex.err is None:
                     if tries >= self.max_retransmit:
-                        raise Timeout("no ACK after %d retransmissions" % tries)
+                        raise NoAck("no ACK after %d retransmissions" % tries)
                     tries += 1
                     to *= 2  # binary exponential back-off (§4.2)
                     self.retransmissions += 1

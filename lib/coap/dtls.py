@@ -9,6 +9,7 @@ import ssl
 from coap.transport import UdpTransport, copy_in
 
 _HANDSHAKE_TIMEOUT_S = 20
+_EACCES = 13
 # ThingsBoard's DTLS connector takes at most 1024 bytes of plaintext per record (Scandium
 # max fragment length, spec §12): larger messages must go block-wise (Block1, 512-byte
 # blocks leave room for header, token and options).
@@ -43,6 +44,10 @@ def _read(path_or_bytes):
 
 
 class DtlsTransport(UdpTransport):
+    # A server that lost the session (restarted, or evicted it) drops our records without a
+    # word: links treat an unacknowledged request as a link fault and handshake again.
+    secure = True
+
     def __init__(self, host, port=5684, ca=None, cert=None, key=None, verify=True, server_hostname=None):
         super().__init__(host, port)
         self.ca = _read(ca)
@@ -82,6 +87,12 @@ class DtlsTransport(UdpTransport):
         except OSError:
             raw.close()
             raise
+        except ValueError as e:
+            # This port reports a failed certificate check as ValueError ("The certificate is
+            # not correctly signed by the trusted CA"): refused, and a link fault like any
+            # other, so the supervisor retries with back-off (the server may be fixed).
+            raw.close()
+            raise OSError(_EACCES, "coaps: handshake refused: " + str(e).strip())
         s.setblocking(False)
         self.sock = s
 

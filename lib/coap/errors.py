@@ -13,6 +13,11 @@ class Timeout(CoapError):
     """No acknowledgement or no response in time."""
 
 
+class NoAck(Timeout):
+    """A CON request never acknowledged: the peer heard nothing (or is gone), as opposed
+    to a response that did not come after the ACK. Over DTLS it means the session is lost."""
+
+
 class Reset(CoapError):
     """The peer answered our message with RST (RFC 7252 §4.2)."""
 

@@ -9,6 +9,8 @@ _EAGAIN = (11, 35)  # Linux/lwIP, macOS
 class UdpTransport:
     """Resolves the host once per open() (DESIGN §5: never per send)."""
 
+    secure = False  # DTLS sets it: silence then means a lost session (coap.dtls)
+
     def __init__(self, host, port):
         self.host = host
         self.port = port

@@ -8,7 +8,7 @@ import time
 
 from coap import message as m
 from coap.client import Client, Route
-from coap.errors import CoapError
+from coap.errors import CoapError, NoAck
 from tbdevice import errors
 
 # Operations (shared with other links).
@@ -20,6 +20,8 @@ RPC_REPLY = 4
 CLAIM = 5
 PROVISION = 6
 _NAMES = ("telemetry", "attributes", "attribute request", "rpc", "rpc reply", "claim", "provision")
+
+_ETIMEDOUT = 110
 
 # Downlink kinds handed to the Downlink's queue.
 ATTRIBUTE_UPDATE = 0
@@ -81,7 +83,14 @@ class CoapLink:
             # One Uri-Query option per name=value (spec §6.1).
             opts = [(m.URI_QUERY, k + "=" + ",".join(v)) for k, v in query if v]
         code = m.GET if op == ATTRIBUTES_GET else m.POST
-        msg = await self.client.request(code, route, body, opts, self.con, timeout_ms)
+        try:
+            msg = await self.client.request(code, route, body, opts, self.con, timeout_ms)
+        except NoAck:
+            if not self.client.transport.secure:
+                raise
+            # Over DTLS no ACK at all means the server no longer knows our session (restarted, or
+            # its state expired, spec §12): a link fault, so the supervisor handshakes again.
+            raise OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
         c = msg.code
         if c >> 5 == 2:
             return msg.payload

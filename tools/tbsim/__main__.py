@@ -33,6 +33,15 @@ def _schema(text):
         raise argparse.ArgumentTypeError(str(exc))
 
 
+def _x509(text):
+    name, path = _pair(text, "=")
+    try:
+        with open(path, encoding="ascii") as fh:
+            return name, fh.read()
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def _profile(text):
     name, rest = _pair(text, "=")
     key, secret = _pair(rest, ":")
@@ -48,9 +57,14 @@ def parse_args(argv):
                    help="also serve REST and the HTTP device API over TLS on this port (0 = any free port)")
     p.add_argument("--tls-dir", default="run/tbsim-tls",
                    help="test CA and server certificate for --https-port (generated there if missing)")
+    p.add_argument("--dtls-port", type=int, default=None,
+                   help="also serve the CoAP device API over DTLS 1.2 (coaps) on this UDP port (0 = any free port); "
+                        "server certificate from the test CA in --tls-dir, client certificate optional (spec §12)")
     p.add_argument("--db", default="run/tbsim.sqlite", help="SQLite file, or :memory:")
     p.add_argument("--device", action="append", type=_device, default=[], metavar="NAME=TOKEN",
                    help="device created at start if missing (repeatable)")
+    p.add_argument("--x509-device", action="append", type=_x509, default=[], metavar="NAME=CERT.pem",
+                   help="device whose credentials are this X.509 client certificate (token-less coaps, repeatable)")
     p.add_argument("--profile", action="append", type=_profile, default=[], metavar="NAME=KEY:SECRET",
                    help="provisioning profile, allow-create strategy (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no message log")
@@ -94,7 +108,8 @@ async def amain(args):
                 rpc_ack_timeout=args.rpc_ack_timeout, rpc_min_timeout_ms=args.rpc_min_timeout_ms, power=_power(args),
                 delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms,
                 https_port=args.https_port, tls_dir=args.tls_dir,
-                protobuf_devices=args.protobuf_device, protobuf_schemas=dict(args.protobuf_schema))
+                protobuf_devices=args.protobuf_device, protobuf_schemas=dict(args.protobuf_schema),
+                dtls_port=args.dtls_port, x509_devices=args.x509_device)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -155,6 +155,7 @@ class CoapEndpoint(asyncio.DatagramProtocol):
         self.non_sent = {}        # (peer, mid) -> (expiry, on_rst) for NON notifications
         self._mid = random.randrange(65536)
         self._sweeper = None
+        self.dtls = None          # dtls.DtlsServer: peers ending in "dtls" are sent through their session
 
     # ---- lifecycle
     async def open(self, host, port):
@@ -191,7 +192,10 @@ class CoapEndpoint(asyncio.DatagramProtocol):
 
     # ---- sending
     def send_raw(self, data, peer):
-        if self.transport is not None:
+        if peer[-1] == "dtls":
+            if self.dtls is not None:
+                self.dtls.send(data, peer)
+        elif self.transport is not None:
             self.transport.sendto(data, peer)
 
     def send_empty(self, mtype, peer, mid):

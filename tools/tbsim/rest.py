@@ -89,6 +89,12 @@ def _keys(request):
     return [k.strip() for k in raw.split(",") if k.strip()]
 
 
+
+def _credentials_json(d):
+    return {"id": _ref("DEVICE_CREDENTIALS", d["id"]), "createdTime": d["created_time"],
+            "deviceId": _ref("DEVICE", d["id"]), "credentialsType": d["cred_type"],
+            "credentialsId": d["cred_id"], "credentialsValue": d["cred_value"]}
+
 class RestApi:
     def __init__(self, store, core, rpc, log, username="tenant@thingsboard.org", password="tenant",
                  rpc_min_timeout_ms=5000, device_api=None, ota=None):
@@ -109,6 +115,7 @@ class RestApi:
         r.add_get("/api/device/{id}", self.get_device)
         r.add_delete("/api/device/{id}", self.delete_device)
         r.add_get("/api/device/{id}/credentials", self.get_credentials)
+        r.add_post("/api/device/credentials", self.save_credentials)
         r.add_get("/api/tenant/devices", self.tenant_devices)
         r.add_post("/api/deviceProfile", self.create_profile)
         r.add_get("/api/deviceProfile/{id}", self.get_profile)
@@ -219,10 +226,37 @@ class RestApi:
         return web.Response(status=200)
 
     async def get_credentials(self, request):
-        d = self._device(request)
-        return web.json_response({"id": _ref("DEVICE_CREDENTIALS", d["id"]), "createdTime": d["created_time"],
-                                  "deviceId": _ref("DEVICE", d["id"]), "credentialsType": d["cred_type"],
-                                  "credentialsId": d["cred_id"], "credentialsValue": d["cred_value"]})
+        return web.json_response(_credentials_json(self._device(request)))
+
+    async def save_credentials(self, request):
+        """ThingsBoard's POST /api/device/credentials: ACCESS_TOKEN (credentialsId is the token) or
+        X509_CERTIFICATE (credentialsValue is the PEM; its id is the SHA3-256 of the base64 DER, spec §12)."""
+        body = await self._json(request)
+        ref = body.get("deviceId") if isinstance(body, dict) else None
+        d = self.store.device(ref.get("id")) if isinstance(ref, dict) else None
+        if d is None:
+            raise web.HTTPBadRequest(reason="Incorrect deviceId null")
+        ctype = body.get("credentialsType")
+        if ctype == "ACCESS_TOKEN":
+            cid, value = body.get("credentialsId"), None
+            if not isinstance(cid, str) or not cid or " " in cid:
+                raise web.HTTPBadRequest(reason="Incorrect access token length [0]!")
+        elif ctype == "X509_CERTIFICATE":
+            from .dtls import cert_hash, pem_to_der
+
+            value = body.get("credentialsValue")
+            try:
+                cid = cert_hash(pem_to_der(value))
+            except (ValueError, TypeError, AttributeError, IndexError):
+                raise web.HTTPBadRequest(reason="Failed to decode certificate!")
+        else:
+            raise web.HTTPBadRequest(reason="Unsupported credentials type %s" % (ctype,))
+        try:
+            d = self.store.set_credentials(d["id"], ctype, cid, value)
+        except Conflict:
+            raise web.HTTPBadRequest(reason="Specified credentials are already registered!")
+        self.log.rest("POST", "/api/device/credentials", 200, "%s %s" % (d["name"], ctype))
+        return web.json_response(_credentials_json(d))
 
     async def tenant_devices(self, request):
         name = request.query.get("deviceName")

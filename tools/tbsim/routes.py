@@ -76,6 +76,13 @@ def query_keys(queries, name):
     return items
 
 
+def masked_route(path):
+    """The path for the log, with an access token cut to its first 4 characters (issue 8: no secrets in logs)."""
+    if len(path) > 3 and path[:2] == ["api", "v1"] and len(path[2]) > 4:
+        path = path[:2] + [path[2][:4] + "..."] + path[3:]
+    return "/".join(path) or "/"
+
+
 class Call:
     """One request being handled: answers it and writes its log line."""
 
@@ -83,7 +90,7 @@ class Call:
         self.api = api
         self.ex = ex
         self.path = path
-        self.route = "/".join(path) or "/"
+        self.route = masked_route(path)
         self.device = None
         self.proto = None  # protomode.ProtoProfile when the device's profile is PROTOBUF (spec §11)
         req = ex.request
@@ -138,6 +145,7 @@ class DeviceApi:
         self.observe = observe
         self.rpc = rpc
         self.log = log
+        self.dtls = None  # dtls.DtlsServer when --dtls-port serves coaps: X.509 sessions (spec §12)
         self.delay = delay  # --delay-ms: a slow core, to exercise the empty-ACK path of spec §3
 
     def handle(self, ex):
@@ -213,7 +221,11 @@ class DeviceApi:
     def _authenticate(self, call):
         path = call.path
         token = path[2] if len(path) > 3 else None  # decodeCredentials (spec §2.1)
-        device = self.store.device_by_token(token) if token is not None else None
+        # A DTLS session whose client certificate is a device's X.509 credentials names the device, and the
+        # path token is then ignored (spec §12, getCoapDtlsSessionInfo); otherwise the token decides.
+        device = self.dtls.device(call.ex.peer) if self.dtls is not None else None
+        if device is None and token is not None:
+            device = self.store.device_by_token(token)
         if device is None:
             call.reply(Code.UNAUTHORIZED, typed=False)
             return None

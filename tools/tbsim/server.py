@@ -1,5 +1,6 @@
 """TbSim: the whole simulator in one object (CoAP device API + REST + SQLite), for __main__ and for tests."""
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -22,7 +23,7 @@ class TbSim:
     def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
                  profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
                  rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000, power=None, https_port=None,
-                 tls_dir="run/tbsim-tls", protobuf_devices=(), protobuf_schemas=None):
+                 tls_dir="run/tbsim-tls", protobuf_devices=(), protobuf_schemas=None, dtls_port=None, x509_devices=()):
         self.host = host
         self.coap_port = coap_port
         self.http_port = http_port
@@ -39,6 +40,9 @@ class TbSim:
         self.https_port = https_port      # None: no HTTPS; 0: any free port
         self.tls_dir = tls_dir            # test CA and server certificate (tls.py), made if missing
         self.tls_paths = None
+        self.dtls_port = dtls_port        # None: no coaps; 0: any free port (spec §12)
+        self.x509_devices = list(x509_devices)  # [(name, certificate PEM)]: X509_CERTIFICATE credentials
+        self.dtls = None
         self.protobuf_devices = list(protobuf_devices)  # [(name, token)] in the device profile "protobuf"
         self.protobuf_schemas = protobuf_schemas or {}   # {role: schema text} of that profile (spec §11)
         self.store = None
@@ -49,6 +53,8 @@ class TbSim:
         self.store = Store(self.db)
         for name, token in self.devices:
             self.ensure_device(name, token)
+        for name, pem in self.x509_devices:
+            self.ensure_x509_device(name, pem)
         for name, key, secret in self.profiles:
             self.store.upsert_provision_profile(name, key, secret)
         if self.protobuf_devices:
@@ -70,6 +76,17 @@ class TbSim:
         self.ota = OtaService(self.store, self.core, self.log)
         self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, self.ota, delay=self.delay)
         self.coap_port = await self.endpoint.open(self.host, self.coap_port)
+        if self.dtls_port is not None:
+            # CoAP over DTLS on its own port, the same endpoint and device API above it (spec §12).
+            from .dtls import DtlsServer
+
+            self.dtls = DtlsServer(self.endpoint, self.store, self.log, self.tls_dir)
+            self.endpoint.dtls = self.api.dtls = self.dtls
+            self.tls_paths = self.dtls.paths
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(lambda: self.dtls,
+                                                               local_addr=(self.host, self.dtls_port))
+            self.dtls_port = transport.get_extra_info("sockname")[1]
         http_device = HttpDeviceApi(self.store, self.core, self.rpc, self.log, self.ota,
                                     request_timeout_ms=self.http_request_timeout_ms)
         self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms,
@@ -100,10 +117,24 @@ class TbSim:
             raise SystemExit("tbsim: device %s exists with another token" % name)
         return d
 
+    def ensure_x509_device(self, name, pem):
+        """A device whose credentials are this X.509 certificate (created, or its credentials set)."""
+        from .dtls import cert_hash, pem_to_der
+
+        der = pem_to_der(pem)
+        d = self.store.device_by_name(name) or self.store.add_device(name)
+        try:
+            return self.store.set_credentials(d["id"], "X509_CERTIFICATE", cert_hash(der),
+                                              pem.decode() if isinstance(pem, bytes) else pem)
+        except Conflict as exc:
+            raise SystemExit("tbsim: that certificate belongs to another device than %s" % name) from exc
+
     def banner(self):
         text = "tbsim: CoAP coap://%s:%d  REST http://%s:%d (device API /api/v1)  db %s" % (
             self.host, self.coap_port, self.host, self.http_port, self.db)
-        if self.tls_paths:
+        if self.dtls is not None:
+            text += "  CoAPS coaps://%s:%d (CA %s)" % (self.host, self.dtls_port, self.tls_paths["ca"])
+        if self.https_port is not None and self.tls_paths:
             text += "  HTTPS https://%s:%d (CA %s)" % (self.host, self.https_port, self.tls_paths["ca"])
         return text
 
@@ -122,6 +153,8 @@ class TbSim:
     async def stop(self):
         if self.endpoint is not None:
             self.endpoint.close()
+        if self.dtls is not None and self.dtls.transport is not None:
+            self.dtls.transport.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.store is not None:

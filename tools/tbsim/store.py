@@ -165,6 +165,19 @@ class Store:
     def device_by_token(self, token):
         return self._one("SELECT * FROM devices WHERE cred_id=? AND cred_type='ACCESS_TOKEN'", token)
 
+    def device_by_x509(self, cert_hash):
+        """The device whose X509_CERTIFICATE credentials have this id (SHA3-256 of the base64 DER, spec §12)."""
+        return self._one("SELECT * FROM devices WHERE cred_id=? AND cred_type='X509_CERTIFICATE'", cert_hash)
+
+    def set_credentials(self, did, cred_type, cred_id, cred_value=None):
+        try:
+            with self._transaction():
+                self.db.execute("UPDATE devices SET cred_type=?, cred_id=?, cred_value=? WHERE id=?",
+                                (cred_type, cred_id, cred_value, did))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("credentials already used by another device") from exc
+        return self.device(did)
+
     def devices(self):
         return self._all("SELECT * FROM devices ORDER BY created_time, name")
 

@@ -1,7 +1,8 @@
 """A test CA and a server certificate for tbsim's HTTPS port (made once per directory, then reused).
 
 `python -m tbsim.tls DIR` writes DIR/ca.pem (give it to devices: config `tls.ca`), ca.key, server.pem and
-server.key. The server certificate names localhost, 127.0.0.1 and ::1, so a device verifies it by either name.
+server.key; `python -m tbsim.tls DIR NAME` also a client certificate DIR/NAME.pem + NAME.key from the same CA
+(a device's X.509 credentials for coaps; any certificate will do, tbsim and ThingsBoard match it by hash). The server certificate names localhost, 127.0.0.1 and ::1, so a device verifies it by either name.
 Keys are ECDSA P-256 (fast on a microcontroller's mbedTLS; ThingsBoard accepts RSA or EC alike).
 """
 
@@ -34,7 +35,7 @@ def _write(path, data):
     os.replace(tmp, path)
 
 
-def _cert(subject, issuer, pub, signer, ca, names=()):
+def _cert(subject, issuer, pub, signer, ca, names=(), usage=None):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -56,8 +57,9 @@ def _cert(subject, issuer, pub, signer, ca, names=()):
                 alt.append(x509.IPAddress(ipaddress.ip_address(n)))
             except ValueError:
                 alt.append(x509.DNSName(n))
-        b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        if alt:
+            b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        b = b.add_extension(x509.ExtendedKeyUsage([usage or ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     return b.sign(signer, hashes.SHA256())
 
 
@@ -86,6 +88,28 @@ def ensure(tls_dir, names=NAMES):
     return paths
 
 
+def client(tls_dir, name):
+    """{"cert", "key"}: a client certificate CN=name from the test CA in tls_dir (made once, then reused)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    paths = ensure(tls_dir)
+    out = {"cert": os.path.join(tls_dir, name + ".pem"), "key": os.path.join(tls_dir, name + ".key")}
+    if os.path.exists(out["cert"]) and os.path.exists(out["key"]):
+        return out
+    with open(paths["ca_key"], "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    with open(paths["ca"], "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    key = _key()
+    cert = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca.subject, key.public_key(), ca_key,
+                 False, (), ExtendedKeyUsageOID.CLIENT_AUTH)
+    _write(out["key"], _pem_key(key))
+    _write(out["cert"], cert.public_bytes(serialization.Encoding.PEM))  # last: the pair is complete
+    return out
+
+
 def server_context(tls_dir):
     """An ssl.SSLContext serving the certificate in tls_dir (made if missing)."""
     paths = ensure(tls_dir)
@@ -95,4 +119,7 @@ def server_context(tls_dir):
 
 
 if __name__ == "__main__":
-    print(ensure(sys.argv[1] if len(sys.argv) > 1 else "run/tbsim-tls")["ca"])
+    _dir = sys.argv[1] if len(sys.argv) > 1 else "run/tbsim-tls"
+    print(ensure(_dir)["ca"])
+    for _name in sys.argv[2:]:
+        print(client(_dir, _name)["cert"])
