@@ -189,6 +189,8 @@ class App:
         # deleting it brings back the configured one.
         if value is None:
             value = self.cfg["telemetry_interval_ms"]
+        if value == self.interval_ms:
+            return  # e.g. the whole state after each (re-)subscription: no extra sample
         if isinstance(value, int) and value >= 100:
             self.interval_ms = value
             self._wake.set()
