@@ -4,9 +4,17 @@
 # exactly the changes that were missed.
 
 
+# Keys kept in the device's copy: the server's notifications are each bounded (codec.MAX_BYTES)
+# but new keys could pile up without end. A key beyond the bound is reported to the callbacks
+# and not kept (counted in `overflow`). A class attribute: raise it for a bigger device.
+
+
 class SharedAttributes:
+    MAX_KEYS = 64
+
     def __init__(self):
         self.values = {}
+        self.overflow = 0
         self._by_key = {}
         self._any = []
 
@@ -22,7 +30,9 @@ class SharedAttributes:
         """The full state (first response of a subscription); returns (changed, deleted)."""
         changed = {k: v for k, v in state.items() if k not in self.values or self.values[k] != v}
         deleted = [k for k in self.values if k not in state]
-        self.values = dict(state)
+        self.values = {}
+        for k, v in state.items():
+            self._keep(k, v)
         self._notify(changed, deleted)
         return changed, deleted
 
@@ -37,9 +47,15 @@ class SharedAttributes:
                 continue
             if self.values.get(k, changed) != v:
                 changed[k] = v
-            self.values[k] = v
+            self._keep(k, v)
         self._notify(changed, deleted)
         return changed, deleted
+
+    def _keep(self, k, v):
+        if k in self.values or len(self.values) < self.MAX_KEYS:
+            self.values[k] = v
+        else:
+            self.overflow += 1
 
     def _notify(self, changed, deleted):
         if not changed and not deleted:
