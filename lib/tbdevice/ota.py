@@ -301,6 +301,10 @@ class Ota:
             get = otafetch.http_chunk_getter(link, kind, pkg, self.chunk_size, self.timeout_ms)
             await otafetch.chunks(get, pkg.get("size"), self.chunk_size, job.offset, job.data)
             return
+        if link.token is None:
+            # Token-less X.509 over coaps: ThingsBoard's fw/{token} resource takes access tokens
+            # only and ignores DTLS sessions (spec §10.2), so there is nothing to ask for.
+            raise st.OtaError("CoAP OTA needs an access token (an X.509 device gets packages by URL only, spec §10.2)")
         cl = link.client
         con = getattr(link, "con", True)
         if self.mode == "block2":

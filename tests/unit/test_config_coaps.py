@@ -39,3 +39,14 @@ def test_x509_certificate_replaces_the_token():
 def test_coaps_block_size_stays_within_the_dtls_limit():
     assert _v(token="t", tls={"ca": "ca.pem"}, coap={"block_size": 512})
     _bad("'coap.block_size' must be 16-512 for coaps", token="t", tls={"ca": "ca.pem"}, coap={"block_size": 1024})
+
+
+def test_the_example_config_is_valid_and_holds_placeholders_only():
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "firmware", "config.example.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    assert config.validate(cfg)["transport"] == "coaps"
+    assert cfg["token"].startswith("YOUR_") and cfg["wifi"]["password"].startswith("YOUR_")
