@@ -925,7 +925,7 @@ def write_report(data, path_md, path_json):
                 tot_src += sz[0]
                 tot_mpy += sz[1]
             a("| %s | %s | %s | %s | %s |" % (mod + (" (frozen, reference)" if mod == "asyncio" else ""), fmt(row.get("mpy")), fmt(row.get("py")), fmt(sz[0]), fmt(sz[1])))
-        a("| total of lib/coap + lib/tbdevice | | | %s | %s |" % (fmt(tot_src), fmt(tot_mpy)))
+        a("| total of lib/coap + lib/tbdevice + lib/httpclient | | | %s | %s |" % (fmt(tot_src), fmt(tot_mpy)))
         a("")
     ota = data.get("ota")
     if ota:
