@@ -393,3 +393,18 @@ def test_link_loss_mid_download_continues_where_it_was(tbsim, tmp_path):
             dev.stop()
     finally:
         proxy.stop()
+
+
+def test_documented_api_firmware_path_when_a_server_serves_it(tbsim_factory, tmp_path):
+    # The seed pages' api/v1/{token}/firmware (ota.path "api"): a real ThingsBoard answers
+    # 4.00 there over CoAP (spec §10.2), so tbsim serves it only when asked to.
+    sim = tbsim_factory("--serve-documented-firmware-path")
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(sim, tmp_path, "chunk", path="api")
+    try:
+        assign(sim, upload(sim, data, "1.0.1"))
+        assert wait_state(sim, "UPDATED", 60), dev.output() + "\n" + sim.log_text()[-3000:]
+        assert latest(sim, "current_fw_version") == "1.0.1"
+        assert "GET fw/<token>?title=" in sim.log_text()  # reached through api/v1/<token>/firmware
+    finally:
+        dev.stop()

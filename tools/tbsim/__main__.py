@@ -78,6 +78,9 @@ def parse_args(argv):
                    help="answer every device request this much later (a slow core: empty ACK at 500 ms)")
     t.add_argument("--http-request-timeout-ms", type=int, default=60000,
                    help="HTTP device API long-poll default (transport.http.request_timeout)")
+    p.add_argument("--serve-documented-firmware-path", action="store_true",
+                   help="also serve OTA at api/v1/{token}/firmware|software over CoAP, as the seed pages promise "
+                        "(a real ThingsBoard answers 4.00 there, spec §10.2)")
     t.add_argument("--blockwise-lifetime", type=float, default=300.0,
                    help="seconds a firmware Block2 transfer stays cached per peer (Californium: 300)")
     b = p.add_argument_group("protobuf (spec §11; REST can make any COAP profile PROTOBUF)")
@@ -116,6 +119,7 @@ async def amain(args):
         loop.add_signal_handler(sig, stop.set)
     await sim.start()
     sim.ota.blockwise_lifetime = args.blockwise_lifetime
+    sim.api.serve_documented_firmware_path = args.serve_documented_firmware_path
     print(sim.banner(), flush=True)
     try:
         await stop.wait()

@@ -147,6 +147,8 @@ class DeviceApi:
         self.log = log
         self.dtls = None  # dtls.DtlsServer when --dtls-port serves coaps: X.509 sessions (spec §12)
         self.delay = delay  # --delay-ms: a slow core, to exercise the empty-ACK path of spec §3
+        # --serve-documented-firmware-path: what the seed pages promise, not what ThingsBoard does
+        self.serve_documented_firmware_path = False
 
     def handle(self, ex):
         if self.delay > 0:
@@ -172,6 +174,10 @@ class DeviceApi:
                 return call.reply(Code.CONTENT, b"</api>,</fw>,</sw>", typed=False, content_format=_LINK_FORMAT)
             return call.reply(Code.METHOD_NOT_ALLOWED, typed=False)
         if path[0] in ("fw", "sw"):
+            return self._ota(call)
+        if (self.serve_documented_firmware_path and len(path) == 4 and path[:2] == ["api", "v1"]
+                and path[3] in ("firmware", "software")):
+            call.path = ["fw" if path[3] == "firmware" else "sw", path[2]]
             return self._ota(call)
         if path[:2] == ["api", "v1"]:
             return self._transport(call)
