@@ -8,7 +8,11 @@ import ssl
 
 from coap.transport import UdpTransport, copy_in
 
-_HANDSHAKE_TIMEOUT_S = 20
+# The handshake blocks the event loop (this port's ssl has no asynchronous DTLS handshake):
+# each wait for the server's flight is bounded below the smallest board watchdog (8 s on the
+# Pico W, fed every second by boards/common/wifihal.py); a silent server fails the attempt,
+# and the reconnect loop tries again after its back-off.
+_HANDSHAKE_TIMEOUT_S = 5
 _EACCES = 13
 # ThingsBoard's DTLS connector takes at most 1024 bytes of plaintext per record (Scandium
 # max fragment length, spec §12): larger messages must go block-wise (Block1, 512-byte
