@@ -41,8 +41,8 @@ def sim(tbsim_factory, pki):
                          "%s=%s" % (X509_DEVICE, tb / "known.pem"), "--ack-timeout", "0.3")
 
 
-def coaps_config(tmp_path, sim, pki, cert=None, token=None, ca=None, port=None):
-    tls = {"ca": str(ca or sim.tls_ca)}
+def coaps_config(tmp_path, sim, pki, cert=None, token=None, ca=None, port=None, verify=True):
+    tls = {"ca": str(ca or sim.tls_ca)} if verify else {"verify": False}
     if cert:
         tls.update(cert=str(pki / "tb" / (cert + ".pem")), key=str(pki / "tb" / (cert + ".key")))
     cfg = {"transport": "coaps", "port": port or sim.dtls_port, "tls": tls, "coap": FAST}
@@ -106,6 +106,14 @@ def test_server_certificate_from_another_ca_is_refused(sim, pki, tmp_path):
     finally:
         dev.stop()
     assert "dtls handshake done" not in sim.log_text()
+
+
+def test_verify_false_is_explicit_and_works(sim, pki, tmp_path):
+    dev = Device(coaps_config(tmp_path, sim, pki, token=sim.token, verify=False))
+    try:
+        assert wait_until(lambda: stored(sim, sim.device_name, ["temperature"]), 20), dev.output()
+    finally:
+        dev.stop()
 
 
 def test_unknown_client_certificate_gets_401(sim, pki):
