@@ -118,7 +118,7 @@ def test_each_malformed_datagram_then_next_request(peer_factory, name):
     p = peer_factory({"ok": Piggyback(b"ok")})
     p.handler.routes["g"] = beh
     r = run_client(p.port, [{"path": "g", "timeout_ms": 150}, {"path": "ok"}], {"ack_timeout_ms": 50})
-    assert r[0]["error"] == "Timeout"
+    assert r[0]["error"] == "NoAck"
     assert bytes.fromhex(r[1]["payload"]) == b"ok", r.raw
 
 
@@ -142,10 +142,10 @@ def test_no_answer_raises_timeout(peer_factory):
     p = peer_factory({"q": Silent(), "ok": Piggyback(b"ok")})
     r = run_client(p.port, [{"path": "q"}, {"path": "ok"}, {"path": "q", "con": False, "timeout_ms": 200}],
                    {"ack_timeout_ms": 30, "ack_random_factor": 1.0, "max_retransmit": 2})
-    assert r[0]["error"] == "Timeout"
+    assert r[0]["error"] == "NoAck"  # a Timeout: no ACK at all (coap.errors.NoAck)
     assert 180 <= r[0]["ms"] <= 300, r[0]  # 30 + 60 + 120 ms
     assert bytes.fromhex(r[1]["payload"]) == b"ok"
-    assert r[2]["error"] == "Timeout" and 180 <= r[2]["ms"] <= 300
+    assert r[2]["error"] == "Timeout" and 180 <= r[2]["ms"] <= 300  # NON: no ACK expected, so "no response"
     assert len([d for d in p.requests("q") if d.mtype == NON]) == 1, "NON is never retransmitted"
 
 

@@ -14,7 +14,7 @@ def test_con_retransmission_schedule_and_timeout(peer_factory):
     p = peer_factory({"q": Silent()})
     r = run_client(p.port, [{"path": "q"}], {"ack_timeout_ms": 60, "ack_random_factor": 1.5, "max_retransmit": 4,
                                               "timeout_ms": 10000})
-    assert r[0]["error"] == "Timeout", r.raw
+    assert r[0]["error"] == "NoAck", r.raw
     copies = p.requests("q")
     assert len(copies) == 1 + 4, "MAX_RETRANSMIT retransmissions, then give up"
     assert len({(d.mid, d.token) for d in copies}) == 1, "every copy has the same MID and token"
@@ -39,7 +39,7 @@ def test_con_retransmission_schedule_and_timeout(peer_factory):
 def test_retransmission_without_randomisation(peer_factory):
     p = peer_factory({"q": Silent()})
     r = run_client(p.port, [{"path": "q"}], {"ack_timeout_ms": 80, "ack_random_factor": 1.0, "max_retransmit": 2})
-    assert r[0]["error"] == "Timeout"
+    assert r[0]["error"] == "NoAck"
     g = gaps([d.t for d in p.requests("q")])
     assert len(g) == 2
     assert abs(g[0] - 0.08) <= TOL + 0.01 and abs(g[1] - 0.16) <= TOL + 0.02, g
@@ -49,7 +49,7 @@ def test_retransmission_without_randomisation(peer_factory):
 def test_overall_timeout_caps_the_retransmission_schedule(peer_factory):
     p = peer_factory({"q": Silent()})
     r = run_client(p.port, [{"path": "q", "timeout_ms": 250}], {"ack_timeout_ms": 100, "ack_random_factor": 1.0})
-    assert r[0]["error"] == "Timeout"
+    assert r[0]["error"] == "NoAck"
     assert 230 <= r[0]["ms"] <= 350, r[0]
     assert len(p.requests("q")) == 2  # at 0 and 100 ms; the next one (300 ms) is past the deadline
 
