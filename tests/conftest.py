@@ -25,3 +25,20 @@ def tbsim_factory():
 def tbsim(tbsim_factory):
     """tbsim with ThingsBoard's default timings, device Thermo-1 / A1_TEST_TOKEN and a provisioning profile."""
     return tbsim_factory()
+
+
+@pytest.fixture
+def proxy():
+    """proxy(sim, **faults): tools/udpproxy.py in front of tbsim's CoAP port; stopped at the end."""
+    from udpproxy import UdpProxy
+
+    started = []
+
+    def start(sim, **faults):
+        p = UdpProxy(to=("127.0.0.1", sim.coap_port), **faults).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

@@ -1,23 +1,8 @@
-"""Fixtures of the chaos tests: `proxy(sim, **faults)` (tools/udpproxy.py in front of tbsim's CoAP port)
-and `device(tmp_path, port, token, samples, **cfg)` (chaosdev.ChaosDevice); both stopped at the end."""
+"""Fixtures of the chaos tests: `device(tmp_path, port, token, samples, **cfg)` (chaosdev.ChaosDevice),
+stopped at the end; `proxy(sim, **faults)` is in tests/conftest.py."""
 import pytest
 
 from chaosdev import ChaosDevice
-from udpproxy import UdpProxy
-
-
-@pytest.fixture
-def proxy():
-    started = []
-
-    def start(sim, **faults):
-        p = UdpProxy(to=("127.0.0.1", sim.coap_port), **faults).start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from aiocoap.numbers import Code, Type
 
 import mpy
 from tbtest import wait_until
-from udpproxy import UdpProxy
 
 SCRIPT = "tests/integration/mpy/downlink.py"
 # Short timers so that every fault is noticed within a second or two.
@@ -293,28 +292,16 @@ def test_keepalive_ping_detects_a_dead_server_and_resubscribes_when_it_returns(t
 
 # ---- through tools/udpproxy.py --------------------------------------------------------------
 
-@pytest.fixture
-def proxy_factory():
-    started = []
-
-    def start(sim, **faults):
-        p = UdpProxy(to=("127.0.0.1", sim.coap_port), **faults).start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
-def test_link_blackout_ends_the_server_side_and_the_device_resubscribes(tbsim_factory, devices, proxy_factory):
+def test_link_blackout_ends_the_server_side_and_the_device_resubscribes(tbsim_factory, devices, proxy):
     sim = tbsim_factory("--ack-timeout", "0.1", "--max-retransmit", "2")
-    proxy = proxy_factory(sim)
-    dev = devices(proxy.port, sim.token, keepalive_ms=500)
+    px = proxy(sim)
+    dev = devices(px.port, sim.token, keepalive_ms=500)
     set_shared(sim, {"v": 1})
     assert has_shared(dev, {"v": 1}), dev.output()
     m, sm = dev.mark(), sim.mark()
-    proxy.blackouts.append((time.monotonic() - proxy.t0, 3.0))  # nothing passes, either way, for 3 s
+    px.blackouts.append((time.monotonic() - px.t0, 3.0))  # nothing passes, either way, for 3 s
     set_shared(sim, {"v": 2, "during": "blackout"})
     # The CON notification is never acknowledged: the server drops every relation of that peer (spec §6.4).
     assert sim.wait_for_log("CON notification never acknowledged", timeout=5, start=sm), sim.log_text()
@@ -323,14 +310,14 @@ def test_link_blackout_ends_the_server_side_and_the_device_resubscribes(tbsim_fa
     assert has_shared(dev, {"v": 2, "during": "blackout"}, start=m, timeout=15), dev.output()
     assert rpc(sim, "echo", {"ok": 1}) == (200, {"ok": 1})
     assert state(sim)["shared"] == server_shared(sim)
-    assert proxy.stats["up"]["blackout"] > 0 and proxy.stats["down"]["blackout"] > 0
+    assert px.stats["up"]["blackout"] > 0 and px.stats["down"]["blackout"] > 0
 
 
-def test_duplicated_and_reordered_notifications_keep_the_newest(tbsim, devices, proxy_factory):
+def test_duplicated_and_reordered_notifications_keep_the_newest(tbsim, devices, proxy):
     # NON subscriptions get NON notifications (spec §3): no message-layer dedup, so every
     # duplicate and every late one meets the RFC 7641 §3.4 freshness rule.
-    proxy = proxy_factory(tbsim, dup=(0, 0.5), reorder=(0, 0.4), seed=7)
-    dev = devices(proxy.port, tbsim.token, con=False, keys=["n"])
+    px = proxy(tbsim, dup=(0, 0.5), reorder=(0, 0.4), seed=7)
+    dev = devices(px.port, tbsim.token, con=False, keys=["n"])
     n = 30
     for i in range(1, n + 1):
         set_shared(tbsim, {"n": i})
@@ -338,7 +325,7 @@ def test_duplicated_and_reordered_notifications_keep_the_newest(tbsim, devices, 
     time.sleep(0.3)  # let late copies arrive
     seen = [e["value"] for e in dev.find(lambda e: e["ev"] == "attr" and e["key"] == "n")]
     assert seen == sorted(set(seen)) and seen[-1] == n, seen  # never older, never twice
-    st = proxy.stats["down"]
+    st = px.stats["down"]
     assert st["dup"] >= 5 and st["reordered"] >= 5, st
     assert len(seen) < n, (seen, st)  # some arrived after a newer one and were dropped as stale
     assert state(tbsim)["shared"] == {"n": n}
