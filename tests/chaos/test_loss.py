@@ -7,9 +7,9 @@ import time
 from chaosdev import all_stored, exactly_once, rpc
 from tbtest import wait_until
 
-# The issue asks for a 60 s blackout; by default a 15 s one keeps `make test` short (the device
-# does the same thing, only with fewer samples queued). CHAOS_BLACKOUT_S=60 runs the full one.
-BLACKOUT_S = float(os.environ.get("CHAOS_BLACKOUT_S", "15"))
+# The issue's 60 s blackout (about 66 s of test time); CHAOS_BLACKOUT_S=15 shortens it for a quick
+# local run (the device does the same thing, only with fewer samples queued).
+BLACKOUT_S = float(os.environ.get("CHAOS_BLACKOUT_S", "60"))
 
 
 def test_20_percent_loss_both_ways_every_sample_arrives_exactly_once(tbsim_factory, proxy, device, tmp_path):
