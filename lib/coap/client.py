@@ -8,6 +8,7 @@ import time
 
 from coap import message as m
 from coap.errors import NoAck, Reset, Timeout, FormatError
+from coap.route import Route  # noqa: F401 (the public name stays coap.client.Route)
 from coap.transport import UdpTransport
 
 try:
@@ -42,24 +43,6 @@ def _wake(ex):
             _tasks.push(t)
         else:
             t.set()
-
-
-class Route:
-    """Uri-Path/Uri-Query (and other leading) options encoded once, reused per request.
-    `last` is the highest option number in `opts`, so later options can be appended."""
-
-    def __init__(self, path="", query=(), options=()):
-        msg = m.Message()
-        for seg in path.split("/") if isinstance(path, str) else path:
-            if seg:
-                msg.add(m.URI_PATH, seg)
-        for q in query:  # each name=value is its own option (RFC 7252 §6.5, spec §6.1)
-            msg.add(m.URI_QUERY, q)
-        for num, val in options:
-            msg.add(num, val)
-        self.opts = m.encode_options(msg.options)
-        self.last = msg.options[-1][0] if msg.options else 0
-        self.path = path
 
 
 class _Exchange:
@@ -210,15 +193,7 @@ class Client:
             ex = self._spare.pop() if self._spare else _Exchange()
             ex.token = self.new_token() if token is None else token
         try:
-            opts = route.opts
-            if options:
-                extra = m.Message()
-                for num, val in options:
-                    extra.add(num, val)
-                if extra.options[0][0] >= route.last:
-                    opts = opts + m.encode_options(extra.options, route.last)
-                else:  # extra options interleave with the route's: encode them all
-                    opts = m.encode_options(_merge(route, extra))
+            opts = route.with_options(options) if options else route.opts
             mid = self.next_mid()
             n = m.encode_into(buf, m.CON if con else m.NON, code, mid, ex.token, opts, payload)
             return await self._transact(ex, buf, n, con, timeout_ms or self.timeout_ms)
@@ -445,11 +420,3 @@ class Client:
         self.rejected += 1
         if t == m.CON:
             self._reply(m.RST, mid)
-
-
-def _merge(route, extra):
-    # Decode the route's pre-encoded options and merge extra ones in number order.
-    msg = m.decode(b"\x40\x01\x00\x00" + route.opts)
-    for num, val in extra.options:
-        msg.add(num, val)
-    return msg.options

@@ -17,6 +17,7 @@ package(
         "errors.py",
         "message.py",
         "observe.py",
+        "route.py",
         "transport.py",
     ),
     base_path="..",
