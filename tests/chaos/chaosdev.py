@@ -19,7 +19,7 @@ class ChaosDevice:
     """The app in the background; .lines is its output, .samples {seq: ts} what it took.
     on_line(line) is called from the reader thread for every line."""
 
-    def __init__(self, tmp_path, port, token, samples, board="UNIX", on_line=None, heap="256K", spec=None,
+    def __init__(self, tmp_path, port, token, samples, board="UNIX", on_line=None, heap="384K", spec=None,
                  **cfg):
         cfg.update(host="127.0.0.1", port=port, token=token)
         cfg.setdefault("state_dir", str(tmp_path))

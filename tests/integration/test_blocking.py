@@ -5,7 +5,7 @@ import mpy
 
 def test_blocking_device_calls(tbsim):
     r = mpy.run(["tests/integration/mpy/blocking.py", "127.0.0.1", str(tbsim.coap_port), tbsim.token],
-                heap="256K", timeout=60)
+                heap="384K", timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert lines[-1] == "done", r.stdout

@@ -25,7 +25,7 @@ def write_config(tmp_path, **cfg):
 class Device:
     """firmware/main.py in the background through tools/run-device; collects its output."""
 
-    def __init__(self, config, heap="256K"):  # from source: compiling needs room; boards run .mpy
+    def __init__(self, config, heap="384K"):  # from source: compiling needs room; boards run .mpy
         env = dict(os.environ, HEAP=heap)
         self.proc = subprocess.Popen([RUN_DEVICE, config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=mpy.ROOT)
@@ -122,13 +122,13 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path):
     for cfg, expect in BAD_CONFIGS:
         p = tmp_path / "c.json"
         p.write_text(json.dumps(cfg))
-        r = mpy.run(["firmware/main.py", str(p)], heap="256K", timeout=20)
+        r = mpy.run(["firmware/main.py", str(p)], heap="384K", timeout=20)
         lines = [l for l in r.stdout.splitlines() if l.strip()]
         assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], (cfg, r.stdout, r.stderr)
     p.write_text("{not json")
-    r = mpy.run(["firmware/main.py", str(p)], heap="256K", timeout=20)
+    r = mpy.run(["firmware/main.py", str(p)], heap="384K", timeout=20)
     assert r.returncode == 2 and "not valid JSON" in r.stdout
-    r = mpy.run(["firmware/main.py", str(tmp_path / "missing.json")], heap="256K", timeout=20)
+    r = mpy.run(["firmware/main.py", str(tmp_path / "missing.json")], heap="384K", timeout=20)
     assert r.returncode == 2 and "cannot read" in r.stdout
 
 

@@ -79,7 +79,7 @@ def bundle(tmp_path, version, **replace):
                              replace={k.replace("__", "/").replace("_py", ".py"): v for k, v in replace.items()})
 
 
-def start_device(sim, tmp_path, mode="chunk", heap="256K", **ota):
+def start_device(sim, tmp_path, mode="chunk", heap="384K", **ota):
     """A device on bundle 1.0.0 (installed in its slot as if flashed)."""
     sd = tmp_path / "state"
     sd.mkdir(exist_ok=True)
@@ -199,7 +199,7 @@ def test_interrupted_download_resumes(tbsim, tmp_path):
     rec = json.loads((tmp_path / "state" / "ota" / "fw.json").read_text())
     assert rec["stage"] == "download" and rec["offset"] > 0
     mark = tbsim.mark()
-    dev = Device(str(tmp_path / "config.json"), heap="256K")
+    dev = Device(str(tmp_path / "config.json"), heap="384K")
     try:
         assert wait_state(tbsim, "UPDATED", 60), first + "\n---\n" + dev.output()
         assert "resuming at byte %d" % rec["offset"] in dev.output()
@@ -325,7 +325,7 @@ def test_http_transport_downloads_through_the_firmware_route(tbsim, tmp_path):
     sd.mkdir()
     cfg = write_config(tmp_path, transport="http", port=tbsim.http_port, token=tbsim.token, state_dir=str(sd),
                        ota=dict(OTA_FAST, chunk_size=512))
-    dev = Device(cfg, heap="256K")
+    dev = Device(cfg, heap="384K")
     try:
         assert wait_until(lambda: latest(tbsim, "current_fw_version") is not None, 15, 0.1), dev.output()
         data = os.urandom(4000)
