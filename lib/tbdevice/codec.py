@@ -54,6 +54,16 @@ def telemetry_body(values, ts=None):
     return {"ts": ts, "values": values}
 
 
+def claim_fields(secret_key=None, duration_ms=None):
+    """The claiming info (spec §14), both fields optional; {} means the server's defaults."""
+    body = {}
+    if secret_key is not None:
+        body["secretKey"] = secret_key
+    if duration_ms is not None:
+        body["durationMs"] = duration_ms
+    return body
+
+
 class JsonCodec:
     name = "json"
 
@@ -72,11 +82,7 @@ class JsonCodec:
         return dumps(result if isinstance(result, dict) else {"result": result})
 
     def claim(self, secret_key=None, duration_ms=None):
-        body = {}
-        if secret_key is not None:
-            body["secretKey"] = secret_key
-        if duration_ms is not None:
-            body["durationMs"] = duration_ms
+        body = claim_fields(secret_key, duration_ms)
         return dumps(body) if body else b""  # an empty body means the defaults (spec §14)
 
     def provision(self, key, secret, name=None, token=None):

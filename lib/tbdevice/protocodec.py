@@ -6,7 +6,7 @@
 from tbdevice import errors
 from tbdevice import protobuf as pb
 from tbdevice import tbschema as tb
-from tbdevice.codec import check_size, decode_json
+from tbdevice.codec import check_size, claim_fields, decode_json
 from tbdevice.jsonenc import dumps
 
 # KeyValueProto: which field holds the value of each KeyValueType (spec §11.4).
@@ -112,12 +112,7 @@ class ProtoCodec:
         raise errors.SchemaMismatch("rpc reply: %s fits neither the schema nor a string field" % list(result))
 
     def claim(self, secret_key=None, duration_ms=None):
-        body = {}
-        if secret_key is not None:
-            body["secretKey"] = secret_key
-        if duration_ms is not None:
-            body["durationMs"] = duration_ms
-        return _encode(tb, self._claim, body, "claim")  # empty: the defaults (spec §14)
+        return _encode(tb, self._claim, claim_fields(secret_key, duration_ms), "claim")  # empty: the defaults (spec §14)
 
     def provision(self, key, secret, name=None, token=None):
         body = {"provisionDeviceCredentialsMsg": {"provisionDeviceKey": key, "provisionDeviceSecret": secret}}
