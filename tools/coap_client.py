@@ -103,6 +103,10 @@ async def run(o, tls, uri):
 
         transport = DtlsTransport(host, port, **tls)
     cl = Client(host, port, timeout_ms=o["B"] * 1000, transport=transport)
+    if transport is not None:
+        from coap.dtls import BLOCK_SIZE
+
+        cl.block_size = BLOCK_SIZE  # keep each DTLS message within 1024 bytes (spec §12); -b overrides
     if o["b"]:
         cl.block_size = block.size(block.szx_for(o["b"]))
     payload = b""
