@@ -21,27 +21,13 @@ IMAGE = bytes((i * 7 + (i >> 8)) & 255 for i in range(10000))
 
 def _tmp(name):
     base = "build/unit-ota-" + name
+    bundle._rmtree(base)  # the bundle code's own tree removal: a fresh, empty folder
     for d in ("build", base):
         try:
             os.mkdir(d)
         except OSError:
             pass
-    _clean(base)
     return base
-
-
-def _clean(path):
-    try:
-        entries = os.listdir(path)
-    except OSError:
-        return
-    for e in entries:
-        p = path + "/" + e
-        try:
-            os.remove(p)
-        except OSError:
-            _clean(p)
-            os.rmdir(p)
 
 
 def _raises(exc, fn, *a):

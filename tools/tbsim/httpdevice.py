@@ -102,19 +102,26 @@ class HttpDeviceApi:
         self._log(request, "attributes?" + request.query_string, device, b"", "200 " + text[:100])
         return web.Response(text=text, content_type="application/json")
 
-    async def attribute_updates(self, request):
-        device = await self._device(request, "attributes/updates")
+    async def _long_poll(self, request, waiters_by_device, device):
+        """Wait for what the server pushes to this device: the value, or None when the poll's
+        `timeout` ran out (the caller answers 408, spec §15)."""
         fut = asyncio.get_running_loop().create_future()
-        self.core.http_waiters.setdefault(device["id"], []).append(fut)
+        waiters_by_device.setdefault(device["id"], []).append(fut)
         try:
-            payload = await asyncio.wait_for(fut, self._timeout(request))
+            return await asyncio.wait_for(fut, self._timeout(request))
         except asyncio.TimeoutError:
-            self._log(request, "attributes/updates", device, b"", 408)
-            return web.Response(status=408)
+            return None
         finally:
-            waiters = self.core.http_waiters.get(device["id"], [])
+            waiters = waiters_by_device.get(device["id"], [])
             if fut in waiters:
                 waiters.remove(fut)
+
+    async def attribute_updates(self, request):
+        device = await self._device(request, "attributes/updates")
+        payload = await self._long_poll(request, self.core.http_waiters, device)
+        if payload is None:
+            self._log(request, "attributes/updates", device, b"", 408)
+            return web.Response(status=408)
         self._log(request, "attributes/updates", device, b"", "200 " + payload.decode()[:100])
         return web.Response(body=payload, content_type="application/json")
 
@@ -122,17 +129,10 @@ class HttpDeviceApi:
         device = await self._device(request, "rpc")
         rec = self.rpc.http_poll_now(device["id"])
         if rec is None:
-            fut = asyncio.get_running_loop().create_future()
-            self.rpc.http_waiters.setdefault(device["id"], []).append(fut)
-            try:
-                rec = await asyncio.wait_for(fut, self._timeout(request))
-            except asyncio.TimeoutError:
+            rec = await self._long_poll(request, self.rpc.http_waiters, device)
+            if rec is None:
                 self._log(request, "rpc", device, b"", 408)
                 return web.Response(status=408)
-            finally:
-                waiters = self.rpc.http_waiters.get(device["id"], [])
-                if fut in waiters:
-                    waiters.remove(fut)
         self.rpc.http_delivered(rec)
         params = jsontypes.to_python(jsontypes.JSON, rec["params"])
         text = jsontypes.dumps({"id": rec["seq"], "method": rec["method"], "params": params})
