@@ -7,7 +7,7 @@ COAP_CLI := node_modules/.bin/coap
 export MICROPYPATH := $(CURDIR)/lib:$(CURDIR)/firmware:$(CURDIR)/boards/UNIX:.frozen
 STUBS := $(VENV)/stubs/esp32/.installed $(VENV)/stubs/rp2/.installed $(VENV)/stubs/unix/.installed
 
-.PHONY: setup run test device bench clean bundle build deploy firmware
+.PHONY: setup run test device bench clean bundle build deploy firmware romfs deploy-romfs
 
 setup: $(VENV)/.installed $(COAP_CLI) .libcoap $(STUBS) .socat
 
@@ -76,6 +76,15 @@ build: setup
 deploy: build
 	@test -n "$(PORT)" || { echo "usage: make deploy BOARD=<board> PORT=<serial port or pty> [CONFIG=config.json]"; exit 2; }
 	@$(PY) tools/board deploy $(BOARD) $(PORT) $(CONFIG)
+
+# ROMFS (README "Memory"): build/$(BOARD).romfs, the .mpy that a board runs in place from its
+# ROMFS partition; deploy-romfs writes it there with `mpremote romfs deploy` (+ main.py, config).
+romfs: build
+	@$(PY) tools/board romfs $(BOARD)
+
+deploy-romfs: build
+	@test -n "$(PORT)" || { echo "usage: make deploy-romfs BOARD=<board> PORT=<serial port> [CONFIG=config.json]"; exit 2; }
+	@$(PY) tools/board deploy-romfs $(BOARD) $(PORT) $(CONFIG)
 
 # MICROPYTHON here is a micropython checkout (make firmware BOARD=.. MICROPYTHON=<dir>).
 firmware: setup

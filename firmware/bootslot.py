@@ -16,7 +16,9 @@ import os
 import sys
 
 SLOTS = ("a", "b")
+ROM = "app.romfs"  # a slot holding a ROMFS image instead of source folders (tools/romboot.py)
 _trial = False
+_sel = None  # (state_dir, slot) once select() ran: a second call does not boot again
 
 
 def _path(state_dir):
@@ -87,17 +89,33 @@ def choose(state_dir):
 def select(config_path):
     """Called first by main.py: put the chosen slot's code ahead of the factory code on
     sys.path. Returns the slot name or None."""
+    global _sel
+    if _sel is not None:
+        return _sel[1]
     try:
         with open(config_path) as f:
             state_dir = json.load(f).get("state_dir") or "."
     except (OSError, ValueError, AttributeError):
         return None  # main.py reports the bad config
     slot = choose(state_dir)
-    if slot is not None:
+    _sel = (state_dir, slot)
+    if slot is not None and rom_image() is None:
         d = slot_dir(state_dir, slot)
         for sub in ("board", "firmware", "lib"):
             sys.path.insert(0, d + "/" + sub)
     return slot
+
+
+def rom_image():
+    """The ROMFS image of the slot select() chose, or None (source folders, or the factory code)."""
+    if _sel is None or _sel[1] is None:
+        return None
+    p = slot_dir(_sel[0], _sel[1]) + "/" + ROM
+    try:
+        os.stat(p)
+        return p
+    except OSError:
+        return None
 
 
 def on_trial():

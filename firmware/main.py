@@ -1,61 +1,11 @@
 # Entry point on every board: `micropython main.py [config.json]` on the unix port; on a
-# board, main.py runs at boot and reads config.json from the file system.
-# First the boot shim (bootslot.py): the OTA slot chosen for this boot goes ahead of the
-# factory code on sys.path, before anything of the application is imported.
+# board, main.py runs at boot and reads config.json from the file system. A board compiles
+# this file from source at every boot, so it stays this short: the boot shim (bootslot.py)
+# puts the OTA slot chosen for this boot ahead of the factory code on sys.path, before
+# anything of the application is imported; then firmware/start.py runs the firmware.
 import sys
 
 import bootslot
 
 bootslot.select(sys.argv[1] if len(sys.argv) > 1 else "config.json")
-
-import asyncio  # noqa: E402
-
-import config  # noqa: E402
-
-
-def _reboot():
-    try:
-        import machine
-
-        machine.reset()
-    except (ImportError, AttributeError):
-        sys.exit(75)  # the unix port: tools/run-device boots again on 75 (boards/UNIX/hal.py)
-
-
-def _fatal(e):
-    print("device: fatal: %s: %s" % (type(e).__name__, e))
-    if bootslot.on_trial():
-        # A new image that dies before its health check: the next boot falls back (bootslot.py).
-        print("device: the new image failed before its health check; rebooting into the previous one")
-        _reboot()
-    return 1
-
-
-def main(argv):
-    path = argv[1] if len(argv) > 1 else "config.json"
-    try:
-        cfg = config.load(path)
-    except config.ConfigError as e:
-        print(e)  # one line naming the key (DESIGN §3)
-        if bootslot.on_trial():
-            _reboot()  # a new image whose config check fails falls back like any other fault
-        return 2
-    try:
-        import hal
-        from app import App
-
-        app = App(cfg, hal.Hal(cfg))
-    except Exception as e:  # noqa: a broken image on trial must still reboot into the old one
-        return _fatal(e)
-    try:
-        asyncio.run(app.run())
-    except KeyboardInterrupt:
-        print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
-    except Exception as e:  # noqa: the last word before a board resets; say what it was
-        return _fatal(e)
-    return 0
-
-
-rc = main(sys.argv)
-if rc:
-    sys.exit(rc)
+import start  # noqa: E402,F401

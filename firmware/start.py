@@ -1,0 +1,65 @@
+# The boot after the slot choice (firmware/main.py): config, board, app, run. Compiled
+# (.mpy, or in the ROMFS image) so that main.py, which a board compiles from source at
+# every boot, stays a few lines. Importing it runs the firmware.
+import sys
+
+import asyncio
+import bootslot
+
+
+def _reboot():
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        sys.exit(75)  # the unix port: tools/run-device boots again on 75 (boards/UNIX/hal.py)
+
+
+def _fatal(e):
+    print("device: fatal: %s: %s" % (type(e).__name__, e))
+    if bootslot.on_trial():
+        # A new image that dies before its health check: the next boot falls back (bootslot.py).
+        print("device: the new image failed before its health check; rebooting into the previous one")
+        _reboot()
+    return 1
+
+
+def _config(path):
+    # config.py is needed once: it leaves the heap again after the check (README "Memory").
+    import config
+
+    try:
+        return config.load(path)
+    except config.ConfigError as e:
+        print(e)  # one line naming the key (DESIGN §3)
+        return None
+    finally:
+        del sys.modules["config"]
+
+
+def main(argv):
+    cfg = _config(argv[1] if len(argv) > 1 else "config.json")
+    if cfg is None:
+        if bootslot.on_trial():
+            _reboot()  # a new image whose config check fails falls back like any other fault
+        return 2
+    try:
+        import hal
+        from app import App
+
+        app = App(cfg, hal.Hal(cfg))
+    except Exception as e:  # noqa: a broken image on trial must still reboot into the old one
+        return _fatal(e)
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
+    except Exception as e:  # noqa: the last word before a board resets; say what it was
+        return _fatal(e)
+    return 0
+
+
+rc = main(sys.argv)
+if rc:
+    sys.exit(rc)
