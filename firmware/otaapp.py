@@ -4,12 +4,30 @@
 #   unix port, Pico W: fw = an application bundle in a slot (firmware/bootslot.py)
 #   ESP32:             fw = the next OTA app partition (esp32.Partition)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
-from tbdevice.ota import Ota
-from tbdevice.otasink import FileSink, SlotSink
+# The OTA modules (state machine, fetch, checksums, sinks: about 15 KB of heap on the 64-bit
+# unix port even from ROMFS) load only when there is something to do (README "Memory"):
+# a download to resume or an image on trial recorded by the last boot, or an assignment
+# (shared attributes fw_* / sw_*) naming another package than the running one. Until then
+# LazyOta reports the running versions and watches the assignment.
+import json
+
 from version import FW_TITLE, FW_VERSION
+
+_KINDS = ("fw", "sw")
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def default_sinks(state_dir):
+    from tbdevice.otasink import FileSink, SlotSink
+
     try:
         import esp32  # noqa: F401 (feature detection, DESIGN §4.7)
 
@@ -25,13 +43,91 @@ def default_sinks(state_dir):
     return {"fw": fw, "sw": lambda: FileSink(state_dir, "sw")}
 
 
+def running(state_dir):
+    """{kind: (title, version) or None}: this image, and the software package last applied
+    (what tbdevice.otasink.FileSink.installed() reads)."""
+    sw = _read(state_dir + "/ota/sw-installed.json")
+    return {"fw": (FW_TITLE, FW_VERSION),
+            "sw": (sw["title"], sw["version"]) if "title" in sw and "version" in sw else None}
+
+
 def make_ota(app):
+    return LazyOta(app)
+
+
+def load_ota(app):
+    """The full tbdevice.ota.Ota for app (imports the OTA modules)."""
+    from tbdevice.ota import Ota
+
     cfg = app.cfg
     o = cfg.get("ota") or {}
     sd = cfg["state_dir"]
     hal = app.hal
     sinks = hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(sd)
-    running = {"fw": (FW_TITLE, FW_VERSION), "sw": FileSink(sd, "sw").installed()}
-    return Ota(app.device, sinks, running, sd, app.report, hal.reset, mode=o.get("mode", "chunk"),
+    return Ota(app.device, sinks, running(sd), sd, app.report, hal.reset, mode=o.get("mode", "chunk"),
                chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"), timeout_ms=o.get("timeout_ms", 10000),
                retry_ms=o.get("retry_ms", 5000), health_timeout_ms=o.get("health_timeout_ms", 120000), log=app.log)
+
+
+class LazyOta:
+    """What the app needs of an Ota (current(), start(), healthy()) without its modules; it
+    puts the real one in app.ota when there is an update to follow."""
+
+    def __init__(self, app):
+        self.app = app
+        self.sd = app.cfg["state_dir"]
+        self.running = running(self.sd)
+        self.real = None
+        self._healthy = False
+
+    def current(self):
+        out = {}
+        for kind in _KINDS:
+            r = self.running.get(kind)
+            if r:
+                out["current_%s_title" % kind] = r[0]
+                out["current_%s_version" % kind] = r[1]
+        return out
+
+    def healthy(self):
+        self._healthy = True
+
+    async def start(self):
+        for kind in _KINDS:
+            if _read("%s/ota/%s.json" % (self.sd, kind)).get("stage"):  # tbdevice.otastate.Record
+                return await self._load()
+        dev = self.app.device
+        dev.on_attributes(self._on_change)
+        keys = []
+        for kind in _KINDS:
+            keys += [kind + "_title", kind + "_version"]
+        try:
+            got = await dev.request_attributes(shared_keys=keys)
+        except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
+            self.app._say("ota: reading the assignment: %r (the subscription will bring it)" % e)
+            return
+        self._check(got.get("shared") or {})
+
+    def _on_change(self, changed, deleted):
+        self._check(self.app.device.shared)
+
+    def _check(self, shared):
+        if self.real is not None:
+            return
+        for kind in _KINDS:
+            t, v = shared.get(kind + "_title"), shared.get(kind + "_version")
+            if t and v and (t, v) != self.running.get(kind):
+                import asyncio
+
+                asyncio.create_task(self._load())
+                return
+
+    async def _load(self):
+        if self.real is not None:
+            return
+        app = self.app
+        self.real = ota = load_ota(app)
+        app.ota = ota
+        if self._healthy:
+            ota.healthy_ev.set()  # posted already: that was the health check (Ota.start confirms)
+        await ota.start()
