@@ -11,7 +11,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIN_HEAP = [sys.executable, os.path.join(ROOT, "tools", "min-heap")]
-HEAP_KB = 168  # measured 155; ~ 49 + (168 - 49) / 2 = 108 KB on a 32-bit board: inside a Pico W's ~160 KB free heap
+HEAP_KB = 184  # measured 155-166; ~ 49 + (184 - 49) / 2 = 117 KB on a 32-bit board: inside a Pico W's ~160 KB free heap
 # From ROMFS (tools/romboot.py) with an OTA update: the heap beside the image, which a board keeps
 # in flash. tools/min-heap --rom --ota measured 136 KB (issue 9's goal is 48 KB: README "Memory").
 ROM_HEAP_KB = 144
