@@ -267,6 +267,9 @@ class App:
             "queue_dropped": f.queue.dropped,
             "free_heap": self.hal.free_heap(),
         }
+        nomem = getattr(getattr(d.link, "client", None), "nomem", 0)  # CoAP reads that found no heap
+        if nomem:
+            v["rx_no_heap"] = nomem
         rejoins = getattr(self.hal, "rejoins", None)  # Wi-Fi boards: link rebuilds by the supervisor
         if rejoins is not None:
             v["wifi_rejoins"] = rejoins

@@ -95,7 +95,8 @@ def validate(cfg):
     _ota(cfg.get("ota") or {})
     _obj(cfg, "tls", ("ca", "cert", "key", "verify"))
     _obj(cfg, "wifi", ("ssid", "password"))
-    _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con"))
+    _obj(cfg, "coap", ("ack_timeout_ms", "max_retransmit", "nstart", "timeout_ms", "block_size", "con", "inline_ms",
+                       "empty_token"))
     _obj(cfg, "http", ("timeout_ms", "poll_ms"))
     if t == "https":
         _need(isinstance(cfg.get("tls"), dict) and cfg["tls"].get("ca"),

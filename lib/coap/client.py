@@ -1,9 +1,16 @@
 # CoAP client endpoint: message layer (RFC 7252 §4) and token layer (§5.3) over one
 # connected UDP socket, driven by MicroPython's asyncio. Block-wise transfers are in
-# coap.blockwise, observations in coap.observe; both build on request()/_exchange().
+# coap.blockwise, observations in coap.observe; both build on request()/exchange().
+#
+# The per-message path (stage, send, _inline, _read_one, _on_datagram and what they call)
+# keeps every function's frame within the 11 words MicroPython runs on the C stack: a
+# larger frame is allocated on the heap and freed on every call (tools/mpyframes.py,
+# tests/unit/test_hot_frames.py). Hence the small helpers, and state kept on the exchange.
 import asyncio
 import gc
+import io
 import random
+import select
 import time
 
 from coap import message as m
@@ -21,6 +28,16 @@ except ImportError:
 
 _DEDUP = const(16)  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
 _EXCHANGE_LIFETIME_MS = const(247000)  # RFC 7252 §4.8.2 with the default parameters
+_EMPTY = const(-1)  # the empty token
+# coap.message's constants, again here: const() folds only names of its own module.
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_CODE_EMPTY = const(0)
+_EAGAIN = (11, 35, -0x6900)  # EAGAIN on Linux/lwIP and macOS; mbedTLS WANT_READ (coaps)
+_NO_ROUTE = Route()  # an empty message (ping): no options
+_CON_EMPTY = const(0x4000)  # the first two header bytes: version 1, CON, code 0.00 (a ping)
 
 try:
     _wait_readable = asyncio.core._io_queue.queue_read  # one long-lived waiter, no allocation
@@ -31,8 +48,41 @@ except AttributeError:  # an asyncio without these internals: poll and use Event
     _tasks = None
 
 
+try:  # module aliases: one lookup per use instead of two
+    _ticks_ms = time.ticks_ms
+    _ticks_diff = time.ticks_diff
+    _ticks_add = time.ticks_add
+except AttributeError:  # CPython (the host tests): MicroPython's wrapping milliseconds
+
+    _clock = getattr(time, "monotonic")
+
+    def _ticks_ms():
+        return int(_clock() * 1000) & 0x3FFFFFFF
+
+    def _ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+    def _ticks_add(a, b):
+        return (a + b) & 0x3FFFFFFF
+
+
+_getrandbits = random.getrandbits
+
+try:
+    _Stream = io.BytesIO  # MicroPython: BytesIO(n) reserves n bytes; readinto(buf, n) reads n
+    _Stream(1).readinto(bytearray(1), 1)
+except TypeError:  # CPython (the host tests)
+
+    class _Stream(io.BytesIO):
+        def __init__(self, n):
+            super().__init__()
+
+        def readinto(self, buf, n=-1):
+            return super().readinto(buf if n < 0 else memoryview(buf)[:n])
+
+
 def _wake(ex):
-    # Resume the request sleeping in _transact now (what Task.cancel() does to a sleeping
+    # Resume the request sleeping in wait() now (what Task.cancel() does to a sleeping
     # task, without the exception): no task, closure or Event per request, unlike
     # asyncio.wait_for_ms, which costs about 1 KB and 68k instructions each time.
     t = ex.task
@@ -45,27 +95,55 @@ def _wake(ex):
             t.set()
 
 
+def header(con, code):
+    """The first two header bytes as one int, as send() takes them: version 1, CON or NON
+    (the token length is added by the client), and the code."""
+    return (0x40 if con else 0x50) << 8 | code
+
+
 class _Exchange:
-    # One request (or observation) waiting for its response(s), keyed by token (an int
-    # of up to 30 bits, sent as 4 bytes: no bytes object per request, a small-int key).
+    # One request (or observation) waiting for its response(s), keyed by token: an int of
+    # up to 30 bits sent as 4 bytes (no bytes object per request, a small-int key), or -1
+    # for the empty token. Every field is set here, so reuse never grows the object.
     def __init__(self, token=None, on_response=None):
         self.token = token
         self.mid = -1
         self.acked = False
+        self.light = False  # only the response code is wanted (Client.send): no Message made
+        self.pooled = False  # taken from the client's spares, returned to them by end()
+        self.code = 0  # the response's code; 0 while none has come
         self.msg = None
         self.err = None
         self.task = None  # the request sleeping until its response, ACK or timeout
         self.on_response = on_response  # set for observations: called per notification
+        self.slot = None  # the send slot (buffer and views) holding the datagram
+        self.buf = None
+        self.n = 0
+        self.deadline = 0
+        self.rto = 0  # the current retransmission timeout (§4.2), doubled per retransmission
+        self.rto_at = 0
+        self.tries = 0
 
     def done(self, msg=None, err=None):
         if msg is not None:
             self.msg = msg
+            self.code = msg.code
         if err is not None:
             self.err = err
         _wake(self)
 
 
 class Client:
+    """`inline_ms`: after sending, wait up to this long for the answer in place (a blocking
+    poll of the socket, handling whatever arrives meanwhile) before yielding to asyncio,
+    but never past the time another task is due: timers and ready tasks are not delayed;
+    only a task waiting on another stream may be, by up to inline_ms. An answer within it
+    costs no task switch and no allocation. 0 always yields at once.
+
+    `empty_token`: requests carry the empty token (RFC 7252 §5.3.1: fine for requests made
+    one at a time) while no other request holds it and none that held it was abandoned
+    within EXCHANGE_LIFETIME; otherwise, and for observations, 4 random bytes."""
+
     def __init__(
         self,
         host,
@@ -79,6 +157,8 @@ class Client:
         bufsize=1280,
         transport=None,
         log=None,
+        inline_ms=50,
+        empty_token=True,
     ):
         self.transport = transport or UdpTransport(host, port)
         self.host = host
@@ -88,14 +168,26 @@ class Client:
         self.max_retransmit = max_retransmit
         self.timeout_ms = timeout_ms
         self.block_size = block_size
+        self.bufsize = bufsize  # the largest datagram sent or accepted (a block with header and options)
+        self._maxlen = bufsize + 1  # asked of recv(): one byte more tells an oversized datagram apart
         self.log = log
-        # Allocate at start-up and reuse (DESIGN §4.2): one receive buffer that holds a
-        # full 1024-byte block with header, token and options; one send buffer per
-        # outstanding interaction (NSTART, RFC 7252 §4.7); a 4-byte buffer for ACK/RST.
-        self._rx = bytearray(bufsize)
-        self._free = [bytearray(bufsize) for _ in range(nstart)]
+        self.inline_ms = inline_ms
+        self.empty_token = empty_token
+        # Allocated at start-up and reused (DESIGN §4.2): a send buffer per outstanding
+        # interaction (NSTART, RFC 7252 §4.7) with views at the two header lengths (no
+        # token, 4-byte token); a 4-byte buffer for ACK/RST; the stream a request is
+        # written into (stage() .. send(): options, then the payload straight from its
+        # encoder, e.g. json.dump, with no payload object).
+        self._free = []
+        for _ in range(nstart):
+            b = bytearray(bufsize)
+            v = memoryview(b)
+            self._free.append((b, v[4:], v[8:]))
         self._slot_ev = asyncio.Event()
+        self._slot_waiting = 0
         self._small = bytearray(4)
+        self.body = _Stream(bufsize)
+        self._at = 0
         self._by_token = {}
         self._by_mid = {}
         self._spare = []  # finished exchanges, reused
@@ -103,7 +195,11 @@ class Client:
         self._dtype = bytearray(_DEDUP)
         self._dtime = [0] * _DEDUP
         self._di = 0
-        self._mid = random.getrandbits(16)
+        self._mid = _getrandbits(16)
+        self._quiet = None  # ticks until which the empty token is not reused (an abandoned request)
+        self._empty_free = empty_token  # the empty token is free for the next request
+        self._staged = None  # the route whose options the body holds (stage() skips writing them again)
+        self._poll = None
         self._rx_task = None
         self.rx_error = None
         # Counters for diagnostics and benchmarks.
@@ -112,9 +208,10 @@ class Client:
         self.retransmissions = 0
         self.duplicates = 0
         self.rejected = 0
-        self.oversized = 0  # datagrams longer than the receive buffer, dropped
+        self.oversized = 0  # datagrams longer than bufsize, dropped
+        self.nomem = 0  # reads that found no heap for the datagram (it waits in the socket)
         self.generation = 0  # counts connect(): observers re-register when it changes
-        self.last_rx = time.ticks_ms()  # when the peer was last heard from (liveness)
+        self.last_rx = _ticks_ms()  # when the peer was last heard from (liveness)
 
     # ---- link -------------------------------------------------------------
     async def connect(self):
@@ -122,7 +219,9 @@ class Client:
         self._stop_rx()
         self.transport.open()
         self.generation += 1
-        self.last_rx = time.ticks_ms()
+        self.last_rx = _ticks_ms()
+        self._poll = select.poll()
+        self._poll.register(self.transport.sock, select.POLLIN)
         self.start_rx()
 
     def start_rx(self):
@@ -134,6 +233,7 @@ class Client:
         """Forget the socket after a link fault, at once: the receive task stops with it
         (it would read a closed socket); connect() opens a new one."""
         self._stop_rx()
+        self._poll = None
         self.transport.close()
 
     def _stop_rx(self):
@@ -142,22 +242,28 @@ class Client:
             self._rx_task = None
 
     async def close(self):
-        self._stop_rx()
-        self.transport.close()
+        self.drop()
         for ex in list(self._by_token.values()) + list(self._by_mid.values()):
             ex.done(err=OSError(9))  # EBADF: the link is gone
         self._by_token = {}
         self._by_mid = {}
 
-    def next_mid(self):
-        self._mid = (self._mid + 1) & 0xFFFF
-        return self._mid
-
     def new_token(self):
         while True:
-            t = random.getrandbits(30)  # random tokens (RFC 7252 §5.3.1); a small int on every port
+            t = _getrandbits(30)  # random tokens (RFC 7252 §5.3.1); a small int on every port
             if t not in self._by_token:
                 return t
+
+    def _token(self):
+        # The empty token when it is free and safe (see the class doc), else a random one.
+        # _empty_free says so at once; after an abandoned request, _quiet says until when not.
+        q = self._quiet
+        if q is not None and _ticks_diff(_ticks_ms(), q) >= 0:
+            self._quiet = None
+            self._empty_free = self.empty_token and _EMPTY not in self._by_token
+        if self._empty_free:
+            return _EMPTY
+        return self.new_token()
 
     # ---- requests -----------------------------------------------------------
     async def request(self, code, route, payload=b"", options=(), con=True, timeout_ms=None, sink=None):
@@ -168,11 +274,11 @@ class Client:
         sent as UTF-8."""
         if not isinstance(route, Route):
             route = Route(route)
-        if type(payload) is str:
-            payload = payload.encode()
         if len(payload) > self.block_size or m.BLOCK2 in [o[0] for o in options]:
             from coap import blockwise
 
+            if type(payload) is str:
+                payload = payload.encode()
             return await blockwise.request(self, code, route, payload, options, con, timeout_ms, sink)
         msg = await self.exchange(code, route, payload, options, con, timeout_ms)
         if msg.opt(m.BLOCK2) is not None:
@@ -184,151 +290,407 @@ class Client:
         return msg
 
     async def exchange(self, code, route, payload=b"", options=(), con=True, timeout_ms=None, token=None, ex=None):
-        """One request message and its response; no block-wise handling."""
-        if not self._free:
-            await self._slot()
-        buf = self._free.pop()
-        pooled = ex is None
-        if pooled:
-            ex = self._spare.pop() if self._spare else _Exchange()
-            ex.token = self.new_token() if token is None else token
+        """One request message and its response Message; no block-wise handling."""
+        await self._slot()
+        if ex is None:
+            ex = self._take(token)
+        self.stage(route, options)
+        if payload:
+            self.body.write(payload)
+        self._fits()
+        self._send(ex, header(con, code), timeout_ms or self.timeout_ms)
         try:
-            opts = route.with_options(options) if options else route.opts
-            mid = self.next_mid()
-            n = m.encode_into(buf, m.CON if con else m.NON, code, mid, ex.token, opts, payload)
-            return await self._transact(ex, buf, n, con, timeout_ms or self.timeout_ms)
+            await self.wait(ex)
+            return ex.msg
         finally:
-            self._free.append(buf)
-            self._slot_ev.set()
-            if pooled:
-                ex.msg = ex.err = None  # the caller has the response; the object is reused
-                self._spare.append(ex)
+            self.end(ex)
 
     async def _slot(self):
+        # Until one of the NSTART send slots is free (RFC 7252 §4.7).
         while not self._free:
-            self._slot_ev.clear()
-            await self._slot_ev.wait()
+            self._slot_waiting += 1
+            try:
+                self._slot_ev.clear()
+                await self._slot_ev.wait()
+            finally:
+                self._slot_waiting -= 1
 
-    async def _transact(self, ex, buf, n, con, timeout_ms):
-        mid = (buf[2] << 8) | buf[3]
-        if ex.token is not None:
-            self._by_token[ex.token] = ex
+    def _take(self, token=None):
+        # A pooled exchange (end() returns it) with a token of its own.
+        ex = self._spare.pop() if self._spare else _Exchange()
+        ex.pooled = True
+        ex.light = False
+        if token is None:
+            token = _EMPTY if self._empty_free else self._token()
+            if token == _EMPTY:
+                self._empty_free = False
+        ex.token = token
+        return ex
+
+    def ready(self):
+        """True when send() can go at once: a send slot is free."""
+        return len(self._free) > 0
+
+    def stage(self, route, options=None):
+        """Begin a request without a coroutine (the allocation-free path): the route's
+        options go into `self.body`, where the caller then writes the payload (str, bytes,
+        or an encoder writing to the stream, e.g. json.dump) before send(). Nothing may
+        await between stage() and send()."""
+        b = self.body
+        if route is self._staged and not options:
+            b.seek(self._at)  # the same route as last time: its options are there already
+            return
+        b.seek(0)
+        b.write(route.with_options(options) if options else route.opts)
+        b.write(b"\xff")  # the payload marker; dropped again when no payload follows
+        self._at = b.tell()
+        self._staged = None if options else route
+
+    def payload(self):
+        """The payload written since stage(), as bytes."""
+        b = self.body
+        return b.getvalue()[self._at : b.tell()]
+
+    def _fits(self):
+        if self.body.tell() + 8 > self.bufsize:
+            raise ValueError("message larger than buffer")
+
+    def send(self, hdr):
+        """Send the request staged since stage() when ready(): hdr is header(con, code).
+        Waits for the answer in place up to inline_ms and returns the exchange: its code
+        is all that is kept of the answer. While that is 0 and ex.err None, `await
+        wait(ex)`; end(ex) in every case. A link fault is the exchange's error. None, and
+        nothing sent, when the payload is above block_size: that takes Block1 (request())."""
+        n = self.body.tell()
+        if n - self._at > self.block_size:
+            return None
+        if n + 8 > self.bufsize:
+            raise ValueError("message larger than buffer")
+        ex = self._take(None)
+        ex.light = True
+        self._send(ex, hdr, self.timeout_ms)
+        return ex
+
+    def _send(self, ex, hdr, timeout_ms):
+        # ex's datagram: header and token, then the staged options and payload, in a free
+        # send slot; matched by token and (a CON) by Message ID; sent, then the inline
+        # wait. One flat function: each call costs about as much as a dozen bytecodes
+        # here, and this frame goes to the heap anyway (more than 11 words).
+        b = self.body
+        n = b.tell()
+        if n == self._at:
+            n -= 1  # no payload: no marker either (§3)
+        slot = self._free.pop()
+        ex.slot = slot
+        buf = slot[0]
+        ex.buf = buf
+        mid = (self._mid + 1) & 0xFFFF
+        self._mid = mid
+        buf[1] = hdr & 0xFF
+        buf[2] = mid >> 8
+        buf[3] = mid & 0xFF
+        t = ex.token
+        b.seek(0)
+        if t is None or t < 0:
+            buf[0] = hdr >> 8
+            b.readinto(slot[1], n)
+            n += 4
+        else:
+            buf[0] = (hdr >> 8) | 4
+            buf[4] = (t >> 24) & 0xFF
+            buf[5] = (t >> 16) & 0xFF
+            buf[6] = (t >> 8) & 0xFF
+            buf[7] = t & 0xFF
+            b.readinto(slot[2], n)
+            n += 8
+        ex.n = n
+        if t is not None:
+            self._by_token[t] = ex
+        con = hdr >> 12 == 4  # version 1, type CON
         if con:
             ex.mid = mid
             self._by_mid[mid] = ex
         ex.acked = not con
-        ex.msg = ex.err = None
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-        # Initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] (§4.2).
-        # Integer arithmetic: no float objects per request.
-        to = self.ack_timeout_ms + ((random.getrandbits(16) * self._ack_span) >> 16)
-        tries = 0
+        ex.code = 0
+        # The retransmission timer starts from the send time kept in rto_at; wait() sets
+        # it (rto 0 until then): most answers come within the inline wait, which is
+        # shorter than ACK_TIMEOUT.
+        ex.rto = 0
+        now = _ticks_ms()
+        ex.rto_at = now
+        ex.deadline = _ticks_add(now, timeout_ms)
         try:
             self.transport.send(buf, n)
-            self.sent += 1
-            while ex.msg is None and ex.err is None:
-                left = time.ticks_diff(deadline, time.ticks_ms())
-                if left <= 0:
-                    raise Timeout("no response") if ex.acked else NoAck("no ACK")
-                wait = left if ex.acked else min(left, to)
-                # Sleep until the receive loop wakes us (_wake) or the time is up.
-                if _tasks is not None:
-                    ex.task = asyncio.core.cur_task
-                    try:
-                        await asyncio.sleep_ms(wait)
-                    finally:
-                        ex.task = None
-                else:
-                    ex.task = asyncio.Event()
-                    try:
-                        await asyncio.wait_for_ms(ex.task.wait(), wait)
-                    except asyncio.TimeoutError:
-                        pass
-                    ex.task = None
-                # Retransmit only when the ACK timeout (not the overall deadline) ran out.
-                if wait < left and not ex.acked and ex.msg is None and ex.err is None:
-                    if tries >= self.max_retransmit:
-                        raise NoAck("no ACK after %d retransmissions" % tries)
-                    tries += 1
-                    to *= 2  # binary exponential back-off (§4.2)
+        except OSError:  # no `as e`: see _xmit_again
+            if not self._xmit_again(ex):
+                return
+        self.sent += 1
+        if self.inline_ms and self._poll is not None:
+            self._inline(ex)
+
+    def _xmit_again(self, ex):
+        # After a failed send: once more, keeping the error (raised by wait()) if it fails
+        # again. Apart, because `except ... as e` makes a frame larger.
+        try:
+            self.transport.send(ex.buf, ex.n)
+        except OSError as e:
+            ex.err = e
+            return False
+        return True
+
+    def end(self, ex):
+        """Forget a request (answered, failed or abandoned) and free its send slot."""
+        slot = ex.slot
+        if slot is None:
+            return
+        ex.slot = ex.buf = None
+        if ex.mid >= 0:
+            self._by_mid.pop(ex.mid, None)
+            ex.mid = -1
+        t = ex.token
+        if ex.on_response is None or ex.msg is None or ex.msg.opt(m.OBSERVE) is None:
+            self._by_token.pop(t, None)
+        if t == _EMPTY:
+            if ex.code:
+                self._empty_free = self._quiet is None
+            else:
+                # Abandoned: a late answer could still come with the empty token and be taken
+                # for the next request's, so random tokens until it cannot (§4.8.2).
+                self._quiet = _ticks_add(_ticks_ms(), _EXCHANGE_LIFETIME_MS)
+        self._free.append(slot)
+        if self._slot_waiting:
+            self._slot_ev.set()
+        if ex.pooled:
+            ex.msg = ex.err = None  # the caller has read the response; the object is reused
+            self._spare.append(ex)
+
+    def _inline(self, ex):
+        # Wait for ex's answer in place, up to inline_ms and never past its first
+        # retransmission time, handling every datagram that arrives meanwhile.
+        end = _ticks_add(ex.rto_at, self.inline_ms if self.inline_ms < self.ack_timeout_ms else self.ack_timeout_ms)
+        while ex.code == 0 and ex.err is None:
+            left = self._left(end)
+            if left <= 0 or next(self._poll.ipoll(left), None) is None:
+                return
+            self._read_one()
+
+    def _left(self, end):
+        # Milliseconds the inline wait may still take: until end, and never past the
+        # time another task is due (a ready task, a timer): no task waits for it.
+        now = _ticks_ms()
+        left = _ticks_diff(end, now)
+        if _tasks is not None:
+            t = _tasks.peek()
+            if t is not None and _ticks_diff(t.ph_key, now) < left:
+                left = _ticks_diff(t.ph_key, now)
+        return left
+
+    async def wait(self, ex):
+        """Await the answer to a sent request: retransmits a CON with exponential back-off
+        (§4.2) until it is ACKed, then waits for the response until the deadline. Raises
+        NoAck, Timeout, Reset, or the link's OSError."""
+        if ex.rto == 0 and ex.code == 0:
+            # Initial timeout: random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR] from
+            # the send (§4.2). Integer arithmetic: no float objects per request.
+            ex.rto = self.ack_timeout_ms + ((_getrandbits(16) * self._ack_span) >> 16)
+            ex.rto_at = _ticks_add(ex.rto_at, ex.rto)
+            ex.tries = 0
+        while ex.code == 0 and ex.err is None:
+            now = _ticks_ms()
+            left = _ticks_diff(ex.deadline, now)
+            if left <= 0:
+                raise Timeout("no response") if ex.acked else NoAck("no ACK")
+            wait = left
+            if not ex.acked:
+                due = _ticks_diff(ex.rto_at, now)
+                if due <= 0:
+                    if ex.tries >= self.max_retransmit:
+                        raise NoAck("no ACK after %d retransmissions" % ex.tries)
+                    ex.tries += 1
+                    ex.rto *= 2  # binary exponential back-off (§4.2)
+                    ex.rto_at = _ticks_add(now, ex.rto)
                     self.retransmissions += 1
-                    self.transport.send(buf, n)
+                    self.transport.send(ex.buf, ex.n)
                     self.sent += 1
-            if ex.err is not None:
-                raise ex.err
-            return ex.msg
-        finally:
-            if con:
-                self._by_mid.pop(mid, None)
-            if ex.on_response is None or ex.msg is None or ex.msg.opt(m.OBSERVE) is None:
-                self._by_token.pop(ex.token, None)
+                    continue
+                if due < wait:
+                    wait = due
+            # Sleep until the receive loop wakes us (_wake) or the time is up.
+            if _tasks is not None:
+                ex.task = asyncio.core.cur_task
+                try:
+                    await asyncio.sleep_ms(wait)
+                finally:
+                    ex.task = None
+            else:
+                ex.task = asyncio.Event()
+                try:
+                    await asyncio.wait_for_ms(ex.task.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+                ex.task = None
+        if ex.err is not None:
+            raise ex.err
 
     async def ping(self, timeout_ms=None):
         """CoAP ping (§4.3): an empty CON answered by RST. True when the peer answered."""
+        await self._slot()
         ex = _Exchange()
-        mid = self.next_mid()
-        if not self._free:
-            await self._slot()
-        buf = self._free.pop()
+        self.stage(_NO_ROUTE)
+        self._send(ex, _CON_EMPTY, timeout_ms or self.timeout_ms)
         try:
-            n = m.header_into(buf, m.CON, m.EMPTY, mid, b"")
-            await self._transact(ex, buf, n, True, timeout_ms or self.timeout_ms)
+            await self.wait(ex)
         except Reset:
             return True
         except Timeout:
             return False
         finally:
-            self._free.append(buf)
-            self._slot_ev.set()
+            self.end(ex)
         return True
 
     # ---- receiving ----------------------------------------------------------
     async def _rx_loop(self):
         # One datagram per wake-up: the IO queue polls again before the next read, so
         # an empty socket is never read (on this port a would-block recv() costs an
-        # exception and a lost 1280-byte buffer).
-        tr = self.transport
-        buf = self._rx
+        # exception and a lost buffer of the size asked for).
+        sock = self.transport.sock
         while True:
             if _wait_readable is not None:
-                yield _wait_readable(tr.sock)
+                yield _wait_readable(sock)
             else:
                 await asyncio.sleep_ms(5)
-            try:
-                n = tr.recv_into(buf)
-            except OSError as e:
-                # ECONNREFUSED: an ICMP port unreachable came back for a datagram of
-                # ours, so nobody serves that port now. Requests still waiting for an
-                # ACK fail with it (the caller's link supervisor decides what next)
-                # instead of retransmitting into the void until they time out.
-                self.rx_error = e
-                self._fail_unacked(e)
-                continue
-            except MemoryError as e:  # a full heap must not end the loop: try again later
-                self.rx_error = e
-                gc.collect()
+            if not self._read_one():
                 await asyncio.sleep_ms(10)
-                continue
-            if n is None:
-                continue
-            if n > len(buf):
+
+    def _read_one(self):
+        # Read and handle one datagram, if one is waiting; False after a MemoryError (the
+        # caller backs off). Nothing that arrives may end the receive loop. The usual one,
+        # a piggybacked ACK answering a light request, is handled right here.
+        try:
+            d = self.transport.recv(self._maxlen)
+            if d is None:
+                return True
+            if len(d) > self.bufsize:
                 # Larger than any message we accept (a full block with header and options):
-                # dropped whole, never parsed cut short (RFC 7252 §4.6 leaves the size to us).
+                # dropped whole (RFC 7252 §4.6 leaves the size to us).
                 self.oversized += 1
                 self.rejected += 1
-                continue
+                return True
             self.received += 1
-            self.last_rx = time.ticks_ms()
-            try:
-                self._on_datagram(buf, n)
-            except Exception as e:  # e.g. an observer's callback: that datagram only, never the loop
-                self.rx_error = e
-                self.rejected += 1
+            self.last_rx = _ticks_ms()
+            if len(d) >= 4 and d[0] & 0xF0 == 0x60 and d[1] >= 64:  # version 1, ACK, a response
+                ex = self._by_mid.get((d[2] << 8) | d[3])
+                if ex is not None and ex.light and _token(d) == ex.token:
+                    ex.acked = True
+                    ex.code = d[1]
+                    if ex.task is not None:
+                        _wake(ex)
+                    return True
+            self._on_datagram(d)
+        except Exception as e:
+            return self._rx_fault(e)
+        return True
 
-    def _fail_unacked(self, err):
-        for ex in list(self._by_mid.values()):
-            if not ex.acked and ex.msg is None:
-                ex.done(err=err)
+    def _rx_fault(self, e):
+        if isinstance(e, OSError):
+            if e.args[0] in _EAGAIN:
+                return True  # nothing was waiting after all
+            # ECONNREFUSED: an ICMP port unreachable came back for a datagram of ours, so
+            # nobody serves that port now. Requests still waiting for an ACK fail with it
+            # (the caller's link supervisor decides what next) instead of retransmitting
+            # into the void until they time out.
+            self.rx_error = e
+            for ex in list(self._by_mid.values()):
+                if not ex.acked and ex.code == 0:
+                    ex.done(err=e)
+            return True
+        self.rx_error = e
+        if isinstance(e, MemoryError):  # a full heap: try again a little later
+            self.nomem += 1
+            gc.collect()
+            return False
+        self.rejected += 1  # e.g. a malformed datagram that got past the checks: that one only
+        return True
+
+    def _on_datagram(self, d):
+        # One datagram: match it to its exchange, answer it.
+        if len(d) < 4 or d[0] >> 6 != 1:
+            self.rejected += 1  # not even a header to answer (§4.2: silently ignore)
+            return
+        t = (d[0] >> 4) & 3
+        mid = (d[2] << 8) | d[3]
+        if d[1] == _CODE_EMPTY:
+            self._on_empty(d, t, mid)
+        elif t == _RST or d[0] & 15 > 8:
+            self._bad(t, mid)
+        elif t != _CON or not self._dup(mid):
+            ex = self._match(d, t, mid)
+            if ex is not None:
+                self._deliver(ex, d, t)
+
+    def _on_empty(self, d, t, mid):
+        if d[0] & 15 or len(d) > 4:
+            self._bad(t, mid)  # an empty message with content (§4.1)
+        elif t == _CON:
+            self._reply(_RST, mid)  # CoAP ping (§4.3)
+        elif t != _NON:
+            ex = self._by_mid.get(mid)
+            if ex is not None:
+                ex.acked = True
+                if t == _RST:
+                    ex.err = Reset("RST for message %d" % mid)
+                _wake(ex)
+
+    def _match(self, d, t, mid):
+        # The exchange a response answers: by Message ID for an ACK (whose token must
+        # match too), else by token; None (and RST a CON or NON) when nobody waits for it.
+        if t == _ACK:
+            ex = self._by_mid.get(mid)
+            if ex is not None and _token(d) == ex.token:
+                return ex
+        elif d[1] >> 5 >= 2 and d[1] >> 5 <= 5:
+            ex = self._by_token.get(_token(d))
+            if ex is not None:
+                return ex
+        # A response nobody waits for, or a request to this client: rejected (§4.3, RFC 7641 §3.6).
+        self.rejected += 1
+        if t != _ACK:
+            self._reply(_RST, mid)
+            if t == _CON:
+                self._remember(mid, _RST)
+        return None
+
+    def _deliver(self, ex, d, t):
+        msg = None
+        if not ex.light:
+            msg = self._decode(d, t)
+            if msg is None:
+                return
+        if t == _CON:
+            self._reply(_ACK, (d[2] << 8) | d[3])  # ACK every CON response, separate or notification (§5.2.2)
+            self._remember((d[2] << 8) | d[3], _ACK)
+        ex.acked = True
+        if msg is None:
+            ex.code = d[1]  # all a light request wants: no Message, no allocation
+            _wake(ex)
+        elif ex.on_response is not None and ex.msg is not None:
+            self._notify(ex, msg)  # a later notification of an observation
+        else:
+            ex.done(msg)
+
+    def _notify(self, ex, msg):
+        try:
+            ex.on_response(msg)
+        except Exception as e:  # the observer's callback: that notification only, never the loop
+            self.rx_error = e
+            self.rejected += 1
+
+    def _decode(self, d, t):
+        try:
+            return m.decode(d)
+        except FormatError:
+            self._bad(t, (d[2] << 8) | d[3])
+            return None
 
     def _reply(self, mtype, mid):
         b = self._small
@@ -336,87 +698,45 @@ class Client:
         b[1] = 0
         b[2] = mid >> 8
         b[3] = mid & 0xFF
-        try:
-            self.transport.send(b)
-        except OSError as e:
-            self.rx_error = e
+        self._send_small()
 
-    def _seen(self, mid):
-        # Duplicate detection of incoming CON messages (§4.5); returns the reply type
-        # that was sent for it, or -1.
-        now = time.ticks_ms()
+    def _send_small(self):
+        try:
+            self.transport.send(self._small)
+        except OSError:
+            self.rx_error = OSError("could not send an ACK or RST")
+
+    def _dup(self, mid):
+        # An incoming CON seen before (§4.5): the reply sent the first time is sent again.
+        if mid not in self._dmid:
+            return False
+        now = _ticks_ms()
         for i in range(_DEDUP):
-            if self._dmid[i] == mid and time.ticks_diff(now, self._dtime[i]) < _EXCHANGE_LIFETIME_MS:
-                return self._dtype[i]
-        return -1
+            if self._dmid[i] == mid and _ticks_diff(now, self._dtime[i]) < _EXCHANGE_LIFETIME_MS:
+                self.duplicates += 1
+                self._reply(self._dtype[i], mid)
+                return True
+        return False
 
     def _remember(self, mid, reply):
         i = self._di
         self._dmid[i] = mid
         self._dtype[i] = reply
-        self._dtime[i] = time.ticks_ms()
+        self._dtime[i] = _ticks_ms()
         self._di = (i + 1) % _DEDUP
-
-    def _on_datagram(self, buf, n):
-        if n < 4 or buf[0] >> 6 != 1:
-            self.rejected += 1  # not even a header to answer (§4.2: silently ignore)
-            return
-        t = (buf[0] >> 4) & 3
-        tkl = buf[0] & 15
-        code = buf[1]
-        mid = (buf[2] << 8) | buf[3]
-        if code == m.EMPTY:
-            if tkl or n > 4:
-                self._bad(t, mid)
-            elif t == m.ACK or t == m.RST:
-                ex = self._by_mid.get(mid)
-                if ex is not None:
-                    ex.acked = True
-                    ex.done(err=Reset("RST for message %d" % mid) if t == m.RST else None)
-            elif t == m.CON:
-                self._reply(m.RST, mid)  # CoAP ping (§4.3)
-            return
-        if t == m.RST or tkl > 8:
-            self._bad(t, mid)
-            return
-        if t == m.CON:
-            dup = self._seen(mid)
-            if dup >= 0:
-                self.duplicates += 1
-                self._reply(dup, mid)  # re-send what we answered the first time
-                return
-        code_class = code >> 5
-        # Our tokens are 4 bytes holding an int (see _Exchange): read it without allocating.
-        tok = (buf[4] << 24 | buf[5] << 16 | buf[6] << 8 | buf[7]) if tkl == 4 and n >= 8 else -1
-        ex = None
-        if t == m.ACK:
-            ex = self._by_mid.get(mid)
-        elif code_class >= 2 and code_class <= 5:
-            ex = self._by_token.get(tok)
-        if ex is None or (t == m.ACK and tok != ex.token):
-            # A response nobody waits for (or a request to this client): reject (§4.3, RFC 7641 §3.6).
-            self.rejected += 1
-            if t != m.ACK:
-                self._reply(m.RST, mid)
-                if t == m.CON:
-                    self._remember(mid, m.RST)
-            return
-        try:
-            msg = m.decode(buf, n)
-        except FormatError:
-            self._bad(t, mid)
-            return
-        if t == m.CON:
-            self._reply(m.ACK, mid)  # ACK every CON response, separate or notification (§5.2.2)
-            self._remember(mid, m.ACK)
-        ex.acked = True
-        if ex.on_response is not None and ex.msg is not None:
-            ex.on_response(msg)  # a later notification of an observation
-            return
-        ex.done(msg)
 
     def _bad(self, t, mid):
         # Message format error: reject a CON with RST, ignore anything else (§4.2, §4.3).
         self.rejected += 1
-        if t == m.CON:
-            self._reply(m.RST, mid)
+        if t == _CON:
+            self._reply(_RST, mid)
+
+
+def _token(d):
+    # The token as the int the client keys exchanges by: -1 empty, -2 none of ours.
+    tkl = d[0] & 15
+    if tkl == 0:
+        return _EMPTY
+    if tkl != 4 or len(d) < 8:
+        return -2
+    return (d[4] << 24) | (d[5] << 16) | (d[6] << 8) | d[7]

@@ -105,6 +105,11 @@ class DtlsTransport(UdpTransport):
             raise ValueError("coaps: a message over %d bytes (use a smaller block size)" % MAX_MESSAGE)
         UdpTransport.send(self, data, n)
 
+    def recv(self, maxlen):
+        # recv, not read(n): one record per call on the DTLS socket (DESIGN §7). Nothing
+        # waiting raises OSError (EAGAIN, or mbedTLS's WANT_READ) or gives None.
+        return self.sock.recv(maxlen)
+
     def recv_into(self, buf):
         # recv, not read(n): one record per call on the DTLS socket (DESIGN §7).
         try:

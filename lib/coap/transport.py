@@ -4,6 +4,8 @@
 import socket
 
 _EAGAIN = (11, 35)  # Linux/lwIP, macOS
+_MSG_PEEK = getattr(socket, "MSG_PEEK", 0)
+_SHORT = 256  # datagrams shorter than this (ACKs, answers, most notifications) are read through a peek (recv)
 
 
 class UdpTransport:
@@ -15,6 +17,8 @@ class UdpTransport:
         self.host = host
         self.port = port
         self.sock = None
+        self._peek = False
+        self._one = bytearray(1)
 
     def open(self):
         self.close()
@@ -27,6 +31,14 @@ class UdpTransport:
             s.close()
             raise
         self.sock = s
+        self._peek = False
+        if _MSG_PEEK:
+            try:
+                s.recv(1, _MSG_PEEK)  # nothing is there yet: EAGAIN if recv takes flags
+            except OSError:
+                self._peek = True
+            except TypeError:  # ports whose recv takes no flags (ESP32, RP2)
+                pass
 
     def send(self, data, n=-1):
         """Send data, or its first n bytes: stream write(buf, n) sends that prefix as one
@@ -38,16 +50,27 @@ class UdpTransport:
         else:
             self.sock.write(data, n)
 
+    def recv(self, maxlen):
+        """One datagram (bytes; at most maxlen of it). Raises OSError EAGAIN when nothing
+        is waiting. recv(), not readinto(): MicroPython's stream readinto keeps reading
+        until the buffer is full or the socket would block, so it glues queued datagrams
+        together. recv(n) allocates n bytes, found by a search of the heap, per call;
+        where recv takes flags (the unix port), a short datagram (most answers and ACKs)
+        is peeked at with a small buffer instead, then dropped from the queue by reading
+        one byte of it into a buffer kept for that."""
+        if self._peek:
+            d = self.sock.recv(_SHORT, _MSG_PEEK)
+            if len(d) < _SHORT:
+                self.sock.readinto(self._one, 1)  # consumes the whole datagram
+                return d
+        return self.sock.recv(maxlen)
+
     def recv_into(self, buf):
         """Bytes received (one datagram), or None when nothing is waiting. A datagram
         longer than buf is not copied: the length returned is then > len(buf), and the
         caller drops it (cut to the buffer it could pass for a shorter, valid message)."""
         try:
-            # Not sock.readinto(buf): MicroPython's stream readinto keeps reading until buf
-            # is full or the socket would block, so it glues queued datagrams together.
-            # recv() returns exactly one datagram (at the cost of one allocation); one
-            # byte more than buf tells an oversized datagram from one that fits exactly.
-            data = self.sock.recv(len(buf) + 1)
+            data = self.recv(len(buf) + 1)  # one byte more tells an oversized datagram apart
         except OSError as e:
             if e.args[0] in _EAGAIN:
                 return None

@@ -6,32 +6,47 @@
 import asyncio
 import time
 
+try:
+    from micropython import const
+except ImportError:  # CPython (type checks)
+
+    def const(x):
+        return x
+
+
 from coap import message as m
 from coap.client import Client, Route
 from coap.errors import CoapError, NoAck
 from tbdevice import errors
 
 # Operations (shared with other links).
-TELEMETRY = 0
-ATTRIBUTES = 1
-ATTRIBUTES_GET = 2
-RPC_CALL = 3
-RPC_REPLY = 4
-CLAIM = 5
-PROVISION = 6
+TELEMETRY = const(0)
+ATTRIBUTES = const(1)
+ATTRIBUTES_GET = const(2)
+RPC_CALL = const(3)
+RPC_REPLY = const(4)
+CLAIM = const(5)
+PROVISION = const(6)
 _NAMES = ("telemetry", "attributes", "attribute request", "rpc", "rpc reply", "claim", "provision")
 
 _ETIMEDOUT = 110
+_CON_POST = const(0x4002)  # coap.client.header(True, POST)
+_NON_POST = const(0x5002)
 
 # Downlink kinds handed to the Downlink's queue.
 ATTRIBUTE_UPDATE = 0
 RPC_REQUEST = 1
 
 
+async def _raise(e):
+    raise e
+
+
 class CoapLink:
     def __init__(self, host, port=5683, token=None, con=True, client=None, log=None, **coap):
         self.client = client or Client(host, port, **coap)
         self.con = con
+        self.codec = None  # set by the Device: what post() writes telemetry and attributes with
         self.log = log
         self.token = None
         self._obs = []
@@ -69,15 +84,85 @@ class CoapLink:
     def retransmissions(self):
         return self.client.retransmissions
 
+    def _route(self, op, rid):
+        if op == RPC_REPLY:
+            return Route(self._base + "rpc/" + str(rid))
+        if op == PROVISION:
+            return Route("api/v1/provision")
+        return self._routes[op]
+
+    def post(self, op, body, arg=None):
+        """An uplink answered by a code only (telemetry, attributes, RPC reply, claim),
+        without a coroutine: the body (bytes or str; for telemetry and attributes the
+        values, which self.codec writes) goes straight into the client's send buffer;
+        arg is the telemetry's ts or the RPC reply's id. None once answered with success;
+        otherwise an awaitable: the rest (no answer within the client's inline wait, every
+        send slot busy, a body above one block), or an error the await raises."""
+        cl = self.client
+        if not cl.ready():
+            return self._slow(op, body, arg)
+        self._stage(op, arg)
+        if op == TELEMETRY:
+            self.codec.write_telemetry(cl.body, body, arg)
+        elif op == ATTRIBUTES:
+            self.codec.write_attributes(cl.body, body)
+        elif body:
+            cl.body.write(body)
+        ex = cl.send(_CON_POST if self.con else _NON_POST)
+        if ex is None:
+            return self._big(op, arg)
+        if ex.code == 0 and ex.err is None:  # no answer yet
+            return self._rest(ex, op)
+        return self._result(ex, op)
+
+    def _stage(self, op, arg):
+        self.client.stage(self._route(op, arg))
+
+    def _slow(self, op, body, arg):
+        if op == TELEMETRY:
+            body = self.codec.telemetry(body, arg)
+        elif op == ATTRIBUTES:
+            body = self.codec.attributes(body)
+        return self.request(op, body, None, None, arg)
+
+    def _big(self, op, arg):
+        # Above one block: Block1 (RFC 7959), through request().
+        return self.request(op, self.client.payload(), None, None, arg)
+
+    async def _rest(self, ex, op):
+        cl = self.client
+        try:
+            await cl.wait(ex)
+        except NoAck as e:
+            cl.end(ex)
+            self._no_ack(e)
+        except BaseException:  # CancelledError too: the send slot is freed
+            cl.end(ex)
+            raise
+        r = self._result(ex, op)
+        if r is not None:
+            await r
+
+    def _result(self, ex, op):
+        # Ends ex; None for success, else an awaitable raising the error.
+        c = ex.code
+        e = ex.err
+        self.client.end(ex)
+        if e is None and c >> 5 == 2:
+            return None
+        return _raise(e if e is not None else errors.for_code(c, _NAMES[op]))
+
+    def _no_ack(self, e):
+        if self.client.transport.secure:
+            # Over DTLS no ACK at all means the server no longer knows our session (restarted, or
+            # its state expired, spec §12): a link fault, so the supervisor handshakes again.
+            raise OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
+        raise e
+
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """Send one operation; returns the answer's payload (None for an attribute
         request that found nothing). Error codes raise TbError subclasses."""
-        if op == PROVISION:
-            route = Route("api/v1/provision")
-        elif op == RPC_REPLY:
-            route = Route(self._base + "rpc/" + str(rid))
-        else:
-            route = self._routes[op]
+        route = self._route(op, rid)
         opts = ()
         if query:
             # One Uri-Query option per name=value (spec §6.1).
@@ -85,12 +170,8 @@ class CoapLink:
         code = m.GET if op == ATTRIBUTES_GET else m.POST
         try:
             msg = await self.client.request(code, route, body, opts, self.con, timeout_ms)
-        except NoAck:
-            if not self.client.transport.secure:
-                raise
-            # Over DTLS no ACK at all means the server no longer knows our session (restarted, or
-            # its state expired, spec §12): a link fault, so the supervisor handshakes again.
-            raise OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
+        except NoAck as e:
+            self._no_ack(e)
         c = msg.code
         if c >> 5 == 2:
             return msg.payload

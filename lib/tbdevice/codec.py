@@ -4,7 +4,7 @@
 import json
 
 from tbdevice import errors
-from tbdevice.jsonenc import dumps
+from tbdevice.jsonenc import dump, dumps
 
 
 # What the device parses from the network is bounded before parsing (issue 8): the
@@ -73,6 +73,14 @@ class JsonCodec:
 
     def attributes(self, attrs):
         return dumps(attrs)
+
+    # The same two bodies written to a stream (the CoAP client's send buffer), so that no
+    # payload object is made per message.
+    def write_telemetry(self, stream, values, ts=None):
+        dump(values if ts is None else telemetry_body(values, ts), stream)
+
+    def write_attributes(self, stream, attrs):
+        dump(attrs, stream)
 
     def rpc_call(self, method, params):
         return dumps({"method": method, "params": params})

@@ -6,6 +6,38 @@ import random
 from tbdevice import coaplink as op
 from tbdevice.codec import JsonCodec
 
+try:
+    from types import coroutine  # CPython: a generator is awaitable when marked so
+except ImportError:
+
+    def coroutine(f):
+        return f
+
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_TELEMETRY = const(0)  # coaplink.TELEMETRY, folded here
+_ATTRIBUTES = const(1)  # coaplink.ATTRIBUTES
+
+
+@coroutine
+def _finished():
+    return
+    yield  # noqa: a generator
+
+
+# What an uplink answered at once returns: an exhausted generator, which `await` resumes
+# as "return None" without raising or allocating (MicroPython, py/objgenerator.c).
+_DONE = _finished()
+for _ in _DONE:
+    pass
+
 
 class Device:
     """One device identified by its access token.
@@ -20,6 +52,7 @@ class Device:
                  **coap):
         self.link = link or op.CoapLink(host, port, token, con, client, log, **coap)
         self.codec = codec or JsonCodec()
+        self.link.codec = self.codec  # link.post() writes telemetry and attributes with it
         self.clock = clock
         self.log = log
         self._lock = asyncio.Lock()
@@ -84,21 +117,54 @@ class Device:
                 self._fails = 0
                 return r
             except OSError as e:
-                if self.log:
-                    self.log("link down: %r" % e)
-                self.link.drop()
-                await self._reopen(wait=True)
+                await self._fault(e)
+
+    async def _fault(self, e):
+        if self.log:
+            self.log("link down: %r" % e)
+        self.link.drop()
+        await self._reopen(wait=True)
+
+    def _post(self, operation, body, arg):
+        # An uplink answered by a code only goes out at once (link.post; arg: ts, or the
+        # RPC's id). When the answer came within the client's inline wait, which is usual,
+        # the awaitable returned is already done: no coroutine, no allocation. Else the
+        # rest is awaited in _rest, which also re-opens the link after a fault.
+        r = self.link.post(operation, body, arg)
+        if r is None:
+            self._fails = 0
+            return _DONE
+        return self._rest(r, operation, body, arg)
+
+    async def _rest(self, r, operation, body, arg):
+        while True:
+            if r is not None:
+                try:
+                    await r
+                except OSError as e:
+                    await self._fault(e)
+                    r = self.link.post(operation, body, arg)
+                    continue
+            self._fails = 0
+            return
 
     # ---- uplink ------------------------------------------------------------------
-    async def send_telemetry(self, values, ts=None):
+    # These send at the call and return an awaitable (await it): errors, the server's
+    # included, surface when it is awaited.
+    def send_telemetry(self, values, ts=None):
         """values: {key: value}, {"ts", "values"} or a list of either. Without ts, the
         device clock (when set) stamps it."""
         if ts is None and self.clock is not None and not isinstance(values, list):
             ts = self.clock()
-        await self.request(op.TELEMETRY, self.codec.telemetry(values, ts))
+        r = self.link.post(_TELEMETRY, values, ts)  # _post(), inlined: the most frequent call
+        if r is None:
+            self._fails = 0
+            return _DONE
+        return self._rest(r, _TELEMETRY, values, ts)
 
-    async def send_attributes(self, attrs):
-        await self.request(op.ATTRIBUTES, self.codec.attributes(attrs))
+    def send_attributes(self, attrs):
+        """Client attributes {key: value}."""
+        return self._post(_ATTRIBUTES, attrs, None)
 
     async def request_attributes(self, client_keys=None, shared_keys=None):
         """{"client": {..}, "shared": {..}}; both sections always present, empty when
@@ -112,13 +178,13 @@ class Device:
         payload = await self.request(op.RPC_CALL, self.codec.rpc_call(method, params), None, timeout_ms)
         return self.codec.rpc_response(payload)
 
-    async def claim(self, secret_key=None, duration_ms=None):
+    def claim(self, secret_key=None, duration_ms=None):
         """Claiming info (spec §14); with neither argument the body is empty (defaults)."""
-        await self.request(op.CLAIM, self.codec.claim(secret_key, duration_ms))
+        return self._post(op.CLAIM, self.codec.claim(secret_key, duration_ms), None)
 
-    async def reply_rpc(self, request_id, result):
+    def reply_rpc(self, request_id, result):
         """Reply to a server-side RPC: rpc/{id} with a JSON object (spec §7)."""
-        await self.request(op.RPC_REPLY, self.codec.rpc_reply(result), rid=request_id)
+        return self._post(op.RPC_REPLY, self.codec.rpc_reply(result), request_id)
 
     # ---- downlink: shared attributes and server-side RPC (spec §6, §7) -------------
     def _down(self):

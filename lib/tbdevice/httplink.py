@@ -11,7 +11,7 @@ from httpclient.errors import BadResponse, HttpError
 from httpclient.errors import Timeout as HttpTimeout
 from tbdevice import errors
 from tbdevice.codec import decode_json
-from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST)
+from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST, TELEMETRY, ATTRIBUTES)
 from tbdevice.jsonenc import dumps
 
 _JSON = b"application/json"
@@ -61,6 +61,8 @@ class HttpLink:
         if self.log:
             self.log(text)
 
+    codec = None  # set by the Device: what post() encodes telemetry and attributes with
+
     def set_token(self, token):
         self.token = token
         self._base = "/api/v1/" + token + "/"
@@ -103,6 +105,14 @@ class HttpLink:
             raise errors.BadPayload("%s: %s" % (what, e))
         self.fails = 0
         return r
+
+    def post(self, op, body, arg=None):
+        """An uplink answered by a status only (as CoapLink.post): here always an awaitable."""
+        if op == TELEMETRY:
+            body = self.codec.telemetry(body, arg)
+        elif op == ATTRIBUTES:
+            body = self.codec.attributes(body)
+        return self.request(op, body, None, None, arg)
 
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """One operation; returns the answer's body (None for an attribute request that

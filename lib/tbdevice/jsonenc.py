@@ -71,18 +71,40 @@ def _enc(o, out):
         out.append(json.dumps(o))
 
 
+_type = type  # module-level aliases: one lookup each, not two (globals, then builtins)
+_float = float
+_CONTAINERS = (dict, list, tuple)
+
+
+def _plain(o):
+    # True when json's own text is ThingsBoard-safe. The common case, a flat dict of
+    # numbers, is checked inline: a function call per value would cost as much as
+    # json.dump itself on MicroPython. A float is safe when 1 <= |x| <= the largest
+    # double, or x == 0 (which also rules out NaN and the infinities).
+    if _type(o) is dict:
+        for k in o:  # not o.values(): a view object per call
+            x = o[k]
+            t = _type(x)
+            if t is _float:
+                if not (1.0 <= x <= 1.7976931348623157e308 or -1.7976931348623157e308 <= x <= -1.0 or x == 0.0):
+                    return False
+            elif t in _CONTAINERS and _needs_care(x):
+                return False
+        return True
+    return not _needs_care(o)
+
+
 def dumps(o):
-    # The common case, a flat dict of numbers, checked inline: a function call per value
-    # would cost as much as json.dumps itself on MicroPython.
-    if type(o) is dict:
-        for v in o.values():
-            t = type(v)
-            if (t is float and _risky(v)) or ((t is dict or t is list or t is tuple) and _needs_care(v)):
-                break
-        else:
-            return json.dumps(o, separators=_SEP)
-    elif not _needs_care(o):
+    if _plain(o):
         return json.dumps(o, separators=_SEP)
     out = []
     _enc(o, out)
     return "".join(out)
+
+
+def dump(o, stream):
+    """dumps(o) written to a stream; allocates nothing for ordinary values."""
+    if _plain(o):
+        json.dump(o, stream, separators=_SEP)
+    else:
+        stream.write(dumps(o))

@@ -11,7 +11,7 @@
 # coap.errors.Timeout / OSError, and the caller retries from the last durable offset.
 from coap import block
 from coap import message as m
-from coap.client import Route
+from coap.route import Route
 from coap.errors import Timeout
 from tbdevice.otastate import OtaError
 

@@ -91,6 +91,12 @@ class ProtoCodec:
     def attributes(self, attrs):
         return _encode(self.profile, self.profile.ATTRIBUTES, attrs, "attributes")
 
+    def write_telemetry(self, stream, values, ts=None):
+        stream.write(self.telemetry(values, ts))
+
+    def write_attributes(self, stream, attrs):
+        stream.write(self.attributes(attrs))
+
     def rpc_call(self, method, params):
         # transportapi.RpcRequest: the server parses params as JSON text (spec §11.4).
         return _encode(tb, self._rpc_call, {"method": method, "params": dumps(params)}, "rpc")

@@ -107,3 +107,24 @@ def test_nstart_2_interleaves_and_matches_tokens(peer_factory):
     res = {x["id"]: x for x in r[0]["results"]}
     assert res["r1"]["ms"] < res["r0"]["ms"] and res["r2"]["ms"] < res["r0"]["ms"]
     assert len({d.token for d in first.values()}) == 3
+
+
+def test_empty_token_one_at_a_time_then_random_after_an_abandoned_request(peer_factory):
+    # RFC 7252 §5.3.1: the empty token suits requests made one at a time. One abandoned
+    # (no answer) could still be answered late, so until EXCHANGE_LIFETIME has passed the
+    # next requests carry random tokens and a late answer cannot be taken for theirs.
+    p = peer_factory({"a": Piggyback(), "q": Silent()})
+    r = run_client(p.port, [{"path": "a"}, {"path": "a"}, {"path": "q", "timeout_ms": 250}, {"path": "a"}, {"path": "a"}])
+    assert [x.get("code") for x in r] == ["2.05", "2.05", None, "2.05", "2.05"], r.raw
+    assert r[2]["error"] == "NoAck"
+    toks = [d.token for d in p.requests("a")]
+    assert toks[:2] == [b"", b""] and all(d.token == b"" for d in p.requests("q"))
+    assert len(toks[2]) == 4 and len(toks[3]) == 4 and toks[2] != toks[3]
+
+
+def test_tokens_of_four_random_bytes_when_asked(peer_factory):
+    p = peer_factory({"a": Piggyback()})
+    r = run_client(p.port, [{"path": "a"}, {"path": "a"}], {"empty_token": False})
+    assert [x["code"] for x in r] == ["2.05", "2.05"], r.raw
+    toks = [d.token for d in p.requests("a")]
+    assert all(len(t) == 4 for t in toks) and toks[0] != toks[1]

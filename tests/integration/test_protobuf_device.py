@@ -50,7 +50,7 @@ def _plan(sim, folder, ops, token="PB_TOKEN"):
     path = os.path.join(folder, "spec.json")
     with open(path, "w") as fh:
         json.dump(spec, fh)
-    r = mpy.run(["tests/integration/mpy/plan.py", "@" + path], heap="128K", env=_env(folder))
+    r = mpy.run(["tests/integration/mpy/plan.py", "@" + path], heap="160K", env=_env(folder))
     assert r.returncode == 0, r.stdout + r.stderr
     out = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(out) == len(ops), r.stdout + r.stderr

@@ -16,7 +16,7 @@ def _free_udp_port():
 
 
 def test_oversized_input_at_the_client():
-    r = mpy.run(["tests/unit/bounds_client.py", str(_free_udp_port())], heap="128K", timeout=60,
+    r = mpy.run(["tests/unit/bounds_client.py", str(_free_udp_port())], heap="192K", timeout=60,
                 env={"MICROPYPATH": mpy.ROOT + "/lib:.frozen"})
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout.splitlines()[-1])
