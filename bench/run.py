@@ -984,8 +984,9 @@ def goal_tables(data):
     ack = data.get("steps", {}).get("rxack", {}).get("heap")
     rows.append(("heap bytes / ACK received (`Client._read_one`, our code)", fmt(ack, 1), "0", "-", "0", _verdict(None if ack is None else ack == 0),
                  "-" if ack is None else ("missed by %s B" % fmt(ack, 1) if ack else "met")))
-    tr = C.get("transport", {}).get("heap", L.get("transport", {}).get("heap"))
-    if tr is not None:
+    tr, ar = L.get("transport", {}).get("heap"), L.get("araw", {}).get("heap")
+    if tr is not None and ar is not None:
+        tr = tr - ar  # the transport layer less asyncio's IO wait (the araw layer)
         rows.append(("heap bytes / datagram received by MicroPython's `socket.recv()` (the bytes object it returns)", fmt(tr, 1), "0 (`readinto`, which glues datagrams)",
                      "-", "(0)", "(missed)" if tr else "(met)", "%s B: the port's only datagram-preserving read allocates" % fmt(tr, 1) if tr else "-"))
     if W:

@@ -22,11 +22,11 @@ def proto_payload():
     return b"\x09" + struct.pack("<d", VALUES["temperature"]) + b"\x11" + struct.pack("<d", VALUES["humidity"])
 
 
-def coap_request(path, payload, mtype=0, code=2, observe=False):
+def coap_request(path, payload, mtype=0, code=2, observe=False, token=b"\xa1\xb2\xc3\xd4"):
     # A datagram as the stack sends it, built once by hand (RFC 7252 §3): a 4-byte token,
     # one Uri-Path option per segment, the payload; no Content-Format, as the stack sends none.
-    out = bytearray(b"\x44\x02\x12\x34\xa1\xb2\xc3\xd4")
-    out[0] = 0x44 | (mtype << 4)
+    out = bytearray(b"\x40\x02\x12\x34" + token)
+    out[0] = 0x40 | (mtype << 4) | len(token)
     out[1] = code
     prev = 0
     if observe:  # Observe (6) = 0: a zero-length value (RFC 7641 §2)
@@ -50,7 +50,8 @@ def coap_request(path, payload, mtype=0, code=2, observe=False):
 
 def raw_request(mtype=0, payload=None):
     # CON (0) or NON (1) POST api/v1/<token>/telemetry with the JSON (or given) payload.
-    return coap_request("api/v1/" + TOKEN + "/telemetry", payload_bytes() if payload is None else payload, mtype)
+    # The empty token, as the stack sends a request made one at a time (coap.client).
+    return coap_request("api/v1/" + TOKEN + "/telemetry", payload_bytes() if payload is None else payload, mtype, token=b"")
 
 
 def http_request(port, payload):

@@ -39,8 +39,8 @@ def run(case, port, metric, n, warm):
         s.readinto(buf, 4 + 4 + 4 + (0 if rpc else 3))
         nlen = 4 + 4 + 4 + 1 + (len(b'{"id":100000,"method":"setGpio","params":{"pin":2,"value":1}}') if rpc else len(b'{"setpoint":21.5}'))
         ack = bytearray(b"\x60\x00\x00\x00")
-        reply = coap_request(base + "rpc/100000", b'{"pin":2,"value":1}')
-        alen = 4 + 4
+        reply = coap_request(base + "rpc/100000", b'{"pin":2,"value":1}', token=b"")  # as the stack: the empty token
+        alen = 4
 
         def loop(k):
             for _ in range(k):

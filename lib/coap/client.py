@@ -178,11 +178,11 @@ class Client:
         # token, 4-byte token); a 4-byte buffer for ACK/RST; the stream a request is
         # written into (stage() .. send(): options, then the payload straight from its
         # encoder, e.g. json.dump, with no payload object).
-        self._free = []
+        self.slots = []  # the free ones: a request takes one from stage()/send() to end()
         for _ in range(nstart):
             b = bytearray(bufsize)
             v = memoryview(b)
-            self._free.append((b, v[4:], v[8:]))
+            self.slots.append((b, v[4:], v[8:]))
         self._slot_ev = asyncio.Event()
         self._slot_waiting = 0
         self._small = bytearray(4)
@@ -307,7 +307,7 @@ class Client:
 
     async def _slot(self):
         # Until one of the NSTART send slots is free (RFC 7252 §4.7).
-        while not self._free:
+        while not self.slots:
             self._slot_waiting += 1
             try:
                 self._slot_ev.clear()
@@ -326,10 +326,6 @@ class Client:
                 self._empty_free = False
         ex.token = token
         return ex
-
-    def ready(self):
-        """True when send() can go at once: a send slot is free."""
-        return len(self._free) > 0
 
     def stage(self, route, options=None):
         """Begin a request without a coroutine (the allocation-free path): the route's
@@ -356,7 +352,8 @@ class Client:
             raise ValueError("message larger than buffer")
 
     def send(self, hdr):
-        """Send the request staged since stage() when ready(): hdr is header(con, code).
+        """Send the request staged since stage() when a send slot is free (`slots` is not
+        empty): hdr is header(con, code).
         Waits for the answer in place up to inline_ms and returns the exchange: its code
         is all that is kept of the answer. While that is 0 and ex.err None, `await
         wait(ex)`; end(ex) in every case. A link fault is the exchange's error. None, and
@@ -380,7 +377,7 @@ class Client:
         n = b.tell()
         if n == self._at:
             n -= 1  # no payload: no marker either (§3)
-        slot = self._free.pop()
+        slot = self.slots.pop()
         ex.slot = slot
         buf = slot[0]
         ex.buf = buf
@@ -457,7 +454,7 @@ class Client:
                 # Abandoned: a late answer could still come with the empty token and be taken
                 # for the next request's, so random tokens until it cannot (§4.8.2).
                 self._quiet = _ticks_add(_ticks_ms(), _EXCHANGE_LIFETIME_MS)
-        self._free.append(slot)
+        self.slots.append(slot)
         if self._slot_waiting:
             self._slot_ev.set()
         if ex.pooled:

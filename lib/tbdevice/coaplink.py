@@ -84,9 +84,12 @@ class CoapLink:
     def retransmissions(self):
         return self.client.retransmissions
 
+    def _rpc_route(self, rid):
+        return Route(self._base + "rpc/" + str(rid))
+
     def _route(self, op, rid):
         if op == RPC_REPLY:
-            return Route(self._base + "rpc/" + str(rid))
+            return self._rpc_route(rid)
         if op == PROVISION:
             return Route("api/v1/provision")
         return self._routes[op]
@@ -99,9 +102,9 @@ class CoapLink:
         otherwise an awaitable: the rest (no answer within the client's inline wait, every
         send slot busy, a body above one block), or an error the await raises."""
         cl = self.client
-        if not cl.ready():
+        if not cl.slots:  # every send slot busy
             return self._slow(op, body, arg)
-        self._stage(op, arg)
+        cl.stage(self._routes[op] if op != RPC_REPLY else self._rpc_route(arg))
         if op == TELEMETRY:
             self.codec.write_telemetry(cl.body, body, arg)
         elif op == ATTRIBUTES:
@@ -113,10 +116,10 @@ class CoapLink:
             return self._big(op, arg)
         if ex.code == 0 and ex.err is None:  # no answer yet
             return self._rest(ex, op)
+        if ex.err is None and ex.code >> 5 == 2:
+            cl.end(ex)
+            return None
         return self._result(ex, op)
-
-    def _stage(self, op, arg):
-        self.client.stage(self._route(op, arg))
 
     def _slow(self, op, body, arg):
         if op == TELEMETRY:

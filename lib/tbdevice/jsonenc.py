@@ -4,7 +4,7 @@
 # 0.1 + 0.2 as 0.30000000000000004 (scale 17), which would become the STRING value.
 import json
 
-_SEP = (",", ":")
+SEP = (",", ":")
 _INF = float("inf")
 _NINF = -_INF
 
@@ -76,7 +76,7 @@ _float = float
 _CONTAINERS = (dict, list, tuple)
 
 
-def _plain(o):
+def plain(o):
     # True when json's own text is ThingsBoard-safe. The common case, a flat dict of
     # numbers, is checked inline: a function call per value would cost as much as
     # json.dump itself on MicroPython. A float is safe when 1 <= |x| <= the largest
@@ -95,8 +95,8 @@ def _plain(o):
 
 
 def dumps(o):
-    if _plain(o):
-        return json.dumps(o, separators=_SEP)
+    if plain(o):
+        return json.dumps(o, separators=SEP)
     out = []
     _enc(o, out)
     return "".join(out)
@@ -104,7 +104,7 @@ def dumps(o):
 
 def dump(o, stream):
     """dumps(o) written to a stream; allocates nothing for ordinary values."""
-    if _plain(o):
-        json.dump(o, stream, separators=_SEP)
+    if plain(o):
+        json.dump(o, stream, separators=SEP)
     else:
         stream.write(dumps(o))
