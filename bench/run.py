@@ -1171,7 +1171,9 @@ def main():
                         # 50 messages take well under a second; a heap too small for the
                         # stack often shows as a stall (MemoryError caught in the receive
                         # loop, then a request timeout), so give up after a few seconds.
-                        mpy.client(c, srv.port, "count", 50, 0, heap=heap, timeout=6)
+                        res = mpy.client(c, srv.port, "count", 50, 0, heap=heap, timeout=6)
+                        if res.get("nomem"):  # it ran, but only by waiting out MemoryErrors in the receive path
+                            raise BenchError("MemoryError: %d reads found no heap" % res["nomem"])
                         probe[c][heap] = "ok"
                         mpy.heaps[c] = heap
                         return

@@ -65,6 +65,9 @@ async def run(case, port, metric, n, warm):
         raise SystemExit("unknown case " + case)
     res = {}
     await ameasure(loop, metric, n, warm, res)
+    cl = getattr(dev.link, "client", None)
+    if cl is not None and cl.nomem:
+        res["nomem"] = cl.nomem  # reads that found no heap: the heap is too small for the case
     if case == "rpc" and metric == "count":
         await asyncio.sleep_ms(20)  # the last reply's POST and its ACK (in the runs with N and 0 alike)
     return res

@@ -3,9 +3,10 @@
 # coap.blockwise, observations in coap.observe; both build on request()/exchange().
 #
 # The per-message path (stage, send, _inline, _read_one, _on_datagram and what they call)
-# keeps every function's frame within the 11 words MicroPython runs on the C stack: a
-# larger frame is allocated on the heap and freed on every call (tools/mpyframes.py,
-# tests/unit/test_hot_frames.py). Hence the small helpers, and state kept on the exchange.
+# keeps its functions' frames within the 11 words MicroPython runs on the C stack: a larger
+# frame is allocated on the heap and freed on every call (tools/mpyframes.py,
+# tests/unit/test_hot_frames.py). Hence the small helpers and the state kept on the
+# exchange; _send and _read_one are the two flat exceptions, each called once a message.
 import asyncio
 import gc
 import io
@@ -292,12 +293,12 @@ class Client:
     async def exchange(self, code, route, payload=b"", options=(), con=True, timeout_ms=None, token=None, ex=None):
         """One request message and its response Message; no block-wise handling."""
         await self._slot()
-        if ex is None:
-            ex = self._take(token)
         self.stage(route, options)
         if payload:
             self.body.write(payload)
-        self._fits()
+        self._fits()  # before an exchange (and maybe the empty token) is taken
+        if ex is None:
+            ex = self._take(token)
         self._send(ex, header(con, code), timeout_ms or self.timeout_ms)
         try:
             await self.wait(ex)
@@ -352,12 +353,12 @@ class Client:
             raise ValueError("message larger than buffer")
 
     def send(self, hdr):
-        """Send the request staged since stage() when a send slot is free (`slots` is not
-        empty): hdr is header(con, code).
-        Waits for the answer in place up to inline_ms and returns the exchange: its code
-        is all that is kept of the answer. While that is 0 and ex.err None, `await
-        wait(ex)`; end(ex) in every case. A link fault is the exchange's error. None, and
-        nothing sent, when the payload is above block_size: that takes Block1 (request())."""
+        """Send the request staged since stage(), when a send slot is free (`slots` is not
+        empty); hdr is header(con, code). Waits for the answer in place up to inline_ms
+        and returns the exchange: its code is all that is kept of the answer. While that
+        is 0 and ex.err None, `await wait(ex)`; end(ex) in every case. A link fault is the
+        exchange's error. None, and nothing sent, when the payload is above block_size:
+        that takes Block1 (request())."""
         n = self.body.tell()
         if n - self._at > self.block_size:
             return None
