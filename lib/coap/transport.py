@@ -37,7 +37,7 @@ class UdpTransport:
                 s.recv(1, _MSG_PEEK)  # nothing is there yet: EAGAIN if recv takes flags
             except OSError:
                 self._peek = True
-            except TypeError:  # ports whose recv takes no flags (ESP32, RP2)
+            except TypeError:  # a port whose recv takes no flags (older releases)
                 pass
 
     def send(self, data, n=-1):
@@ -55,7 +55,8 @@ class UdpTransport:
         is waiting. recv(), not readinto(): MicroPython's stream readinto keeps reading
         until the buffer is full or the socket would block, so it glues queued datagrams
         together. recv(n) allocates n bytes, found by a search of the heap, per call;
-        where recv takes flags (the unix port), a short datagram (most answers and ACKs)
+        where recv takes flags (the unix port; ESP32 and RP2 too, by MicroPython's socket
+        docs, in current releases), a short datagram (most answers and ACKs)
         is peeked at with a small buffer instead, then dropped from the queue by reading
         one byte of it into a buffer kept for that."""
         if self._peek:
