@@ -81,7 +81,7 @@ CASE_DOC = {
     "codec": "tbdevice.codec.JsonCodec().telemetry(values)",
     "dumps": "tbdevice.jsonenc.dumps(values)",
     "jsondumps": "json.dumps(values, separators=(',', ':')) for comparison",
-    "encode": "coap.message.encode_into() with the Route's pre-encoded options",
+    "encode": "coap.message.encode_into() with the Route's pre-encoded options (the codec's; coap.client writes its header itself)",
     "decode": "coap.message.decode() of the 8-byte ACK 2.01",
     "rxack": "Client._read_one() of a piggybacked ACK 2.01 answering a pending request (heap per ACK received, our code)",
     "token": "Client.new_token()",

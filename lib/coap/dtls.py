@@ -6,7 +6,7 @@ import binascii
 import socket
 import ssl
 
-from coap.transport import UdpTransport, copy_in
+from coap.transport import UdpTransport
 
 # The handshake blocks the event loop (this port's ssl has no asynchronous DTLS handshake):
 # each wait for the server's flight is bounded below the smallest board watchdog (8 s on the
@@ -98,26 +98,9 @@ class DtlsTransport(UdpTransport):
             raw.close()
             raise OSError(_EACCES, "coaps: handshake refused: " + str(e).strip())
         s.setblocking(False)
-        self.sock = s
+        self.sock = s  # recv() (UdpTransport's, without the peek) reads one record per call (DESIGN §7)
 
     def send(self, data, n=-1):
         if (len(data) if n < 0 else n) > MAX_MESSAGE:
             raise ValueError("coaps: a message over %d bytes (use a smaller block size)" % MAX_MESSAGE)
         UdpTransport.send(self, data, n)
-
-    def recv(self, maxlen):
-        # recv, not read(n): one record per call on the DTLS socket (DESIGN §7). Nothing
-        # waiting raises OSError (EAGAIN, or mbedTLS's WANT_READ) or gives None.
-        return self.sock.recv(maxlen)
-
-    def recv_into(self, buf):
-        # recv, not read(n): one record per call on the DTLS socket (DESIGN §7).
-        try:
-            data = self.sock.recv(len(buf) + 1)  # + 1: an oversized record is dropped (transport.copy_in)
-        except OSError as e:
-            if e.args[0] in (11, 35, -0x6900):  # EAGAIN; MBEDTLS_ERR_SSL_WANT_READ
-                return None
-            raise
-        if data is None:
-            return None
-        return copy_in(buf, data)

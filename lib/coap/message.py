@@ -150,18 +150,9 @@ def encode_options(opts, prev=0):
 
 def header_into(buf, mtype, code, mid, token):
     """Write the fixed header and token into buf; returns the bytes written."""
-    if type(token) is int:  # the client's tokens: an int sent as 4 bytes, big-endian; -1 is the empty token
-        tkl = 0
-        if token >= 0:
-            buf[4] = (token >> 24) & 0xFF
-            buf[5] = (token >> 16) & 0xFF
-            buf[6] = (token >> 8) & 0xFF
-            buf[7] = token & 0xFF
-            tkl = 4
-    else:
-        tkl = len(token)
-        if tkl:
-            buf[4 : 4 + tkl] = token
+    tkl = len(token)
+    if tkl:
+        buf[4 : 4 + tkl] = token
     buf[0] = (_VERSION << 6) | (mtype << 4) | tkl
     buf[1] = code
     buf[2] = (mid >> 8) & 0xFF
@@ -172,7 +163,7 @@ def header_into(buf, mtype, code, mid, token):
 def encode_into(buf, mtype, code, mid, token, optbytes, payload):
     """Whole datagram into a preallocated buffer from pre-encoded option bytes.
     Returns its length; raises ValueError if it does not fit."""
-    n = 4 + ((4 if token >= 0 else 0) if type(token) is int else len(token)) + len(optbytes) + (len(payload) + 1 if payload else 0)
+    n = 4 + len(token) + len(optbytes) + (len(payload) + 1 if payload else 0)
     if n > len(buf):
         raise ValueError("message larger than buffer")
     i = header_into(buf, mtype, code, mid, token)

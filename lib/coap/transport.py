@@ -3,7 +3,6 @@
 # which is how responses are matched "by token and peer" (RFC 7252 §5.3.2).
 import socket
 
-_EAGAIN = (11, 35)  # Linux/lwIP, macOS
 _MSG_PEEK = getattr(socket, "MSG_PEEK", 0)
 _SHORT = 256  # datagrams shorter than this (ACKs, answers, most notifications) are read through a peek (recv)
 
@@ -66,28 +65,7 @@ class UdpTransport:
                 return d
         return self.sock.recv(maxlen)
 
-    def recv_into(self, buf):
-        """Bytes received (one datagram), or None when nothing is waiting. A datagram
-        longer than buf is not copied: the length returned is then > len(buf), and the
-        caller drops it (cut to the buffer it could pass for a shorter, valid message)."""
-        try:
-            data = self.recv(len(buf) + 1)  # one byte more tells an oversized datagram apart
-        except OSError as e:
-            if e.args[0] in _EAGAIN:
-                return None
-            raise
-        return copy_in(buf, data)
-
     def close(self):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-
-def copy_in(buf, data):
-    """Copy one received datagram into buf; its length (> len(buf) when it did not fit:
-    nothing is copied then, and a bytearray never grows)."""
-    n = len(data)
-    if n <= len(buf):
-        buf[:n] = data
-    return n

@@ -42,6 +42,16 @@ async def _raise(e):
     raise e
 
 
+def encoded(codec, op, body, arg):
+    """The payload of an uplink for post(): telemetry and attributes hold values the codec
+    encodes (arg: the telemetry's ts); the others are the payload already."""
+    if op == TELEMETRY:
+        return codec.telemetry(body, arg)
+    if op == ATTRIBUTES:
+        return codec.attributes(body)
+    return body
+
+
 class CoapLink:
     def __init__(self, host, port=5683, token=None, con=True, client=None, log=None, **coap):
         self.client = client or Client(host, port, **coap)
@@ -122,11 +132,7 @@ class CoapLink:
         return self._result(ex, op)
 
     def _slow(self, op, body, arg):
-        if op == TELEMETRY:
-            body = self.codec.telemetry(body, arg)
-        elif op == ATTRIBUTES:
-            body = self.codec.attributes(body)
-        return self.request(op, body, None, None, arg)
+        return self.request(op, encoded(self.codec, op, body, arg), None, None, arg)
 
     def _big(self, op, arg):
         # Above one block: Block1 (RFC 7959), through request().

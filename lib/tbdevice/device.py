@@ -149,8 +149,8 @@ class Device:
             return
 
     # ---- uplink ------------------------------------------------------------------
-    # These send at the call and return an awaitable (await it): errors, the server's
-    # included, surface when it is awaited.
+    # These send at the call and return an awaitable (await it): the server's errors and
+    # CoAP timeouts surface when it is awaited; a value the codec cannot encode, at the call.
     def send_telemetry(self, values, ts=None):
         """values: {key: value}, {"ts", "values"} or a list of either. Without ts, the
         device clock (when set) stamps it."""

@@ -11,7 +11,7 @@ from httpclient.errors import BadResponse, HttpError
 from httpclient.errors import Timeout as HttpTimeout
 from tbdevice import errors
 from tbdevice.codec import decode_json
-from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST, TELEMETRY, ATTRIBUTES)
+from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST, encoded)
 from tbdevice.jsonenc import dumps
 
 _JSON = b"application/json"
@@ -108,11 +108,7 @@ class HttpLink:
 
     def post(self, op, body, arg=None):
         """An uplink answered by a status only (as CoapLink.post): here always an awaitable."""
-        if op == TELEMETRY:
-            body = self.codec.telemetry(body, arg)
-        elif op == ATTRIBUTES:
-            body = self.codec.attributes(body)
-        return self.request(op, body, None, None, arg)
+        return self.request(op, encoded(self.codec, op, body, arg), None, None, arg)
 
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """One operation; returns the answer's body (None for an attribute request that

@@ -6,7 +6,6 @@ import gc
 
 from coap import message as m
 from coap.errors import FormatError
-from coap.transport import copy_in
 from tbdevice import codec as jc
 from tbdevice import errors
 from tbdevice.attributes import SharedAttributes
@@ -48,13 +47,6 @@ def test_option_count_is_bounded():
     assert len(m.decode(_datagram(m.MAX_OPTIONS)).options) == m.MAX_OPTIONS
     data = _datagram(1200)  # one datagram of one-byte options: would be 1200 tuples
     _refused_without_leak(lambda: m.decode(data), FormatError)
-
-
-def test_oversized_datagram_is_not_copied():
-    buf = bytearray(16)
-    assert copy_in(buf, b"x" * 10) == 10 and buf[:10] == b"x" * 10
-    n = copy_in(buf, b"y" * 17)
-    assert n == 17 and len(buf) == 16 and buf[:10] == b"x" * 10  # dropped: nothing copied, never grown
 
 
 def test_json_size_is_bounded():
