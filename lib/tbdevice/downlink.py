@@ -69,11 +69,12 @@ class Downlink:
         data = self.device.codec.attribute_update(payload)
         # The first answer of each subscription is the whole state (spec §6.2).
         changed, deleted = self.attributes.replace(data) if initial else self.attributes.apply(data)
-        if changed or deleted:
+        if (changed or deleted) and self.device.log:  # no text is made when nobody reads it
             self._say("attributes: %s%s" % (changed, " deleted %s" % deleted if deleted else ""))
 
     async def _rpc(self, payload):
         req = self.device.codec.rpc_request(payload)
         reply = await self.rpc.handle(req)
-        self._say("rpc %d %s(%s) -> %s" % (req["id"], req.get("method"), req.get("params"), reply))
+        if self.device.log:
+            self._say("rpc %d %s(%s) -> %s" % (req["id"], req.get("method"), req.get("params"), reply))
         await self.device.reply_rpc(req["id"], reply)
