@@ -121,14 +121,18 @@ class Observation:
 
     async def run(self):
         """Keep the observation registered until cancel(): re-register with jittered
-        back-off after a failure or an end, at once after a reconnect or expiry."""
+        back-off after a failure or an end, at once after a reconnect or expiry, and as
+        soon as the server is heard from again when the last attempt got no answer at all
+        (a server restart must not leave the device waiting out a long back-off)."""
         delay = _BACKOFF_MIN_MS
         while not self._closed:
+            unheard = False
             try:
                 await self.register()
             except (CoapError, OSError) as e:
                 self.active = False
                 self.error = e
+                unheard = isinstance(e, (Timeout, OSError))  # no answer: not a refusal
             if self.active:
                 delay = _BACKOFF_MIN_MS
                 while self.active and not self._closed:
@@ -143,8 +147,19 @@ class Observation:
                     continue
             if self._closed:
                 break
-            await asyncio.sleep_ms(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
+            await self._backoff(delay // 2 + random.getrandbits(16) % (delay // 2 + 1), unheard)
             delay = min(delay * 2, _BACKOFF_MAX_MS)
+
+    async def _backoff(self, ms, unheard):
+        # Sleep ms, in steps; cut short when the attempt got no answer and anything has been
+        # received since (client.last_rx): the server is back.
+        since = time.ticks_ms()
+        while ms > 0 and not self._closed:
+            step = min(ms, _POLL_MS)
+            await asyncio.sleep_ms(step)
+            ms -= step
+            if unheard and time.ticks_diff(self.client.last_rx, since) > 0:
+                return
 
     async def cancel(self, timeout_ms=5000):
         """Stop run() and deregister explicitly: GET with Observe=1 and the same token (§3.6)."""
