@@ -72,7 +72,7 @@ bench: setup
 clean:
 	rm -rf run build .pytest_cache
 
-# Boards (README "Boards"): BOARD=ESP32_GENERIC | RPI_PICO_W | UNIX.
+# Boards (docs/boards.md): BOARD=ESP32_GENERIC | RPI_PICO_W | UNIX.
 BOARD ?= UNIX
 build: setup
 	@$(PY) tools/board build $(BOARD)
@@ -81,7 +81,7 @@ deploy: build
 	@test -n "$(PORT)" || { echo "usage: make deploy BOARD=<board> PORT=<serial port or pty> [CONFIG=config.json]"; exit 2; }
 	@$(PY) tools/board deploy $(BOARD) $(PORT) $(CONFIG)
 
-# ROMFS (README "Memory"): build/$(BOARD).romfs, the .mpy that a board runs in place from its
+# ROMFS (docs/memory.md, "ROMFS"): build/$(BOARD).romfs, the .mpy that a board runs in place from its
 # ROMFS partition; deploy-romfs writes it there with `mpremote romfs deploy` (+ main.py, config).
 romfs: build
 	@$(PY) tools/board romfs $(BOARD)

@@ -5,7 +5,7 @@
 #   ESP32:             fw = the next OTA app partition (esp32.Partition)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
 # The OTA modules (state machine, fetch, checksums, sinks: about 15 KB of heap on the 64-bit
-# unix port even from ROMFS) load only when there is something to do (README "Memory"):
+# unix port even from ROMFS) load only when there is something to do (docs/memory.md):
 # a download to resume or an image on trial recorded by the last boot, or an assignment
 # (shared attributes fw_* / sw_*) naming another package than the running one. Until then
 # LazyOta reports the running versions and watches the assignment.

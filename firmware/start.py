@@ -26,7 +26,7 @@ def _fatal(e):
 
 
 def _config(path):
-    # config.py is needed once: it leaves the heap again after the check (README "Memory").
+    # config.py is needed once: it leaves the heap again after the check (docs/memory.md).
     import config
 
     try:

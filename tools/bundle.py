@@ -5,7 +5,7 @@ lib/tbdevice/bundle.py. Prints the bundle's path. `make bundle VERSION=x.y.z [BO
 
     tools/bundle.py VERSION [--board UNIX] [--out build/bundle/NAME.tbb]
     tools/bundle.py VERSION --romfs      # the same application as .mpy in one ROMFS image (app.romfs), for a
-                                         # device that runs from ROMFS (tools/romboot.py, README "Memory")
+                                         # device that runs from ROMFS (tools/romboot.py, docs/memory.md)
     tools/bundle.py --install BUNDLE STATE_DIR   # put a bundle in a device's free slot and boot it (as flashed)
 """
 

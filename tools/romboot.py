@@ -1,4 +1,4 @@
-# ROMFS on the unix port (README "Memory"): a board keeps its ROMFS image in a flash
+# ROMFS on the unix port (docs/memory.md, "ROMFS"): a board keeps its ROMFS image in a flash
 # partition and runs the .mpy in it in place; the unix port has no flash, so this boot shim
 # stands in for it. First thing, before anything of the application is imported, it
 # allocates the image's buffer (one contiguous block, never freed: the "flash"), mounts it

@@ -1,4 +1,4 @@
-"""Packaging: make build per board, the mip package.json files and the manifests (README "Boards")."""
+"""Packaging: make build per board, the mip package.json files and the manifests (docs/boards.md)."""
 import json
 import os
 import subprocess

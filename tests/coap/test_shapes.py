@@ -1,4 +1,4 @@
-# The three response shapes a ThingsBoard server produces (spec/thingsboard-wire.md §3),
+# The three response shapes a ThingsBoard server produces (docs/wire.md §3),
 # plus the NON variants, against lib/coap on the unix port.
 import pytest
 from coapdrive import run_client

@@ -1,8 +1,8 @@
 """The full reference app from build/UNIX (.mpy, as deployed to a board) in a board-sized heap,
 against tbsim: telemetry stored and a two-way RPC (Observe) answered; from its ROMFS image also a
-firmware OTA update completed (README "Memory").
+firmware OTA update completed (docs/memory.md).
 
-HEAP_KB is 64-bit unix-port kilobytes: see README for how it maps to a 32-bit board's free heap."""
+HEAP_KB is 64-bit unix-port kilobytes: see docs/memory.md for how it maps to a 32-bit board's free heap."""
 import os
 import subprocess
 import sys
@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MIN_HEAP = [sys.executable, os.path.join(ROOT, "tools", "min-heap")]
 HEAP_KB = 184  # measured 155-166; ~ 49 + (184 - 49) / 2 = 117 KB on a 32-bit board: inside a Pico W's ~160 KB free heap
 # From ROMFS (tools/romboot.py) with an OTA update: the heap beside the image, which a board keeps
-# in flash. tools/min-heap --rom --ota measured 136 KB (issue 9's goal is 48 KB: README "Memory").
+# in flash. tools/min-heap --rom --ota measured 136 KB (issue 9's goal is 48 KB: docs/memory.md).
 ROM_HEAP_KB = 144
 
 

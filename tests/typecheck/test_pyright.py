@@ -1,4 +1,4 @@
-"""pyright per board with that port's MicroPython stubs (tools/typecheck; README "Type checking"):
+"""pyright per board with that port's MicroPython stubs (tools/typecheck; docs/development.md, "Type checking"):
 the firmware type-checks on every board, and a call a port does not have fails."""
 import json
 import os
