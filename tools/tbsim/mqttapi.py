@@ -10,10 +10,9 @@ unknown topic gets an ordinary PUBACK.
 
 import re
 
-import json5
 from google.protobuf.message import DecodeError
 
-from . import jsontypes, mqttwire, protomode
+from . import jsontypes, lenient, mqttwire, protomode
 from .core import CLIENT_SCOPE, SHARED_SCOPE, flat_json
 from .log import short
 from .ota import FIRMWARE, SOFTWARE
@@ -80,23 +79,16 @@ def profile_transport(cfg):
     return out
 
 
-def _no_constant(name):
-    raise ValueError("NaN and Infinity are not modelled")
-
-
 def loads(payload):
-    """Gson's JsonParser, which ThingsBoard uses leniently: strict JSON first, then JSON5 (unquoted names,
-    single quotes, comments), so the docs' `mosquitto_pub -m "{temperature:25}"` works as on ThingsBoard.
-    Numbers keep their literal text (jsontypes.RawNumber) either way. Raises Malformed."""
+    """Gson's JsonParser, lenient as ThingsBoard uses it (lenient.py), so the docs' `mosquitto_pub -m
+    {"temperature":25}`, which reaches the server as {temperature:25}, works as on ThingsBoard. Strict JSON is
+    read as it is; numbers keep their literal text (jsontypes.RawNumber). Raises Malformed."""
     try:
         return jsontypes.loads(payload)
     except jsontypes.BadPayload as exc:
-        if not bytes(payload).strip():
-            raise Malformed("empty payload (Gson reads JSON null)") from exc
         try:
-            return json5.loads(bytes(payload).decode("utf-8"), parse_int=jsontypes.RawNumber,
-                               parse_float=jsontypes.RawNumber, parse_constant=_no_constant)
-        except ValueError:
+            return jsontypes.loads(lenient.to_strict(bytes(payload).decode("utf-8")))
+        except (ValueError, jsontypes.BadPayload):
             raise Malformed(str(exc)) from exc
 
 
