@@ -168,3 +168,52 @@ def test_ota_chunk_size_with_a_newline_closes(raw):
     r.recv()
     r.publish("v2/fw/request/1/chunk/0", b"1024\n", pid=1)  # Integer.parseInt fails (mosquitto_pub -f of a file)
     assert r.recv() is None
+
+
+def test_send_ack_on_validation_exception_profile(sim, raw):
+    profile = sim.rest.post("/api/deviceProfile", {"name": "lenient-acks", "transportType": "MQTT", "profileData": {
+        "transportConfiguration": {"type": "MQTT", "sendAckOnValidationException": True}}})
+    sim.rest.post("/api/device", {"name": "Acks-1", "deviceProfileId": profile["id"]}, accessToken="ATOK")
+    r = raw(user="ATOK")
+    assert r.recv() == (CONNACK, b"\x00\x00")
+    r.publish("v1/devices/me/telemetry", b'{"a":', pid=3)
+    assert r.recv() == (PUBACK, b"\x00\x03")  # a plain PUBACK, which looks like success (§3.5)
+    r.publish("v1/devices/me/telemetry", b'{"kept":1}', pid=4)
+    assert r.recv() == (PUBACK, b"\x00\x04")
+    assert latest(sim, "kept", name="Acks-1") == {"kept": 1}
+
+
+def test_provisioning_session_rules(sim, raw):
+    from tbsim import protoschema
+
+    r = raw(user="provision")
+    assert r.recv() == (CONNACK, b"\x00\x00")
+    r.subscribe(1, ("/provision/response", 2), ("v1/devices/me/attributes", 1))
+    assert r.recv() == (SUBACK, b"\x00\x01\x01\x80")
+    msg = protoschema.builtin("transport.ProvisionDeviceRequestMsg")(
+        deviceName="pb-1", provisionDeviceCredentialsMsg={"provisionDeviceKey": sim.provision_key,
+                                                          "provisionDeviceSecret": sim.provision_secret})
+    r.publish("/provision/request", msg.SerializeToString(), pid=2)  # not JSON: protobuf, answered in kind
+    assert r.recv() == (PUBACK, b"\x00\x02")
+    first, body = r.recv()
+    assert first == PUBLISH | 2  # QoS 1 (the filter's granted QoS)
+    topic_len = struct.unpack("!H", body[:2])[0]
+    assert body[2:2 + topic_len] == b"/provision/response"
+    answer = protoschema.builtin("transport.ProvisionDeviceResponseMsg").FromString(body[4 + topic_len:])
+    assert answer.status == 1 and answer.credentialsValue  # SUCCESS and a token
+    r = raw(user="provision")
+    r.recv()
+    r.publish("/provision", b'{"provisionDeviceKey":"k","provisionDeviceSecret":"s"}', pid=3)  # the docs' topic
+    assert r.recv() == (PUBACK, b"\x00\x03")
+    assert r.recv() is None  # any topic but /provision/request: PUBACK, then the close
+
+
+def test_inactivity_timeout(tbsim_factory):
+    sim = tbsim_factory("--mqtt-port", "0", "--mqtt-inactivity-timeout", "0.5")
+    r = Raw(mqtt_port(sim))
+    try:
+        assert r.recv() == (CONNACK, b"\x00\x00")
+        assert r.recv() is None  # keepAlive 60 s is ignored; no packet for 0.5 s closes the connection
+        assert sim.wait_for_log("inactivity timeout")
+    finally:
+        r.close()
