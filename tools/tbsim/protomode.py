@@ -41,9 +41,11 @@ class ProtoProfile:
 
 
 def payload_config(transport_cfg):
-    """transportPayloadTypeConfiguration of a stored COAP transport configuration, or None."""
+    """transportPayloadTypeConfiguration of a stored COAP or MQTT transport configuration, or None."""
     if not isinstance(transport_cfg, dict):
         return None
+    if transport_cfg.get("type") == "MQTT":  # an MQTT profile keeps it at the top level
+        return transport_cfg.get("transportPayloadTypeConfiguration")
     dtc = transport_cfg.get("coapDeviceTypeConfiguration") or {}
     return dtc.get("transportPayloadTypeConfiguration")
 

@@ -1,6 +1,7 @@
 """Device provisioning (spec §9, DeviceProvisionServiceImpl, JsonConverter.buildProvisionRequestMsg)."""
 
 from . import jsontypes
+from .mqttauth import basic_credentials_id
 from .store import Conflict, random_id
 
 ALLOW_CREATE = "ALLOW_CREATE_NEW_DEVICES"
@@ -66,7 +67,10 @@ def provision_request(store, obj):
     elif cred_type == "MQTT_BASIC":
         value = {"clientId": _string(obj, "clientId"), "userName": _string(obj, "username"),
                  "password": _string(obj, "password")}
-        cred_id = random_id()
+        try:  # the id ThingsBoard's credentials service gives them, so that MQTT finds them (mqttauth)
+            cred_id = basic_credentials_id(value["clientId"], value["userName"])
+        except ValueError:
+            return False, FAILURE
         cred_value = jsontypes.dumps(value)
     else:
         return False, FAILURE

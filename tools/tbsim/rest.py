@@ -229,8 +229,9 @@ class RestApi:
         return web.json_response(_credentials_json(self._device(request)))
 
     async def save_credentials(self, request):
-        """ThingsBoard's POST /api/device/credentials: ACCESS_TOKEN (credentialsId is the token) or
-        X509_CERTIFICATE (credentialsValue is the PEM; its id is the SHA3-256 of the base64 DER, spec §12)."""
+        """ThingsBoard's POST /api/device/credentials: ACCESS_TOKEN (credentialsId is the token),
+        X509_CERTIFICATE (credentialsValue is the PEM; its id is the SHA3-256 of the base64 DER, spec §12) or
+        MQTT_BASIC (credentialsValue is the JSON text {"clientId", "userName", "password"})."""
         body = await self._json(request)
         ref = body.get("deviceId") if isinstance(body, dict) else None
         d = self.store.device(ref.get("id")) if isinstance(ref, dict) else None
@@ -249,6 +250,16 @@ class RestApi:
                 cid = cert_hash(pem_to_der(value))
             except (ValueError, TypeError, AttributeError, IndexError):
                 raise web.HTTPBadRequest(reason="Failed to decode certificate!")
+        elif ctype == "MQTT_BASIC":
+            # credentialsValue: JSON text {"clientId", "userName", "password"} (spec-mqtt §2.2)
+            from .mqttauth import basic_credentials_id
+
+            try:
+                basic = json.loads(body.get("credentialsValue") or "")
+                cid = basic_credentials_id(basic.get("clientId"), basic.get("userName"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise web.HTTPBadRequest(reason="Invalid MQTT_BASIC credentials: %s" % exc)
+            value = json.dumps({k: basic.get(k) for k in ("clientId", "userName", "password")})
         else:
             raise web.HTTPBadRequest(reason="Unsupported credentials type %s" % (ctype,))
         try:

@@ -42,6 +42,7 @@ class RpcService:
         self.timers = {}                 # rpc id -> TimerHandle of the delivery timeout
         self.http_waiters = {}           # device_id -> [Future] of HTTP rpc long polls (spec §15)
         self.power = None                # power.PowerSaving (spec §13)
+        self.mqtt = None                 # mqttserver.MqttServer: devices with an MQTT RPC subscription
 
     # ---- REST side
     async def call(self, device, method, params, oneway, timeout_ms):
@@ -74,6 +75,8 @@ class RpcService:
             self.send_to_device(rec)
 
     def send_to_device(self, rec):
+        if self.mqtt is not None and self.mqtt.send_rpc(rec):
+            return
         rel = self.observe.get(rec["device_id"], RPC)
         if rel is None:
             self._to_http_poll(rec)
@@ -106,10 +109,24 @@ class RpcService:
         self.log.coap(rel.peer, "CON" if rel.con else "NON", "NOTIFY", "rpc", rel.device_name, payload,
                       "2.05 Observe=%d %s" % (rel.counter - 1, how))
 
+    def fail(self, rec, error):
+        """The RPC cannot be sent (a protobuf schema it does not fit): the caller gets an error reply."""
+        rec = self.store.set_rpc(rec["id"], status="FAILED", response=jsontypes.dumps({"error": error}))
+        self._resolve(rec)
+        return rec
+
+    def mark_sent(self, rid):
+        """Sent at QoS 1 over MQTT: SENT until the device's PUBACK, TIMEOUT after ack_timeout (spec-mqtt §7)."""
+        self._cancel_timer(rid)
+        self.timers[rid] = asyncio.get_running_loop().call_later(self.ack_timeout, self._timeout, rid)
+        self.store.set_rpc(rid, status="SENT")
+
+    def mark_delivered(self, rid):
+        self._delivered(rid)
+
     def _unconvertible(self, rel, rec, exc):
         # An error reply to the RPC, and the device's RPC subscription is cancelled (spec §7, §11.3).
-        rec = self.store.set_rpc(rec["id"], status="FAILED", response=jsontypes.dumps({"error": str(exc)}))
-        self._resolve(rec)
+        rec = self.fail(rec, str(exc))
         self.log.line("rpc %s id %d: does not fit the profile's protobuf schema: %s" % (rec["method"], rec["seq"], exc))
         self.observe.cancel(rel, "RPC not convertible to the profile's protobuf schema")
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import ssl
 
 from aiohttp import web
 
@@ -23,7 +24,9 @@ class TbSim:
     def __init__(self, host="127.0.0.1", coap_port=5683, http_port=8080, db="run/tbsim.sqlite", devices=(),
                  profiles=(), quiet=False, log_stream=None, timing=None, rpc_ack_timeout=10.0,
                  rpc_min_timeout_ms=5000, delay_ms=0, http_request_timeout_ms=60000, power=None, https_port=None,
-                 tls_dir="run/tbsim-tls", protobuf_devices=(), protobuf_schemas=None, dtls_port=None, x509_devices=()):
+                 tls_dir="run/tbsim-tls", protobuf_devices=(), protobuf_schemas=None, dtls_port=None, x509_devices=(),
+                 mqtt_port=None, mqtts_port=None, mqtt_inactivity_timeout=600.0, client_rpc_timeout_ms=60000,
+                 provision_close_ms=60000):
         self.host = host
         self.coap_port = coap_port
         self.http_port = http_port
@@ -45,6 +48,10 @@ class TbSim:
         self.dtls = None
         self.protobuf_devices = list(protobuf_devices)  # [(name, token)] in the device profile "protobuf"
         self.protobuf_schemas = protobuf_schemas or {}   # {role: schema text} of that profile (spec §11)
+        self.mqtt_port = mqtt_port        # None: no MQTT; 0: any free port (spec thingsboard-mqtt.md)
+        self.mqtts_port = mqtts_port      # MQTT over TLS, X.509 client certificates (None: off)
+        self.mqtt_timing = (mqtt_inactivity_timeout, client_rpc_timeout_ms / 1000.0, provision_close_ms / 1000.0)
+        self.mqtt = None
         self.store = None
         self.endpoint = None
         self._runner = None
@@ -87,6 +94,8 @@ class TbSim:
             transport, _ = await loop.create_datagram_endpoint(lambda: self.dtls,
                                                                local_addr=(self.host, self.dtls_port))
             self.dtls_port = transport.get_extra_info("sockname")[1]
+        if self.mqtt_port is not None or self.mqtts_port is not None:
+            await self._start_mqtt()
         http_device = HttpDeviceApi(self.store, self.core, self.rpc, self.log, self.ota,
                                     request_timeout_ms=self.http_request_timeout_ms)
         self.rest = RestApi(self.store, self.core, self.rpc, self.log, rpc_min_timeout_ms=self.rpc_min_timeout_ms,
@@ -105,6 +114,26 @@ class TbSim:
             await tls_site.start()
             self.https_port = tls_site._server.sockets[0].getsockname()[1]
         return self
+
+    async def _start_mqtt(self):
+        # The MQTT device API on the same store, core, RPC and OTA services (mqttserver.py, mqttapi.py).
+        from .mqttapi import MqttDeviceApi
+        from .mqttserver import MqttServer
+
+        inactivity, client_rpc_timeout, provision_close = self.mqtt_timing
+        api = MqttDeviceApi(self.store, self.core, self.rpc, self.ota, self.log, client_rpc_timeout=client_rpc_timeout,
+                            provision_close=provision_close)
+        self.mqtt = MqttServer(self.store, self.log, api, self.rpc, inactivity_timeout=inactivity)
+        self.core.mqtt = self.rpc.mqtt = self.mqtt
+        if self.mqtt_port is not None:
+            self.mqtt_port = await self.mqtt.listen(self.host, self.mqtt_port)
+        if self.mqtts_port is not None:
+            from .tls import server_context
+
+            ctx, self.tls_paths = server_context(self.tls_dir)
+            ctx.load_verify_locations(self.tls_paths["ca"])
+            ctx.verify_mode = ssl.CERT_OPTIONAL  # a client certificate is wanted, not needed (spec-mqtt §1)
+            self.mqtts_port = await self.mqtt.listen(self.host, self.mqtts_port, ssl_context=ctx)
 
     def ensure_device(self, name, token, profile_id=None):
         d = self.store.device_by_name(name)
@@ -136,6 +165,10 @@ class TbSim:
             text += "  CoAPS coaps://%s:%d (CA %s)" % (self.host, self.dtls_port, self.tls_paths["ca"])
         if self.https_port is not None and self.tls_paths:
             text += "  HTTPS https://%s:%d (CA %s)" % (self.host, self.https_port, self.tls_paths["ca"])
+        if self.mqtt is not None and self.mqtt_port is not None:
+            text += "  MQTT mqtt://%s:%d" % (self.host, self.mqtt_port)
+        if self.mqtt is not None and self.mqtts_port is not None:
+            text += "  MQTTS mqtts://%s:%d (CA %s)" % (self.host, self.mqtts_port, self.tls_paths["ca"])
         return text
 
     def _wake(self, device_id, payload):
@@ -151,6 +184,8 @@ class TbSim:
         self.log.event(peer, text)
 
     async def stop(self):
+        if self.mqtt is not None:
+            await self.mqtt.close()
         if self.endpoint is not None:
             self.endpoint.close()
         if self.dtls is not None and self.dtls.transport is not None:

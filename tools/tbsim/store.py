@@ -4,6 +4,7 @@ All calls are synchronous and short; tbsim runs them on its single asyncio threa
 """
 
 import contextlib
+import json
 import os
 import secrets
 import sqlite3
@@ -118,12 +119,12 @@ class Store:
         return self.profile(existing["id"])
 
     def set_transport_config(self, table, eid, cfg_json):
-        """A profile's or a device's COAP transport configuration (JSON text, or None for DEFAULT)."""
+        """A profile's or a device's COAP or MQTT transport configuration (JSON text, or None for DEFAULT)."""
         assert table in ("profiles", "devices")
         self.db.execute("UPDATE %s SET transport_config=? WHERE id=?" % table, (cfg_json, eid))
         if table == "profiles":
-            self.db.execute("UPDATE profiles SET transport_type=? WHERE id=?",
-                            ("COAP" if cfg_json else "DEFAULT", eid))
+            kind = json.loads(cfg_json).get("type", "COAP") if cfg_json else "DEFAULT"
+            self.db.execute("UPDATE profiles SET transport_type=? WHERE id=?", (kind, eid))
 
     def profile(self, pid):
         return self._one("SELECT * FROM profiles WHERE id=?", pid)
@@ -164,6 +165,10 @@ class Store:
 
     def device_by_token(self, token):
         return self._one("SELECT * FROM devices WHERE cred_id=? AND cred_type='ACCESS_TOKEN'", token)
+
+    def device_by_credentials(self, cred_type, cred_id):
+        """The device whose credentials of this type have this id (MQTT_BASIC: see mqttauth.basic_credentials_id)."""
+        return self._one("SELECT * FROM devices WHERE cred_id=? AND cred_type=?", cred_id, cred_type)
 
     def device_by_x509(self, cert_hash):
         """The device whose X509_CERTIFICATE credentials have this id (SHA3-256 of the base64 DER, spec §12)."""
