@@ -1,6 +1,7 @@
 # Loading and validating config.json (DESIGN §3). A bad or missing key is one clear
 # line naming it: ConfigError("config: 'host' is required").
 import json
+import os
 
 _TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
 _KEYS = (
@@ -119,6 +120,17 @@ def validate(cfg):
     return cfg
 
 
+def check_state_dir(cfg):
+    """state_dir must be a directory that exists: the credentials, OTA slots and spilled samples go
+    there, and a board's file system cannot be told apart from a typo otherwise."""
+    d = cfg["state_dir"]
+    try:
+        mode = os.stat(d)[0]
+    except OSError:
+        mode = 0
+    _need(mode & 0x4000, "'state_dir' %s is not a directory that exists (create it first)" % d)  # S_IFDIR
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -129,4 +141,6 @@ def load(path):
         cfg = json.loads(text)
     except ValueError:
         raise ConfigError("config: %s is not valid JSON" % path)
-    return validate(cfg)
+    validate(cfg)
+    check_state_dir(cfg)
+    return cfg

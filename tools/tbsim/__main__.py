@@ -2,11 +2,12 @@
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 
 from .coapserver import Timing
-from .server import TbSim
+from .server import PortError, TbSim
 
 
 def _pair(text, sep):
@@ -132,7 +133,11 @@ async def amain(args):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await sim.start()
+    try:
+        await sim.start()
+    except PortError:
+        await sim.stop()  # what was opened before the port that failed
+        raise
     sim.ota.blockwise_lifetime = args.blockwise_lifetime
     sim.api.serve_documented_firmware_path = args.serve_documented_firmware_path
     print(sim.banner(), flush=True)
@@ -147,6 +152,13 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         asyncio.run(amain(args))
+    except PortError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            advice = "choose another with --%s-port N (0: any free port)" % exc.what
+        else:
+            advice = "check --host"
+        print("tbsim: %s: %s" % (exc.strerror, advice), file=sys.stderr, flush=True)
+        return 3
     except OSError as exc:
         print("tbsim: %s" % exc, file=sys.stderr, flush=True)
         return 1

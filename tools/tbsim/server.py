@@ -1,6 +1,7 @@
 """TbSim: the whole simulator in one object (CoAP device API + REST + SQLite), for __main__ and for tests."""
 
 import asyncio
+import errno
 import json
 import ssl
 
@@ -18,6 +19,28 @@ from .rest import RestApi
 from .routes import DeviceApi
 from .rpc import RpcService
 from .store import Conflict, Store
+
+
+class PortError(OSError):
+    """A port tbsim was asked to serve on cannot be had (taken by another server, or not ours to take):
+    `what` is coap, http, https or dtls, the server whose port it is, so the caller can name the option
+    or variable that moves it."""
+
+    def __init__(self, what, proto, host, port, cause):
+        self.what, self.proto, self.host, self.port = what, proto, host, port
+        if cause.errno == errno.EADDRINUSE:
+            reason = "is in use by another server (a ThingsBoard?)"
+        else:
+            reason = "cannot be opened (%s)" % (cause.strerror or cause)
+        super().__init__(cause.errno, "the %s port %d (%s) on %s %s" % (
+            {"coap": "CoAP", "http": "REST", "https": "HTTPS", "dtls": "CoAPS"}[what], port, proto, host, reason))
+
+
+async def _bind(what, proto, host, port, start):
+    try:
+        return await start
+    except OSError as exc:
+        raise PortError(what, proto, host, port, exc) from exc
 
 
 class TbSim:
@@ -82,7 +105,8 @@ class TbSim:
             self.store.set_transport_config("profiles", self.store.default_profile()["id"], json.dumps(cfg))
         self.ota = OtaService(self.store, self.core, self.log)
         self.api = DeviceApi(self.store, self.core, self.observe, self.rpc, self.log, self.ota, delay=self.delay)
-        self.coap_port = await self.endpoint.open(self.host, self.coap_port)
+        self.coap_port = await _bind("coap", "UDP", self.host, self.coap_port,
+                                     self.endpoint.open(self.host, self.coap_port))
         if self.dtls_port is not None:
             # CoAP over DTLS on its own port, the same endpoint and device API above it (spec §12).
             from .dtls import DtlsServer
@@ -91,8 +115,8 @@ class TbSim:
             self.endpoint.dtls = self.api.dtls = self.dtls
             self.tls_paths = self.dtls.paths
             loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: self.dtls,
-                                                               local_addr=(self.host, self.dtls_port))
+            transport, _ = await _bind("dtls", "UDP", self.host, self.dtls_port, loop.create_datagram_endpoint(
+                lambda: self.dtls, local_addr=(self.host, self.dtls_port)))
             self.dtls_port = transport.get_extra_info("sockname")[1]
         if self.mqtt_port is not None or self.mqtts_port is not None:
             await self._start_mqtt()
@@ -103,7 +127,7 @@ class TbSim:
         self._runner = web.AppRunner(self.rest.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.http_port)
-        await site.start()
+        await _bind("http", "TCP", self.host, self.http_port, site.start())
         self.http_port = site._server.sockets[0].getsockname()[1]
         if self.https_port is not None:
             # The same REST app (device API included) over TLS, with a certificate from the test CA.
@@ -111,7 +135,7 @@ class TbSim:
 
             ctx, self.tls_paths = server_context(self.tls_dir)
             tls_site = web.TCPSite(self._runner, self.host, self.https_port, ssl_context=ctx)
-            await tls_site.start()
+            await _bind("https", "TCP", self.host, self.https_port, tls_site.start())
             self.https_port = tls_site._server.sockets[0].getsockname()[1]
         return self
 
