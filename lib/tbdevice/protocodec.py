@@ -7,7 +7,7 @@ from tbdevice import errors
 from tbdevice import protobuf as pb
 from tbdevice import tbschema as tb
 from tbdevice.codec import check_size, claim_fields, decode_json
-from tbdevice.jsonenc import dumps
+from tbdevice.jsonenc import check, dumps
 
 # KeyValueProto: which field holds the value of each KeyValueType (spec §11.4).
 _KV = {"BOOLEAN_V": "boolV", "LONG_V": "longV", "DOUBLE_V": "doubleV", "STRING_V": "stringV", "JSON_V": "jsonV"}
@@ -28,6 +28,11 @@ def _encode(schema, index, value, what):
     try:
         return pb.encode(schema, index, value)
     except pb.EncodeError as e:
+        # A value no payload type carries (an object; bytes outside a bytes field) is the
+        # caller's ValueError, naming its key, as with the JSON codec; only a value that
+        # JSON could carry but the schema cannot is a SchemaMismatch. Checked only after a
+        # failure: nothing is added to an encoding that succeeds.
+        check(value)
         raise errors.SchemaMismatch("%s: %s" % (what, e))
 
 
