@@ -13,7 +13,8 @@ import time
 
 from coap.errors import CoapError
 from tbdevice import errors
-from tbdevice.jsonenc import check, dumps
+from tbdevice.jsoncheck import check
+from tbdevice.jsonenc import dumps
 from tbdevice.queue import TelemetryQueue
 
 

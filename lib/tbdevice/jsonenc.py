@@ -3,9 +3,9 @@
 # (digits after the point, less the exponent) is <= 16 (spec §5); MicroPython writes
 # 0.1 + 0.2 as 0.30000000000000004 (scale 17), which would become the STRING value.
 #
-# A value JSON cannot carry raises ValueError naming its key: MicroPython's json writes
-# any object as its repr (`{"t":<object>}`, which the server refuses with 4.00) and bytes
-# as a string, where CPython's raises TypeError. Subclasses of the JSON types pass.
+# A value JSON cannot carry raises ValueError naming its key (tbdevice/jsoncheck.py):
+# MicroPython's json writes any object as its repr (`{"t":<object>}`, which the server
+# refuses with 4.00) and bytes as a string, where CPython's raises TypeError.
 import json
 
 SEP = (",", ":")
@@ -40,26 +40,6 @@ def _needs_care(o):
     return False
 
 
-def check(o, key=None):
-    """Raises ValueError, naming the key, when o holds a value JSON cannot carry (key:
-    the key o is the value of, when it is one). A flat dict of numbers is passed by
-    plain() without a call per value."""
-    t = type(o)
-    if t is float or t in _SCALARS:
-        return
-    if isinstance(o, dict):
-        if key is None and t is dict and plain(o):
-            return
-        for k in o:
-            check(o[k], k)
-    elif isinstance(o, (list, tuple)):
-        for v in o:
-            check(v, key)
-    elif not isinstance(o, (int, float, str)):
-        what = "a value" if key is None else "the value of %r" % (key,)
-        raise ValueError("%s is %s, not one of str, int, float, bool, None, dict, list" % (what, type(o).__name__))
-
-
 def float_text(x):
     """The JSON text for a float that the server stores as a double (NaN/inf: null,
     which the server skips)."""
@@ -78,9 +58,7 @@ def _enc(o, out, key=None):
     t = type(o)
     if t is float:
         out.append(float_text(o))
-    elif t in _SCALARS:
-        out.append(json.dumps(o))
-    elif isinstance(o, dict):
+    elif t is dict:
         out.append("{")
         first = True
         for k, v in o.items():
@@ -91,19 +69,19 @@ def _enc(o, out, key=None):
             out.append(":")
             _enc(v, out, k)
         out.append("}")
-    elif isinstance(o, (list, tuple)):
+    elif t is list or t is tuple:
         out.append("[")
         for i, v in enumerate(o):
             if i:
                 out.append(",")
             _enc(v, out, key)
         out.append("]")
-    elif isinstance(o, float):
-        out.append(float_text(float(o)))
-    elif isinstance(o, (int, str)):
-        out.append(json.dumps(o))
     else:
-        check(o, key)  # not a JSON type (nor a subclass of one): raises ValueError naming the key
+        if t not in _SCALARS:
+            from tbdevice.jsoncheck import check  # only now: the module is not loaded until a value needs it
+
+            check(o, key)  # raises ValueError naming the key, but for a subclass of a JSON type
+        out.append(json.dumps(o))
 
 
 _type = type  # module-level aliases: one lookup each, not two (globals, then builtins)

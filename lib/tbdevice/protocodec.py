@@ -7,7 +7,7 @@ from tbdevice import errors
 from tbdevice import protobuf as pb
 from tbdevice import tbschema as tb
 from tbdevice.codec import check_size, claim_fields, decode_json
-from tbdevice.jsonenc import check, dumps
+from tbdevice.jsonenc import dumps
 
 # KeyValueProto: which field holds the value of each KeyValueType (spec §11.4).
 _KV = {"BOOLEAN_V": "boolV", "LONG_V": "longV", "DOUBLE_V": "doubleV", "STRING_V": "stringV", "JSON_V": "jsonV"}
@@ -32,6 +32,8 @@ def _encode(schema, index, value, what):
         # caller's ValueError, naming its key, as with the JSON codec; only a value that
         # JSON could carry but the schema cannot is a SchemaMismatch. Checked only after a
         # failure: nothing is added to an encoding that succeeds.
+        from tbdevice.jsoncheck import check
+
         check(value)
         raise errors.SchemaMismatch("%s: %s" % (what, e))
 
