@@ -81,7 +81,7 @@ def _enc(o, out, key=None):
             from tbdevice.jsoncheck import check  # only now: the module is not loaded until a value needs it
 
             check(o, key)  # raises ValueError naming the key, but for a subclass of a JSON type
-        out.append(json.dumps(o))
+        out.append(json.dumps(o, separators=SEP))  # SEP: a subclass of dict or list ends up here
 
 
 _type = type  # module-level aliases: one lookup each, not two (globals, then builtins)
