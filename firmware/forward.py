@@ -13,6 +13,7 @@ import time
 
 from coap.errors import CoapError
 from tbdevice import errors
+from tbdevice.jsoncheck import check
 from tbdevice.jsonenc import dumps
 from tbdevice.queue import TelemetryQueue
 
@@ -44,7 +45,10 @@ class Forwarder:
     # ---- sampling ---------------------------------------------------------------
     def sample(self, values):
         """Queue one sample stamped now; returns its ts (None while the clock is not set:
-        the sample keeps its ticks until it is, tbdevice/queue.py)."""
+        the sample keeps its ticks until it is, tbdevice/queue.py). A value JSON cannot
+        carry raises ValueError here: the queue keeps JSON, and such a sample could never
+        be sent (issue 15)."""
+        check(values)
         q = self.queue
         ts = self.app.hal.epoch_ms()
         now = time.ticks_ms()

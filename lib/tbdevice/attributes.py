@@ -1,7 +1,8 @@
 # The device's copy of its shared attributes (spec §6.2): replaced by the full state that
 # opens each subscription, patched by each notification ({"k": v} and {"deleted": [..]}).
 # Callbacks fire for what actually changed, so a re-subscription after a gap reports
-# exactly the changes that were missed.
+# exactly the changes that were missed. A callback that raises is the application's fault:
+# it is reported (failed()) and the other callbacks still run; the copy is already updated.
 
 
 # Keys kept in the device's copy: the server's notifications are each bounded (codec.MAX_BYTES)
@@ -12,19 +13,29 @@
 class SharedAttributes:
     MAX_KEYS = 64
 
-    def __init__(self):
+    def __init__(self, report=None):
+        """report(key, e): a callback raised e (key None: an on_any callback)."""
         self.values = {}
         self.overflow = 0
+        self.failures = 0  # callbacks that raised
+        self.report = report
+        self.pending = []  # (key, coroutine) returned by async callbacks, for the caller to await
         self._by_key = {}
         self._any = []
 
     def on(self, key, cb):
-        """cb(value) when key changes; value None when it is deleted."""
+        """cb(value) when key changes; value None when it is deleted. Plain or async: the
+        coroutine of an async one goes to `pending`, which the Downlink awaits in order."""
         self._by_key.setdefault(key, []).append(cb)
 
     def on_any(self, cb):
         """cb(changed: dict, deleted: list) after each update that changed something."""
         self._any.append(cb)
+
+    def failed(self, key, e):
+        self.failures += 1
+        if self.report is not None:
+            self.report(key, e)
 
     def replace(self, state):
         """The full state (first response of a subscription); returns (changed, deleted)."""
@@ -60,11 +71,26 @@ class SharedAttributes:
     def _notify(self, changed, deleted):
         if not changed and not deleted:
             return
-        for k, v in changed.items():
-            for cb in self._by_key.get(k, ()):
-                cb(v)
-        for k in deleted:
-            for cb in self._by_key.get(k, ()):
-                cb(None)
+        by_key = self._by_key
+        if by_key:
+            for k, v in changed.items():
+                for cb in by_key.get(k, ()):
+                    self._call(k, cb, v)
+            for k in deleted:
+                for cb in by_key.get(k, ()):
+                    self._call(k, cb, None)
         for cb in self._any:
-            cb(changed, deleted)
+            try:
+                r = cb(changed, deleted)
+                if r is not None and hasattr(r, "send"):  # an async callback's coroutine
+                    self.pending.append((None, r))
+            except Exception as e:  # the application's fault: reported, the others still run
+                self.failed(None, e)
+
+    def _call(self, k, cb, v):
+        try:
+            r = cb(v)
+            if r is not None and hasattr(r, "send"):
+                self.pending.append((k, r))
+        except Exception as e:  # as above
+            self.failed(k, e)

@@ -2,11 +2,16 @@
 # The server keeps a number written with a '.' as a double only when its BigDecimal scale
 # (digits after the point, less the exponent) is <= 16 (spec §5); MicroPython writes
 # 0.1 + 0.2 as 0.30000000000000004 (scale 17), which would become the STRING value.
+#
+# A value JSON cannot carry raises ValueError naming its key (tbdevice/jsoncheck.py):
+# MicroPython's json writes any object as its repr (`{"t":<object>}`, which the server
+# refuses with 4.00) and bytes as a string, where CPython's raises TypeError.
 import json
 
 SEP = (",", ":")
 _INF = float("inf")
 _NINF = -_INF
+_SCALARS = (int, str, bool, type(None))  # what json writes as it is, most frequent first
 
 
 def _risky(x):
@@ -17,6 +22,8 @@ def _risky(x):
 
 
 def _needs_care(o):
+    # True when o holds a float json would not write safely, or a value of any other type
+    # than the JSON ones (bytes, an object, a subclass): _enc then checks it, naming its key.
     t = type(o)
     if t is float:
         return _risky(o)
@@ -28,6 +35,8 @@ def _needs_care(o):
         for v in o:
             if _needs_care(v):
                 return True
+    elif t not in _SCALARS:
+        return True
     return False
 
 
@@ -45,7 +54,7 @@ def float_text(x):
     return s + "0" if s.endswith(".") else s
 
 
-def _enc(o, out):
+def _enc(o, out, key=None):
     t = type(o)
     if t is float:
         out.append(float_text(o))
@@ -58,17 +67,21 @@ def _enc(o, out):
             first = False
             out.append(json.dumps(str(k)))
             out.append(":")
-            _enc(v, out)
+            _enc(v, out, k)
         out.append("}")
     elif t is list or t is tuple:
         out.append("[")
         for i, v in enumerate(o):
             if i:
                 out.append(",")
-            _enc(v, out)
+            _enc(v, out, key)
         out.append("]")
     else:
-        out.append(json.dumps(o))
+        if t not in _SCALARS:
+            from tbdevice.jsoncheck import check  # only now: the module is not loaded until a value needs it
+
+            check(o, key)  # raises ValueError naming the key, but for a subclass of a JSON type
+        out.append(json.dumps(o, separators=SEP))  # SEP: a subclass of dict or list ends up here
 
 
 _type = type  # module-level aliases: one lookup each, not two (globals, then builtins)
@@ -80,7 +93,8 @@ def plain(o):
     # True when json's own text is ThingsBoard-safe. The common case, a flat dict of
     # numbers, is checked inline: a function call per value would cost as much as
     # json.dump itself on MicroPython. A float is safe when 1 <= |x| <= the largest
-    # double, or x == 0 (which also rules out NaN and the infinities).
+    # double, or x == 0 (which also rules out NaN and the infinities). Any type but the
+    # JSON ones goes the careful way too, where _enc refuses what JSON cannot carry.
     if _type(o) is dict:
         for k in o:  # not o.values(): a view object per call
             x = o[k]
@@ -88,13 +102,15 @@ def plain(o):
             if t is _float:
                 if not (1.0 <= x <= 1.7976931348623157e308 or -1.7976931348623157e308 <= x <= -1.0 or x == 0.0):
                     return False
-            elif t in _CONTAINERS and _needs_care(x):
+            elif t not in _SCALARS and (t not in _CONTAINERS or _needs_care(x)):
                 return False
         return True
     return not _needs_care(o)
 
 
 def dumps(o):
+    """Compact ThingsBoard-safe JSON text; ValueError (naming the key) for a value JSON
+    cannot carry."""
     if plain(o):
         return json.dumps(o, separators=SEP)
     out = []

@@ -19,6 +19,7 @@ package(
         "downlink.py",
         "errors.py",
         "httplink.py",
+        "jsoncheck.py",
         "jsonenc.py",
         "ota.py",
         "otafetch.py",

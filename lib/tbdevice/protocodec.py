@@ -28,6 +28,13 @@ def _encode(schema, index, value, what):
     try:
         return pb.encode(schema, index, value)
     except pb.EncodeError as e:
+        # A value no payload type carries (an object; bytes outside a bytes field) is the
+        # caller's ValueError, naming its key, as with the JSON codec; only a value that
+        # JSON could carry but the schema cannot is a SchemaMismatch. Checked only after a
+        # failure: nothing is added to an encoding that succeeds.
+        from tbdevice.jsoncheck import check
+
+        check(value)
         raise errors.SchemaMismatch("%s: %s" % (what, e))
 
 

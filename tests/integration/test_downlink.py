@@ -166,6 +166,77 @@ def test_rpc_round_trip_unknown_method_and_handler_error(tbsim, devices):
     assert dev.proc.poll() is None
 
 
+def push_shared(sim, dev, values, seen, tries=5):
+    """Post shared attributes until `seen()` is true. Over CoAP the first post is enough; an
+    HTTP long poll is re-sent after each answer, and the server does not queue an update
+    made while no poll waits (spec §15), so a post in that moment is posted again."""
+    for _ in range(tries):
+        set_shared(sim, values)
+        if wait_until(seen, 3):
+            return True
+    return False
+
+
+def in_shared(sim, key, value):
+    """The device's copy of its shared attributes has key == value (asked by RPC)."""
+    return lambda: state(sim)["shared"].get(key) == value
+
+
+@pytest.mark.parametrize("transport", ["coap", "http"])
+def test_raising_callbacks_and_handlers_are_logged_and_the_loop_goes_on(tbsim, devices, transport):
+    # Issue 15 item 1: a callback that raised ended the dispatcher task; from then on RPCs timed
+    # out at the server and dev.shared stood still, while telemetry went on.
+    port = tbsim.http_port if transport == "http" else tbsim.coap_port
+    dev = devices(port, tbsim.token, heap="192K" if transport == "http" else "128K", transport=transport)
+    n = 0
+
+    def still_served():
+        # The next RPC is answered and the next attribute update reaches dev.shared.
+        nonlocal n
+        n += 1
+        assert rpc(tbsim, "echo", {"n": n}) == (200, {"n": n}), dev.output()
+        assert push_shared(tbsim, dev, {"seq": n}, in_shared(tbsim, "seq", n)), dev.output()
+
+    still_served()
+    # A per-key callback (ZeroDivisionError, as in the issue): one line naming the key; the cache took the value.
+    m = dev.mark()
+    assert push_shared(tbsim, dev, {"crash_key": 1}, lambda: dev.find(
+        lambda e: e["ev"] == "log" and "crash_key" in e["text"] and "ZeroDivisionError" in e["text"], m)), dev.output()
+    line = dev.logged("ZeroDivisionError", m)["text"]
+    assert line.startswith("attributes: on_attribute('crash_key') raised ZeroDivisionError"), line
+    # ... and the catch-all callbacks registered after it still ran.
+    assert dev.wait(lambda e: e["ev"] == "attrs" and e["changed"] == {"crash_key": 1}, start=m), dev.output()
+    assert state(tbsim)["shared"]["crash_key"] == 1
+    still_served()
+    # An async per-key callback, raising after an await.
+    m = dev.mark()
+    assert push_shared(tbsim, dev, {"crash_async": 1}, lambda: dev.find(
+        lambda e: e["ev"] == "log" and "crash_async" in e["text"] and "raised" in e["text"], m)), dev.output()
+    assert dev.logged("attributes: on_attribute('crash_async') raised KeyError", m), dev.output()
+    still_served()
+    # A catch-all callback; the one registered after it still runs.
+    m = dev.mark()
+    assert push_shared(tbsim, dev, {"crash_all": 1}, lambda: dev.find(
+        lambda e: e["ev"] == "attrs" and e["changed"] == {"crash_all": 1}, m)), dev.output()
+    line = dev.logged("catch-all boom", m)["text"]
+    assert line == "attributes: on_attributes callback raised RuntimeError: catch-all boom", line
+    still_served()
+    # RPC handlers, plain and async: answered {"error": ...}, one line naming the method.
+    m = dev.mark()
+    assert rpc(tbsim, "fail") == (200, {"error": "ValueError: boom"})
+    assert dev.logged("rpc: 'fail' raised ValueError: boom", m), dev.output()
+    still_served()
+    m = dev.mark()
+    status, body = rpc(tbsim, "failAsync")
+    assert status == 200 and body["error"].startswith("ZeroDivisionError"), (status, body)
+    assert dev.logged("rpc: 'failAsync' raised ZeroDivisionError", m), dev.output()
+    still_served()
+    st = state(tbsim)
+    assert st["failures"] == 5 and st["runs"]["failAsync"] == 1, st
+    assert not [x for x in dev.raw if "Traceback" in x or "exception" in x], dev.output()
+    assert dev.proc.poll() is None
+
+
 class RivalPeer:
     """Another subscriber from another port with its own tokens (a second copy of the device):
     ThingsBoard keeps one subscription per device and ends the old one with 2.02 (spec §6.3)."""

@@ -154,6 +154,15 @@ def test_uplink_operations_and_firmware_chunks(sim, transport):
     assert (out[14]["error"], out[14]["status"]) == ("ProvisionError", "NOT_FOUND")
 
 
+def test_a_value_json_cannot_carry_raises_at_the_call_and_nothing_is_sent(sim):
+    # Issue 15 item 7 over HTTP: the same calls as over CoAP (test_device_api.BAD_VALUES).
+    from test_device_api import BAD_VALUES, refused_at_the_call
+
+    refused_at_the_call(ops(run(spec(sim, "http", ops=BAD_VALUES))))
+    assert latest(sim, ["t", "ok", "raw", "after"]) == {"after": 1}
+    assert not [x for x in sim.lines if "telemetry" in x and "-> 400" in x], sim.log_text()
+
+
 def test_bad_token_keeps_the_http_status(sim):
     out = ops(run(spec(sim, "http", token="WRONG_TOKEN", ops=[["telemetry", {"a": 1}], ["request", ["a"]]])))
     assert [(o["error"], o["code"]) for o in out] == [("Unauthorized", 401)] * 2, out

@@ -140,3 +140,20 @@ def test_reference_firmware_in_protobuf_mode(tbsim_factory, tmp_path):
         rc = fw.stop()
     assert rc == 0, fw.output()
     assert "device: fatal" not in fw.output()
+
+
+def test_a_value_no_payload_type_carries_raises_value_error_at_the_call(tbsim_factory, tmp_path):
+    # Issue 15 item 7, protobuf profile: an object or bytes for a string or number field is the
+    # caller's ValueError naming the key, as with JSON; nothing is sent.
+    sim = _sim(tbsim_factory)
+    folder = _compile(tmp_path)
+    out = _plan(sim, folder, [
+        ["telemetry", {"temperature": {"$object": 0}}],
+        ["telemetry", {"humidity": 40.0, "current_fw_title": {"$bytes": "pb"}}],
+        ["attributes", {"serialNumber": {"$bytes": "SN"}}],
+        ["telemetry", {"temperature": 22.5}],
+    ])
+    for o, key in zip(out[:3], ("'temperature'", "'current_fw_title'", "'serialNumber'")):
+        assert (o["ok"], o["error"], o["at"]) == (False, "ValueError", "call") and key in o["message"], o
+    assert out[3]["ok"], out
+    assert _latest(sim, "Proto-1", ["temperature", "humidity", "current_fw_title"]) == {"temperature": 22.5}

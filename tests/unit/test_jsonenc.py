@@ -34,3 +34,59 @@ def test_nan_and_inf_are_null():
 def test_nested_and_escaped():
     s = dumps({"k": [{"x": 0.1 + 0.2, "s": 'q"\n'}]})
     assert json.loads(s) == {"k": [{"x": 0.3, "s": 'q"\n'}]}
+
+
+# ---- values JSON cannot carry (issue 15 item 7) ----------------------------------------------
+# MicroPython's json writes an object as its repr ({"t":<object>}: 4.00 at the server) and
+# bytes as a string; the call raises ValueError naming the key instead.
+
+def _refused(fn, *args):
+    try:
+        fn(*args)
+    except ValueError as e:
+        return str(e)
+    assert False, "no ValueError for %r" % (args,)
+
+
+class _Stream:
+    def __init__(self):
+        self.parts = []
+
+    def write(self, s):
+        self.parts.append(s)
+
+
+def test_an_object_or_bytes_raise_value_error_naming_the_key():
+    from tbdevice.codec import JsonCodec
+    from tbdevice.jsoncheck import check
+
+    c = JsonCodec()
+    for values, key, typ in (({"t": object()}, "'t'", "object"), ({"b": b"ab"}, "'b'", "bytes"),
+                             ({"ok": 1, "ba": bytearray(b"x")}, "'ba'", "bytearray"),
+                             ({"risky": 0.1 + 0.2, "b": b"x"}, "'b'", "bytes"),  # the careful path checks too
+                             ({"n": {"deep": [1, object()]}}, "'deep'", "object"),
+                             ([{"ts": 1, "values": {"t": b"x"}}], "'t'", "bytes")):
+        for fn in (dumps, check, c.telemetry, c.attributes):
+            msg = _refused(fn, values)
+            assert key in msg and typ in msg, (fn, msg)
+        s = _Stream()
+        msg = _refused(c.write_telemetry, s, values, 1700000000000)
+        assert key in msg and s.parts == [], (msg, s.parts)  # nothing written
+
+
+def test_json_values_and_their_subclasses_pass():
+    from tbdevice.jsoncheck import check
+
+    class D(dict):
+        pass
+
+    class I(int):
+        pass
+
+    v = {"i": 1, "f": 2.5, "s": "x", "b": True, "n": None, "l": [1, [2]], "t": (1, 2), "d": {"a": 0.1 + 0.2}}
+    check(v)
+    assert json.loads(dumps(v)) == {"i": 1, "f": 2.5, "s": "x", "b": True, "n": None, "l": [1, [2]], "t": [1, 2],
+                                    "d": {"a": 0.3}}
+    w = {"d": D(a=1), "i": I(3)}
+    check(w)
+    assert dumps(w) in ('{"d":{"a":1},"i":3}', '{"i":3,"d":{"a":1}}')  # compact, as before

@@ -175,3 +175,22 @@ def test_config_payload_and_proto_keys():
         d = {"host": "h", "token": "t"}
         d.update(bad)
         _raises(config.ConfigError, config.validate, d)
+
+
+def test_a_value_no_payload_type_carries_is_value_error_naming_the_key():
+    # Issue 15 item 7: as with the JSON codec; a JSON value the schema cannot carry stays SchemaMismatch.
+    c = ProtoCodec()
+    for fn in (c.telemetry, c.attributes):
+        for v, typ in ((object(), "object"), (b"21.5", "bytes")):
+            try:
+                fn({"temperature": v})
+            except ValueError as e:
+                assert "'temperature'" in str(e) and typ in str(e), e
+            else:
+                assert False, (fn, v)
+    try:
+        c.telemetry({"temperature": "warm"})
+    except errors.SchemaMismatch:
+        pass
+    else:
+        assert False

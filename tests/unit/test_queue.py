@@ -148,6 +148,33 @@ def test_unstamped_samples_spilled_go_without_ts():
     assert s.got == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
+def test_store_and_forward_refuses_a_sample_json_cannot_carry():
+    # Issue 15 item 7: such a sample could never be sent (nor spilled); the sampler's call
+    # raises, and nothing is queued.
+    import time
+
+    from forward import Forwarder
+
+    class App:
+        class hal:
+            @staticmethod
+            def epoch_ms():
+                return 1700000000000
+
+    f = Forwarder(App(), {})
+    for bad in ({"t": object()}, {"t": 1.5, "raw": b"\x01"}):
+        try:
+            f.sample(bad)
+        except ValueError as e:
+            assert "'t'" in str(e) or "'raw'" in str(e), e
+        else:
+            assert False, bad
+    assert len(f.queue) == 0
+    if hasattr(time, "ticks_ms"):  # the unix port: a good sample still goes in
+        f.sample({"t": 1.5})
+        assert len(f.queue) == 1
+
+
 def test_zz_cleanup():
     # runs last (tests run in name order): leave nothing in /tmp
     for tag in ("spill", "reboot", "resume", "ticks", "unstamped"):

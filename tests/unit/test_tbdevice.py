@@ -57,6 +57,53 @@ def test_shared_attributes_replace_and_apply():
     assert seen == [("a", 1), ({"a": 1, "b": 2}, []), ("a", 5), ({"a": 5}, ["b"]), ("a", None), ({"c": 3}, ["a"])]
 
 
+def test_raising_attribute_callbacks_are_reported_and_the_others_run():
+    # Issue 15 item 1: anything a callback raises is reported with its key; the copy is
+    # already updated and every other callback still runs.
+    failed = []
+    sa = SharedAttributes(lambda key, e: failed.append((key, type(e).__name__)))
+    seen = []
+
+    def boom(v):
+        return 1 // 0
+
+    def bad_any(ch, de):
+        raise RuntimeError("any")
+
+    sa.on("a", boom)
+    sa.on("a", lambda v: seen.append(("a", v)))
+    sa.on_any(bad_any)
+    sa.on_any(lambda ch, de: seen.append((ch, de)))
+    assert sa.apply({"a": 1, "b": 2}) == ({"a": 1, "b": 2}, [])
+    assert sa.values == {"a": 1, "b": 2}
+    assert seen == [("a", 1), ({"a": 1, "b": 2}, [])]
+    assert failed == [("a", "ZeroDivisionError"), (None, "RuntimeError")] and sa.failures == 2
+    sa.apply({"deleted": ["a"]})  # deletion: cb(None) raises too
+    assert failed[-2] == ("a", "ZeroDivisionError") and sa.failures == 4
+    # without a report hook they are only counted
+    quiet = SharedAttributes()
+    quiet.on("k", boom)
+    quiet.apply({"k": 1})
+    assert quiet.values == {"k": 1} and quiet.failures == 1
+
+
+def test_async_attribute_callbacks_are_left_pending_in_order():
+    sa = SharedAttributes()
+
+    async def later(v):
+        return v
+
+    async def later_any(ch, de):
+        return ch
+
+    sa.on("a", later)
+    sa.on_any(later_any)
+    sa.apply({"a": 1})
+    assert [k for k, _ in sa.pending] == ["a", None]
+    for _, co in sa.pending:
+        co.close()  # the Downlink awaits them; here they are only counted
+
+
 def test_errors_keep_code():
     e = errors.for_code(128, "telemetry")
     assert isinstance(e, errors.BadRequest) and e.code == 128 and "4.00" in str(e)

@@ -4,6 +4,10 @@
 # Events: {"ev":"ready"} once subscribed, {"ev":"attr","key","value"} per key callback,
 # {"ev":"attrs","changed","deleted"} per catch-all callback, {"ev":"run","method","params"}
 # each time a handler actually runs, {"ev":"log","text"} for the device's own log lines.
+# "transport": "http" runs the same over HttpLink (long polls; "poll_ms").
+# Callbacks that raise, for the tests of issue 15 item 1: on_attribute("crash_key") always,
+# the async on_attribute("crash_async") always, an on_attributes callback when "crash_all" changed, RPC methods "fail" (plain) and
+# "failAsync" (async).
 import asyncio
 import json
 import sys
@@ -17,9 +21,15 @@ def emit(**ev):
 
 
 async def main(spec):
-    client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
-    dev = Device(spec["host"], spec["token"], client=client, con=spec.get("con", True),
-                 log=lambda text: emit(ev="log", text=text))
+    log = lambda text: emit(ev="log", text=text)  # noqa: E731
+    if spec.get("transport") == "http":
+        from tbdevice.httplink import HttpLink  # only then: the 128K heap compiles from source
+
+        link = HttpLink(spec["host"], spec["port"], log=log, poll_ms=spec.get("poll_ms", 20000))
+        dev = Device(spec["host"], spec["token"], link=link, log=log)
+    else:
+        client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
+        dev = Device(spec["host"], spec["token"], client=client, con=spec.get("con", True), log=log)
     runs = {}
 
     def ran(method, params):
@@ -34,6 +44,19 @@ async def main(spec):
         ran("fail", params)
         raise ValueError("boom")
 
+    async def fail_async(params):
+        ran("failAsync", params)
+        await asyncio.sleep_ms(1)
+        return 1 // 0
+
+    async def crash_async(value):
+        await asyncio.sleep_ms(1)
+        raise KeyError("async boom")
+
+    def crash_all(changed, deleted):
+        if "crash_all" in changed:
+            raise RuntimeError("catch-all boom")
+
     async def slow(params):
         ran("slow", params)
         await asyncio.sleep_ms(params["ms"])
@@ -42,15 +65,22 @@ async def main(spec):
     def state(params):
         link = dev.link
         dl = dev.downlink
-        return {"shared": dev.shared, "runs": runs, "repeats": dl.rpc.repeats, "reconnects": dev.reconnects,
-                "pings": link.pings, "registrations": [o.registrations for o in link._obs],
-                "notifications": [o.notifications for o in link._obs]}
+        st = {"shared": dev.shared, "runs": runs, "repeats": dl.rpc.repeats, "reconnects": dev.reconnects,
+              "failures": dl.failures}
+        if link.client is not None:  # CoAP
+            st.update(pings=link.pings, registrations=[o.registrations for o in link._obs],
+                      notifications=[o.notifications for o in link._obs])
+        return st
 
     for name in spec.get("keys", ()):
         dev.on_attribute(name, lambda v, k=name: emit(ev="attr", key=k, value=v))
+    dev.on_attribute("crash_key", lambda v: 1 / 0)
+    dev.on_attribute("crash_async", crash_async)
+    dev.on_attributes(crash_all)  # before the one that reports: a raising callback must not hide the next
     dev.on_attributes(lambda changed, deleted: emit(ev="attrs", changed=changed, deleted=deleted))
     dev.on_rpc("echo", echo)
     dev.on_rpc("fail", fail)
+    dev.on_rpc("failAsync", fail_async)
     dev.on_rpc("slow", slow)
     dev.on_rpc("state", state)
     await dev.connect()

@@ -16,6 +16,20 @@ from tbdevice.httplink import HttpLink
 from tbdevice.provision import provision
 
 
+def _odd(x):
+    # Values JSON cannot write, for the tests of issue 15 item 7: {"$object": 0} is an
+    # object(), {"$bytes": "ab"} is b"ab".
+    if isinstance(x, dict):
+        if "$object" in x:
+            return object()
+        if "$bytes" in x:
+            return x["$bytes"].encode()
+        return {k: _odd(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_odd(v) for v in x]
+    return x
+
+
 def emit(**ev):
     print(json.dumps(ev))
 
@@ -24,11 +38,13 @@ def hexdigest(h):
     return "".join("%02x" % b for b in h.digest())
 
 
-async def op(dev, link, name, args):
-    if name == "telemetry":
-        return await dev.send_telemetry(*args)
-    if name == "attributes":
-        return await dev.send_attributes(*args)
+async def op(dev, link, name, args, out):
+    if name in ("telemetry", "attributes"):
+        # "at": where an error came from: the call (a value the codec cannot encode) or the await
+        out["at"] = "call"
+        aw = dev.send_telemetry(*args) if name == "telemetry" else dev.send_attributes(*args)
+        out["at"] = "await"
+        return await aw
     if name == "request":
         return await dev.request_attributes(*args)
     if name == "rpc":
@@ -78,7 +94,7 @@ async def main(spec):
     for o in spec.get("ops", ()):
         out = {"ev": "op", "op": o[0]}
         try:
-            out["result"] = await op(dev, link, o[0], o[1:])
+            out["result"] = await op(dev, link, o[0], _odd(o[1:]), out)
             out["ok"] = True
         except Exception as e:  # report every outcome to the test, then go on
             out["ok"] = False

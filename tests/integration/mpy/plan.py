@@ -10,6 +10,20 @@ from tbdevice.device import Device
 from tbdevice.provision import provision
 
 
+def _odd(x):
+    # Values JSON cannot write, for the tests of issue 15 item 7: {"$object": 0} is an
+    # object(), {"$bytes": "ab"} is b"ab".
+    if isinstance(x, dict):
+        if "$object" in x:
+            return object()
+        if "$bytes" in x:
+            return x["$bytes"].encode()
+        return {k: _odd(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_odd(v) for v in x]
+    return x
+
+
 async def main(spec):
     client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
     codec = None
@@ -20,13 +34,15 @@ async def main(spec):
     dev = Device(spec["host"], spec.get("token") or "none", client=client, clock=None, codec=codec)
     await dev.connect()
     for op in spec["ops"]:
-        name, args = op[0], op[1:]
+        name, args = op[0], _odd(op[1:])
         out = {"op": name}
         try:
-            if name == "telemetry":
-                out["result"] = await dev.send_telemetry(*args)
-            elif name == "attributes":
-                out["result"] = await dev.send_attributes(*args)
+            if name in ("telemetry", "attributes"):
+                # "at": where an error came from: the call (a value the codec cannot encode) or the await
+                out["at"] = "call"
+                aw = dev.send_telemetry(*args) if name == "telemetry" else dev.send_attributes(*args)
+                out["at"] = "await"
+                out["result"] = await aw
             elif name == "request":
                 out["result"] = await dev.request_attributes(*args)
             elif name == "rpc":
