@@ -274,10 +274,10 @@ class Ota:
         await self._report({kind + "_state": st.VERIFIED})
         await self._report({kind + "_state": st.UPDATING})
         rec.set(stage="applying", offset=None)
-        sink.apply(pkg)
+        what = sink.apply(pkg)  # a sink may say what it applied, and where
         self.jobs.pop(kind, None)
         if sink.needs_reboot:
-            self._say("%s %s %s applied; rebooting" % (kind, pkg["title"], pkg["version"]))
+            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
             await asyncio.sleep_ms(200)
             self.reset()
             return

@@ -74,8 +74,8 @@ def wait_state(sim, state, timeout=40):
     return wait_until(lambda: latest(sim, "fw_state") == state, timeout, 0.1)
 
 
-def bundle(tmp_path, version, **replace):
-    return bundle_tool.build(version, out=str(tmp_path / ("b-%s.tbb" % version)),
+def bundle(tmp_path, version, manifest=None, **replace):
+    return bundle_tool.build(version, out=str(tmp_path / ("b-%s.tbb" % version)), manifest=manifest,
                              replace={k.replace("__", "/").replace("_py", ".py"): v for k, v in replace.items()})
 
 
@@ -115,6 +115,12 @@ def test_update_1_0_0_to_1_0_1(tbsim, tmp_path, mode):
         assert out.index("fw 1.0.1 confirmed") > out.index("current_fw_version\":\"1.0.1")
         boot = json.loads((tmp_path / "state" / "ota" / "boot.json").read_text())
         assert boot["state"] == "ok" and boot["slot"] == "b"
+        # the new image is .mpy: it booted without compiling anything of its own
+        slot = tmp_path / "state" / "slots" / "b"
+        files = [str(p.relative_to(slot)) for p in slot.rglob("*") if p.is_file()]
+        assert "firmware/app.mpy" in files and "lib/coap/client.mpy" in files and "board/hal.mpy" in files
+        assert [f for f in files if not f.endswith(".mpy")] == ["manifest.json"], files
+        assert "fw tb-micropython 1.0.1 applied: an application bundle (.mpy v6) in slot b; rebooting" in out
         if mode == "block2":
             assert "Block2=2/1024" in tbsim.log_text()
         else:
@@ -155,6 +161,26 @@ def test_bad_package_fails_and_keeps_the_running_image(tbsim, tmp_path, case):
         _kept_1_0_0(tbsim, tmp_path, dev)
         time.sleep(1)  # not tried again while the assignment stays the same
         assert _states(tbsim)[-1] == "FAILED" and "DOWNLOADING" not in _states(tbsim)[-1:]
+    finally:
+        dev.stop()
+
+
+@pytest.mark.parametrize("need", [{"version": 5}, {"version": 6, "sub_version": 3, "arch": 4, "march": "armv6m"}])
+def test_bundle_the_device_cannot_load_fails_before_touching_a_slot(tbsim, tmp_path, need):
+    # A bundle of .mpy from another MicroPython (or native code for another chip): refused as soon
+    # as its manifest has arrived, from what the device's own MicroPython says it loads.
+    data = open(bundle(tmp_path, "1.0.1", manifest={"mpy": need}), "rb").read()
+    dev = start_device(tbsim, tmp_path, chunk_size=512)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_state(tbsim, "FAILED", 30), dev.output()
+        err = latest(tbsim, "fw_error")
+        want = "native code for armv6m" if "arch" in need else "holds .mpy v5, this MicroPython loads v6"
+        assert "cannot load the bundle" in err and want in err, err
+        assert "UPDATING" not in _states(tbsim)
+        assert int(latest(tbsim, "fw_progress")) < 100  # the rest was never downloaded
+        assert not (tmp_path / "state" / "slots" / "b").exists()
+        _kept_1_0_0(tbsim, tmp_path, dev)
     finally:
         dev.stop()
 

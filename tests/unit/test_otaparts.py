@@ -179,17 +179,74 @@ def test_bundle_round_trip_and_rejects():
     _raises(bundle.BundleError, bundle.unpack, sd + "/junk.tbb", sd + "/slot4")
 
 
+def _feed(sink, data, piece):
+    # What the download does: the sink is written piece by piece; returns the bytes taken
+    # before the sink refused (OtaError), or None when it took everything.
+    for i in range(0, len(data), piece):
+        try:
+            sink.write(data[i : i + piece])
+        except st.OtaError as e:
+            sink.error = e
+            return i + piece
+    return None
+
+
 def test_slot_sink_checks_the_bundle_matches_the_package():
     sd = _tmp("slotsink")
     out = io.BytesIO()
-    bundle.pack(out, {"title": "t", "version": "2"}, [("firmware/version.py", b"")])
+    bundle.pack(out, {"title": "t", "version": "2"}, [("firmware/version.py", b""), ("lib/big.py", IMAGE)])
     s = SlotSink(sd, "fw", bootslot)
-    s.open({"size": len(out.getvalue())}, 0)
-    s.write(out.getvalue())
+    s.open({"title": "t", "version": "3", "size": len(out.getvalue())}, 0)
+    taken = _feed(s, out.getvalue(), 64)
+    assert taken is not None and taken < 200, taken  # as soon as the manifest was there
+    assert "the bundle is t 2" in str(s.error)
     s.close()
-    e = _raises(st.OtaError, s.apply, {"title": "t", "version": "3"})
+    e = _raises(st.OtaError, s.apply, {"title": "t", "version": "3"})  # and at apply, before the slot
     assert "the bundle is t 2" in str(e)
-    assert bootslot.read(sd) == {}  # nothing switched
+    assert bootslot.read(sd) == {} and _missing(sd + "/slots/a")  # nothing unpacked, nothing switched
+
+
+def test_mpy_versions_a_device_loads():
+    v6 = 6 | 3 << 8  # sys.implementation._mpy of a 1.2x port without native code
+    x64 = v6 | 2 << 10
+    xtensawin = v6 | 10 << 10
+    bundle.check_mpy({}, 0)  # sources: nothing to check
+    bundle.check_mpy({"mpy": {"version": 6}}, v6)
+    bundle.check_mpy({"mpy": {"version": 6}}, xtensawin)  # bytecode loads on any arch
+    e = _raises(bundle.BundleError, bundle.check_mpy, {"mpy": {"version": 5}}, x64)
+    assert "holds .mpy v5, this MicroPython loads v6" in str(e)
+    native = {"mpy": {"version": 6, "sub_version": 3, "arch": 10, "march": "xtensawin"}}
+    bundle.check_mpy(native, xtensawin)
+    e = _raises(bundle.BundleError, bundle.check_mpy, native, x64)
+    assert "native code for xtensawin" in str(e) and "arch 2" in str(e)
+    _raises(bundle.BundleError, bundle.check_mpy, native, v6)  # a port without a native emitter
+    e = _raises(bundle.BundleError, bundle.check_mpy, dict(native, mpy=dict(native["mpy"], sub_version=2)), xtensawin)
+    assert "v6.2" in str(e)
+
+
+def test_slot_sink_refuses_mpy_it_cannot_load_before_touching_a_slot():
+    sd = _tmp("slotmpy")
+    bootslot.write(sd, {"slot": "a", "state": "ok"})
+    for need in ({"version": 5}, {"version": 6, "sub_version": 3, "arch": 4, "march": "armv6m"}):
+        out = io.BytesIO()
+        bundle.pack(out, {"title": "t", "version": "2", "mpy": need}, [("lib/big.mpy", IMAGE)])
+        s = SlotSink(sd, "fw", bootslot)
+        s.open({"title": "t", "version": "2", "size": len(out.getvalue())}, 0)
+        taken = _feed(s, out.getvalue(), 128)
+        # CPython has no sys.implementation._mpy: it cannot load any .mpy either
+        assert taken is not None and taken < 300 and "cannot load the bundle" in str(s.error), (taken, need)
+        s.discard()
+        # a download resumed past the manifest is checked at open
+        with open(sd + "/ota/fw.part", "wb") as f:
+            f.write(out.getvalue()[:1000])
+        e = _raises(st.OtaError, SlotSink(sd, "fw", bootslot).open, {"title": "t", "version": "2"}, 1000)
+        assert "cannot load the bundle" in str(e)
+        assert _missing(sd + "/slots/b")
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"}
+    with open(sd + "/ota/fw.part", "wb") as f:
+        f.write(IMAGE[:100])
+    e = _raises(st.OtaError, SlotSink(sd, "fw", bootslot).open, {"title": "t", "version": "2"}, 100)
+    assert "not an application bundle" in str(e)
 
 
 def test_file_sink_resumes_and_installs():
