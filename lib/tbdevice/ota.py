@@ -20,6 +20,13 @@ _ENOSPC = 28
 _SAVE_EVERY = 16384  # bytes between progress records (flash wear vs. work redone on resume)
 
 
+def _free():
+    import gc
+
+    gc.collect()
+    return gc.mem_free()
+
+
 class Ota:
     """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
     report(values) posts telemetry (async, True when posted); reset() reboots the board."""
@@ -214,6 +221,11 @@ class Ota:
                 await self._fail(kind, "no space left on the device (%s)" % (e.args[1] if len(e.args) > 1 else "ENOSPC"))
             else:
                 await self._fail(kind, "storage error: %r" % e)
+        except MemoryError:
+            # Not enough heap for this update on this board: say so rather than end the task
+            # silently with the package stuck in DOWNLOADING.
+            self._end(kind, rec, pkg)
+            await self._fail(kind, "out of memory (%d bytes free)" % _free())
 
     def _end(self, kind, rec, pkg):
         try:
