@@ -2,7 +2,9 @@
 # running versions, handed to tbdevice.ota.Ota. A board's hal may offer ota_sinks(); the
 # default is what file-system boards need:
 #   unix port, Pico W: fw = an application bundle in a slot (firmware/bootslot.py)
-#   ESP32:             fw = the next OTA app partition (esp32.Partition)
+#   ESP32:             fw = by the package's first bytes, an application bundle in a slot (stock
+#                      MicroPython) or a MicroPython image in the next OTA app partition
+#                      (esp32.Partition, a custom build with the app frozen)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
 # The OTA modules (state machine, fetch, checksums, sinks: about 15 KB of heap on the 64-bit
 # unix port even from ROMFS) load only when there is something to do (README "Memory"):
@@ -26,19 +28,21 @@ def _read(path):
 
 
 def default_sinks(state_dir):
+    import bootslot
     from tbdevice.otasink import FileSink, SlotSink
 
     try:
-        import esp32  # noqa: F401 (feature detection, DESIGN §4.7)
-
-        from tbdevice.otapart import PartitionSink
-
-        fw = PartitionSink
+        import esp32  # feature detection (DESIGN §4.7)
     except ImportError:
-        import bootslot
+        esp32 = None
 
-        def fw():
-            return SlotSink(state_dir, "fw", bootslot)
+    def fw():
+        slot = SlotSink(state_dir, "fw", bootslot)
+        if esp32 is None:
+            return slot
+        from tbdevice.otapart import Esp32Sink, PartitionSink
+
+        return Esp32Sink(slot, PartitionSink(esp32))
 
     return {"fw": fw, "sw": lambda: FileSink(state_dir, "sw")}
 

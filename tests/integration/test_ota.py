@@ -4,6 +4,8 @@
 import importlib.util
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -74,8 +76,8 @@ def wait_state(sim, state, timeout=40):
     return wait_until(lambda: latest(sim, "fw_state") == state, timeout, 0.1)
 
 
-def bundle(tmp_path, version, manifest=None, **replace):
-    return bundle_tool.build(version, out=str(tmp_path / ("b-%s.tbb" % version)), manifest=manifest,
+def bundle(tmp_path, version, manifest=None, board="UNIX", **replace):
+    return bundle_tool.build(version, board, out=str(tmp_path / ("b-%s-%s.tbb" % (version, board))), manifest=manifest,
                              replace={k.replace("__", "/").replace("_py", ".py"): v for k, v in replace.items()})
 
 
@@ -185,6 +187,100 @@ def test_bundle_the_device_cannot_load_fails_before_touching_a_slot(tbsim, tmp_p
         dev.stop()
 
 
+# ---- ESP32 (issue 13): the reference firmware with the ESP32_GENERIC board on the unix port, over
+# the doubles of machine, network, ntptime and esp32 (tests/boards/fakes); esp32.Partition is
+# tests/unit/esp32_double's, its flash kept in files so that a reset is a boot (the double's
+# bootloader picks the partition to run, with app rollback).
+class Esp32Device(Device):
+    def __init__(self, config, tmp_path, ota, heap="384K"):
+        self.flash = tmp_path / "flash"
+        self.flash.mkdir(exist_ok=True)
+        path = ":".join(os.path.join(mpy.ROOT, p) for p in (
+            "tests/boards/fakes", "tests/unit", "lib", "firmware", "boards/ESP32_GENERIC", "boards/common")) + ":.frozen"
+        # tools/run-device's loop: 75 is the board's reset (the fake machine.reset())
+        loop = ('while :; do "$MP" -X heapsize=%s firmware/main.py "$1"; rc=$?; [ $rc = 75 ] || exit $rc; '
+                'echo "run-device: reset, booting again"; done' % heap)
+        env = dict(os.environ, MICROPYPATH=path, MP=mpy.MICROPYTHON, ESP32_FLASH=str(self.flash),
+                   ESP32_OTA="1" if ota else "0", ESP32_APP_SIZE="16384")
+        self.proc = subprocess.Popen(["bash", "-c", loop, "esp32", config], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=mpy.ROOT,
+                                     start_new_session=True)
+        self.lines = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # the device stops like Ctrl-C
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._t.join(timeout=2)
+        return self.proc.returncode
+
+    def flash_state(self):
+        return json.loads((self.flash / "flash.json").read_text())
+
+
+def start_esp32(sim, tmp_path, ota):
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bundle_tool.install(bundle(tmp_path, "1.0.0", board="ESP32_GENERIC"), str(sd))
+    cfg = write_config(tmp_path, port=sim.coap_port, token=sim.token, state_dir=str(sd), ota=OTA_FAST,
+                       coap={"ack_timeout_ms": 300, "max_retransmit": 2}, wifi={"ssid": "lab", "password": "pw"})
+    dev = Esp32Device(cfg, tmp_path, ota)
+    assert wait_until(lambda: latest(sim, "current_fw_version") == "1.0.0", 15, 0.1), dev.output()
+    return dev
+
+
+def test_esp32_on_stock_micropython_updates_from_a_bundle(tbsim, tmp_path):
+    # Stock MicroPython: no OTA partitions; the bundle goes to a file-system slot, on trial, confirmed.
+    data = open(bundle(tmp_path, "1.0.1", board="ESP32_GENERIC"), "rb").read()
+    dev = start_esp32(tbsim, tmp_path, ota=False)
+    try:
+        assert "esp32: running factory" in dev.output()
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_state(tbsim, "UPDATED", 60), dev.output()
+        assert latest(tbsim, "current_fw_version") == "1.0.1"
+        out = dev.output()
+        assert "applied: an application bundle (.mpy v6) in slot b; rebooting" in out
+        assert out.index("fw 1.0.1 confirmed") > out.index("booting again")
+        assert json.loads((tmp_path / "state" / "ota" / "boot.json").read_text()) == {"slot": "b", "state": "ok"}
+        assert (tmp_path / "state" / "slots" / "b" / "board" / "wifihal.mpy").exists()  # the ESP32 board's
+        assert dev.flash_state()["erases"] == 0  # the flash partitions were never touched
+    finally:
+        dev.stop()
+
+
+def test_esp32_image_goes_to_the_ota_partition(tbsim, tmp_path):
+    # A MicroPython image (a custom build with the app frozen in) into the next OTA partition; the
+    # new image boots on trial (the double's bootloader: pending verify) running its own code, not
+    # a slot, and confirms (mark_app_valid_cancel_rollback). Its "own code" is the factory firmware
+    # on MICROPYPATH (firmware/, boards/ESP32_GENERIC), whose version.py the package names.
+    from test_otaparts import app_image
+
+    factory = open(os.path.join(mpy.ROOT, "firmware", "version.py")).read().split('FW_VERSION = "')[1].split('"')[0]
+    image = app_image(10000, project=b"micropython", version=b"v1.28.0-tb")
+    dev = start_esp32(tbsim, tmp_path, ota=True)
+    try:
+        assign(tbsim, upload(tbsim, image, factory))
+        assert wait_state(tbsim, "UPDATED", 60), dev.output()
+        assert latest(tbsim, "current_fw_version") == factory
+        out = dev.output()
+        assert ("applied: an ESP32 app image (micropython v1.28.0-tb) in partition ota_0; rebooting" in out), out
+        assert "esp32: running ota_0" in out
+        assert out.index("fw %s confirmed" % factory) > out.index("esp32: running ota_0")
+        flash = dev.flash_state()
+        assert flash["boot"] == "ota_0" and flash["states"]["ota_0"] == "valid" and flash["valid_marks"] == 1
+        assert (dev.flash / "ota_0.bin").read_bytes()[: len(image)] == image
+        assert json.loads((tmp_path / "state" / "ota" / "boot.json").read_text()) == {"slot": None, "state": "ok"}
+        assert not (tmp_path / "state" / "slots" / "b").exists()
+    finally:
+        dev.stop()
+
+
 def test_unassigned_mid_way_cancels(tbsim, tmp_path):
     data = open(bundle(tmp_path, "1.0.1"), "rb").read()
     dev = start_device(tbsim, tmp_path, chunk_size=128)
@@ -258,7 +354,7 @@ def test_broken_image_rolls_back(tbsim, tmp_path):
 _ENOSPC_HAL = b'''
 
 class _FullSink:
-    # A flash that fills up after 3000 bytes (issue 4: "no space left").
+    # A flash that fills up after 3000 bytes (issue 4: "no space left"), or a heap (FULL_HEAP).
     needs_reboot = True
 
     def open(self, pkg, offset):
@@ -268,6 +364,8 @@ class _FullSink:
     def write(self, data):
         self.n += len(data)
         if self.n > 3000:
+            if FULL_HEAP:
+                raise MemoryError("memory allocation failed")
             raise OSError(28, "ENOSPC")
 
     def durable(self):
@@ -288,18 +386,21 @@ Hal.ota_sinks = _ota_sinks
 '''
 
 
-def test_no_space_left(tbsim, tmp_path):
+@pytest.mark.parametrize("full", ["flash", "heap"])
+def test_no_space_left(tbsim, tmp_path, full):
     sd = tmp_path / "state"
     sd.mkdir()
-    hal = open(os.path.join(mpy.ROOT, "boards", "UNIX", "hal.py"), "rb").read() + _ENOSPC_HAL
+    hal = open(os.path.join(mpy.ROOT, "boards", "UNIX", "hal.py"), "rb").read() + _ENOSPC_HAL.replace(
+        b"\nclass _FullSink", b"\nFULL_HEAP = %s\n\n\nclass _FullSink" % (b"True" if full == "heap" else b"False"))
     bundle_tool.install(bundle(tmp_path, "1.0.0", board__hal_py=hal), str(sd))
     data = open(bundle(tmp_path, "1.0.1"), "rb").read()
     dev = start_device(tbsim, tmp_path)
     try:
         assign(tbsim, upload(tbsim, data, "1.0.1"))
         assert wait_state(tbsim, "FAILED", 20), dev.output()
-        assert "no space left" in latest(tbsim, "fw_error")
+        assert ("no space left" if full == "flash" else "out of memory") in latest(tbsim, "fw_error")
         assert latest(tbsim, "current_fw_version") == "1.0.0"
+        assert "Task exception" not in dev.output()
     finally:
         dev.stop()
 

@@ -8,15 +8,30 @@ import os
 
 import bootslot
 import esp32_double
+from tbdevice import otapart
 from coap import block
 from coap import message as m
 from coap.errors import Timeout
 from tbdevice import bundle, checksum, otafetch
 from tbdevice import otastate as st
-from tbdevice.otapart import PartitionSink
+from tbdevice.otapart import Esp32Sink, PartitionSink
 from tbdevice.otasink import FileSink, SlotSink
 
 IMAGE = bytes((i * 7 + (i >> 8)) & 255 for i in range(10000))
+
+
+def app_image(size=10000, chip=0, project=b"micropython", version=b"v1.28.0-test"):
+    """An ESP32 app image as ESP-IDF lays it out (esp_app_format.h): esp_image_header_t (magic
+    0xE9, segment count, SPI mode/speed/size, entry, ..., chip id at 12), the first segment's
+    header, then esp_app_desc_t (magic word 0xABCD5432, version at +16, project at +48)."""
+    head = bytes((0xE9, 1, 2, 0x20)) + b"\x00\x00\x08\x40" + bytes(4) + bytes((chip & 255, chip >> 8)) + bytes(10)
+    seg = b"\x20\x00\x40\x3f" + (size - 32).to_bytes(4, "little")
+    desc = b"\x32\x54\xcd\xab" + bytes(12) + (version + bytes(32))[:32] + (project + bytes(32))[:32]
+    out = head + seg + desc
+    return out + IMAGE[: size - len(out)]
+
+
+APP = app_image()
 
 
 def _tmp(name):
@@ -47,37 +62,37 @@ def _write(sink, data, piece):
 def test_partition_sink_writes_the_next_ota_slot_and_boots_it():
     esp = esp32_double.make()
     s = PartitionSink(esp)
-    assert s.open({"size": len(IMAGE)}, 0) == 0
-    _write(s, IMAGE, 1000)
+    assert s.open({"size": len(APP)}, 0) == 0
+    _write(s, APP, 1000)
     assert s.durable() == 8192  # two whole blocks; the rest waits in the block buffer
     s.close()
     flash = esp.flash
-    assert bytes(flash.data["ota_0"][: len(IMAGE)]) == IMAGE
-    assert bytes(flash.data["ota_0"][len(IMAGE) : 12288]) == b"\xff" * (12288 - len(IMAGE))
+    assert bytes(flash.data["ota_0"][: len(APP)]) == APP
+    assert bytes(flash.data["ota_0"][len(APP) : 12288]) == b"\xff" * (12288 - len(APP))
     assert flash.boot == "factory"
     s.apply({})
     assert flash.boot == "ota_0"
     s.confirm()
     assert flash.valid_marks == 1
     h = checksum.new("SHA256")
-    s.replay(len(IMAGE), h.update)
+    s.replay(len(APP), h.update)
     want = checksum.new("SHA256")
-    want.update(IMAGE)
+    want.update(APP)
     assert h.hexdigest() == want.hexdigest()
 
 
 def test_partition_sink_resumes_at_a_block_boundary():
     esp = esp32_double.make()
     s = PartitionSink(esp)
-    s.open({"size": len(IMAGE)}, 0)
-    _write(s, IMAGE[:7000], 700)
+    s.open({"size": len(APP)}, 0)
+    _write(s, APP[:7000], 700)
     # a reboot: a new sink, the record said 7000 bytes; only whole blocks are on flash
     s = PartitionSink(esp)
-    off = s.open({"size": len(IMAGE)}, 7000)
+    off = s.open({"size": len(APP)}, 7000)
     assert off == 4096
-    _write(s, IMAGE[off:], 333)
+    _write(s, APP[off:], 333)
     s.close()
-    assert bytes(esp.flash.data["ota_0"][: len(IMAGE)]) == IMAGE
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP
 
 
 def test_partition_sink_refuses_without_ota_slots_or_room():
@@ -87,7 +102,7 @@ def test_partition_sink_refuses_without_ota_slots_or_room():
     assert e.args[0] == 28
     s = PartitionSink(esp32_double.make(app_size=8192))
     s.open({}, 0)  # size unknown (a URL package): the overflow shows while writing
-    e = _raises(OSError, _write, s, IMAGE, 1024)
+    e = _raises(OSError, _write, s, APP, 1024)
     assert e.args[0] == 28
 
 
@@ -99,6 +114,150 @@ def test_partition_sink_rejected_image_is_an_ota_error():
     s.close()
     assert "refused" in str(_raises(st.OtaError, s.apply, {}))
     assert esp.flash.boot == "factory"
+
+
+def test_partition_sink_resumes_only_an_image():
+    esp = esp32_double.make(app_size=3 * 4096)
+    s = PartitionSink(esp)
+    s.open({}, 0)
+    _write(s, IMAGE[:9000], 1000)  # two blocks of something that is not an app image
+    assert PartitionSink(esp).open({}, 9000) == 0
+
+
+def _esp32_sink(sd, esp):
+    return Esp32Sink(SlotSink(sd, "fw", bootslot), PartitionSink(esp))
+
+
+def _bundle_bytes(version="2"):
+    out = io.BytesIO()
+    bundle.pack(out, {"title": "t", "version": version}, [("firmware/version.py", b"V = 2\n"), ("lib/big.py", IMAGE[:6000])])
+    return out.getvalue()
+
+
+def test_esp32_sink_takes_a_bundle_into_a_file_system_slot():
+    # Stock MicroPython (no OTA partitions): an application bundle goes to a slot, on trial.
+    sd = _tmp("esp32bundle")
+    esp = esp32_double.make(ota=False, rollback=False, app_size=3 * 4096)
+    bootslot.write(sd, {"slot": "b", "state": "ok"})
+    data = _bundle_bytes()
+    s = _esp32_sink(sd, esp)
+    assert s.open({"title": "t", "version": "2", "size": len(data)}, 0) == 0
+    assert _feed(s, data, 7) is None  # the first bytes arrive in pieces smaller than the sniff
+    s.close()
+    assert s.apply({"title": "t", "version": "2"}) == "an application bundle (.mpy v-) in slot a"
+    assert bootslot.read(sd) == {"slot": "a", "prev": "b", "state": "trial"}
+    with open(sd + "/slots/a/lib/big.py", "rb") as f:
+        assert f.read() == IMAGE[:6000]
+    assert esp.flash.erases == 0 and esp.flash.boot == "factory"  # the flash was not touched
+    assert bootslot.choose(sd) == "a" and bootslot.on_trial()
+    _esp32_sink(sd, esp).confirm()  # after the reboot: a new sink confirms whichever is on trial
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"}
+
+
+def test_esp32_sink_takes_an_image_into_the_ota_partition():
+    sd = _tmp("esp32image")
+    esp = esp32_double.make(app_size=3 * 4096)
+    bootslot.write(sd, {"slot": "a", "state": "ok"})
+    s = _esp32_sink(sd, esp)
+    s.open({"size": len(APP)}, 0)
+    assert _feed(s, APP, 20) is None
+    assert s.durable() == 8192
+    s.close()
+    assert s.apply({}) == "an ESP32 app image (micropython v1.28.0-test) in partition ota_0"
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP and esp.flash.boot == "ota_0"
+    assert _missing(sd + "/ota/fw.part") and _missing(sd + "/slots/b")
+    # the new image runs its own code: no slot shadows it, on trial with the image
+    assert bootslot.read(sd) == {"slot": None, "prev": "a", "state": "trial"}
+    assert bootslot.choose(sd) is None and bootslot.on_trial()
+    _esp32_sink(sd, esp).confirm()
+    assert bootslot.read(sd) == {"slot": None, "state": "ok"} and esp.flash.valid_marks == 1
+    # had it not confirmed, the next boot would have gone back to the slot (and the bootloader
+    # to the old partition)
+    os.mkdir(sd + "/slots")
+    _slot(sd, "a", "1")
+    bootslot.write(sd, {"slot": None, "prev": "a", "state": "trial"})
+    assert bootslot.choose(sd) is None
+    assert bootslot.choose(sd) == "a" and bootslot.read(sd)["failed"] is None
+
+
+def test_esp32_sink_resumes_what_it_was_writing():
+    sd = _tmp("esp32resume")
+    esp = esp32_double.make(app_size=3 * 4096)
+    data = _bundle_bytes()
+    s = _esp32_sink(sd, esp)
+    s.open({"title": "t", "version": "2"}, 0)
+    _feed(s, data[:5000], 100)
+    s.durable()
+    s.close()
+    s = _esp32_sink(sd, esp)  # a reboot: the file on flash says it was a bundle
+    assert s.open({"title": "t", "version": "2"}, 5000) == 5000
+    _feed(s, data[5000:], 100)
+    s.close()
+    h = checksum.new("MD5")
+    s.replay(len(data), h.update)
+    want = checksum.new("MD5")
+    want.update(data)
+    assert h.hexdigest() == want.hexdigest()
+    s.discard()
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    _feed(s, APP[:9000], 1000)
+    s.close()
+    s = _esp32_sink(sd, esp)  # no bundle file: the partition's first block is an image
+    assert s.open({}, 9000) == 8192
+    _feed(s, APP[8192:], 1000)
+    s.close()
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP
+    assert _esp32_sink(sd, esp32_double.make(app_size=3 * 4096)).open({}, 9000) == 0  # nothing there: from the start
+
+
+def test_esp32_sink_refuses_what_it_cannot_take():
+    sd = _tmp("esp32refuse")
+    s = _esp32_sink(sd, esp32_double.make(app_size=3 * 4096))
+    s.open({}, 0)
+    assert _feed(s, IMAGE, 16) == 48 and "neither an application bundle (TBB1) nor an ESP32 app image" in str(s.error)
+    # stock MicroPython: an image has nowhere to go, said before any of it is written
+    esp = esp32_double.make(ota=False, app_size=3 * 4096)
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    assert _feed(s, APP, 512) == 512 and "stock MicroPython takes application bundles" in str(s.error)
+    assert esp.flash.erases == 0
+    # an image for another chip (the running image's header says which this is)
+    esp = esp32_double.make(app_size=3 * 4096)
+    esp.flash.mem("factory")[: len(APP)] = APP
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    assert _feed(s, app_image(chip=9), 512) == 512 and "chip id 9, this chip's is 0" in str(s.error)
+    assert esp.flash.erases == 0
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    _feed(s, b"TBB1", 4)
+    s.close()
+    assert "the package has 4 bytes" in str(_raises(st.OtaError, s.apply, {}))
+    assert otapart.app_image(APP) and not otapart.app_image(APP[:30]) and not otapart.app_image(b"\xe9" + IMAGE)
+
+
+def test_double_rolls_back_an_image_that_never_confirmed():
+    d = _tmp("esp32flash")
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    assert esp.Partition(esp.Partition.RUNNING).info()[4] == "factory"
+    nxt = esp.Partition(esp.Partition.RUNNING).get_next_update()
+    nxt.writeblocks(0, memoryview(APP)[:4096])
+    nxt.set_boot()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)  # reboot: the new image runs, pending verification
+    assert esp.flash.running == "ota_0" and esp.flash.states["ota_0"] == "pending"
+    assert bytes(esp.flash.data["ota_0"][:4096]) == APP[:4096]  # kept across the reboot
+    esp = esp32_double.make(path=d, app_size=3 * 4096)  # it reset before confirming: the bootloader rolls back
+    assert esp.flash.running == "factory" and esp.flash.states["ota_0"] == "aborted"
+    nxt = esp.Partition(esp.Partition.RUNNING).get_next_update()
+    nxt.set_boot()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    esp.Partition.mark_app_valid_cancel_rollback()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    assert esp.flash.running == "ota_0" and esp.flash.states["ota_0"] == "valid"
+    e = _raises(OSError, esp32_double.make(rollback=False, app_size=4096).Partition.mark_app_valid_cancel_rollback)
+    assert e.args[0] == -261
+    assert _raises(OSError, esp.Partition, "nope").args[0] == 2
 
 
 def test_double_is_nor_flash():
