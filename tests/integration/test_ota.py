@@ -143,6 +143,38 @@ def _kept_1_0_0(sim, tmp_path, dev):
     assert not (tmp_path / "state" / "ota" / "fw.part").exists()
 
 
+def delete_shared(sim, keys):
+    did = sim.rest.device_id(sim.device_name)
+    sim.rest.delete("/api/plugins/telemetry/DEVICE/%s/SHARED_SCOPE" % did, keys=keys)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "not-hex", "too-short", "no-algorithm"])
+def test_a_package_that_cannot_be_verified_fails_before_its_download(tbsim, tmp_path, case):
+    # ThingsBoard sends fw_checksum (and its algorithm) for every package it stores: without a
+    # usable one the image's integrity cannot be known, so it is not even downloaded.
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    assign(tbsim, upload(tbsim, data, "1.0.1"))
+    if case == "missing":
+        delete_shared(tbsim, "fw_checksum")
+    elif case == "no-algorithm":
+        delete_shared(tbsim, "fw_checksum_algorithm")
+    else:
+        set_shared(tbsim, {"fw_checksum": {"empty": "", "not-hex": "zz" * 32, "too-short": "ab" * 16}[case]})
+    mark = tbsim.mark()
+    dev = start_device(tbsim, tmp_path)
+    try:
+        assert wait_state(tbsim, "FAILED", 30), dev.output()
+        err = latest(tbsim, "fw_error")
+        assert "integrity cannot be known" in err, err
+        if case in ("not-hex", "too-short"):
+            assert "is not a SHA256 checksum (64 hex digits)" in err, err
+        assert _states(tbsim) == ["FAILED"]  # no DOWNLOADING, VERIFIED, ...
+        assert "chunk=0" not in "\n".join(tbsim.log_text().split("\n")[mark:])
+        _kept_1_0_0(tbsim, tmp_path, dev)
+    finally:
+        dev.stop()
+
+
 @pytest.mark.parametrize("case", ["checksum", "size", "truncated", "block2-size"])
 def test_bad_package_fails_and_keeps_the_running_image(tbsim, tmp_path, case):
     # Assigned while the device is off: found by the attribute request at boot.
@@ -437,6 +469,13 @@ def test_every_checksum_algorithm_and_a_url_package_as_software(tbsim, tmp_path)
                "softwareId")
         assert _sw_wait(tbsim, "3.0.0"), dev.output()
         assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
+        # a URL package without a checksum (ThingsBoard allows it): taken as it is, and the log says so
+        data = os.urandom(2000)
+        (tmp_path / "pkg.bin").write_bytes(data)
+        assign(tbsim, url_package(tbsim, url, "3.0.2", "sw-data"), "softwareId")
+        assert _sw_wait(tbsim, "3.0.2"), dev.output()
+        assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
+        assert "sw: a URL package without a checksum: nothing to verify against" in dev.output()
         # a URL package whose bytes do not match its checksum
         assign(tbsim, url_package(tbsim, url, "3.0.1", "sw-data", "SHA256", "ab" * 32), "softwareId")
         assert wait_until(lambda: latest(tbsim, "sw_state") == "FAILED", 20, 0.05), dev.output()

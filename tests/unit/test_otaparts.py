@@ -445,6 +445,20 @@ def test_target_and_same():
     assert st.keys("sw")[0] == "sw_title"
 
 
+def test_checksum_format_is_checked_before_a_download():
+    assert checksum.malformed("SHA256", "AB" * 32) is None
+    assert checksum.malformed("sha256", " " + "ab" * 32 + "\n") is None  # as checksum.matches() strips it
+    assert checksum.malformed("CRC32", "0badf00d") is None and checksum.malformed("MURMUR3_128", "f" * 32) is None
+    assert "not a SHA256 checksum (64 hex digits)" in checksum.malformed("SHA256", "ab" * 31)
+    assert "not a MD5 checksum" in checksum.malformed("MD5", "g" * 32)
+    assert "not a SHA512 checksum" in checksum.malformed("SHA512", "0x" + "a" * 126)
+    assert "unknown checksum algorithm" in checksum.malformed("SHA3", "ab")
+    for alg in checksum.ALGORITHMS:  # what the algorithms really produce has the length said
+        h = checksum.new(alg)
+        h.update(b"x")
+        assert checksum.malformed(alg, h.hexdigest()) is None, alg
+
+
 def test_progress_steps():
     got = []
     last = None
