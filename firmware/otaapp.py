@@ -55,6 +55,39 @@ def running(state_dir):
             "sw": (sw["title"], sw["version"]) if "title" in sw and "version" in sw else None}
 
 
+def url_tls(cfg):
+    """How an https package URL (fw_url) verifies its server (tbdevice.ota.Ota's url_ssl): a
+    function making the TLS context when the first such package comes. The CA is "ota.ca",
+    else "tls.ca"; the host name is checked too. Without either the package fails, saying how
+    to configure one; only an explicit "ota": {"verify": false} (a throw-away test server)
+    takes the server unchecked."""
+    o = cfg.get("ota") or {}
+    ca = o.get("ca") or (cfg.get("tls") or {}).get("ca")
+
+    def make():
+        import ssl
+
+        from tbdevice.otastate import OtaError
+
+        if o.get("verify") is False:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if not ca:
+            raise OtaError('an https package URL and no CA to verify its server with: set "ota": {"ca": "<CA file>"}'
+                           ' (or "tls": {"ca": ...}) in the config; "ota": {"verify": false} skips the check,'
+                           " for a throw-away test server only")
+        from httpclient.client import tls_context
+
+        try:
+            with open(ca, "rb") as f:
+                return tls_context(f.read())
+        except (OSError, ValueError) as e:
+            raise OtaError("the CA file %s (ota.ca / tls.ca): %s" % (ca, e))
+
+    return make
+
+
 def make_ota(app):
     return LazyOta(app)
 
@@ -70,7 +103,8 @@ def load_ota(app):
     sinks = hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(sd)
     return Ota(app.device, sinks, running(sd), sd, app.report, hal.reset, mode=o.get("mode", "chunk"),
                chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"), timeout_ms=o.get("timeout_ms", 10000),
-               retry_ms=o.get("retry_ms", 5000), health_timeout_ms=o.get("health_timeout_ms", 120000), log=app.log)
+               retry_ms=o.get("retry_ms", 5000), health_timeout_ms=o.get("health_timeout_ms", 120000),
+               url_ssl=url_tls(cfg), log=app.log)
 
 
 class LazyOta:

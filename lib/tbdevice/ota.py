@@ -29,7 +29,10 @@ def _free():
 
 class Ota:
     """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
-    report(values) posts telemetry (async, True when posted); reset() reboots the board."""
+    report(values) posts telemetry (async, True when posted); reset() reboots the board.
+    url_ssl: how an https package URL (fw_url) verifies its server: an ssl.SSLContext, or a
+    function that makes one when the first such URL comes (it may raise OtaError saying why
+    it cannot); None fails those packages."""
 
     def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
                  path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
@@ -255,8 +258,21 @@ class Ota:
                 why = str(e)
         raise st.OtaError("%s_checksum: %s: the package's integrity cannot be known" % (kind, why))
 
+    def _tls(self, url):
+        """The TLS context for an https URL, or None for http; OtaError when there is none."""
+        if not url.startswith("https:"):
+            return None
+        u = self.url_ssl
+        if u is None:
+            raise st.OtaError("an https package URL and no CA to verify its server with")
+        if callable(u):
+            u = self.url_ssl = u()  # made once, for every later download
+        return u
+
     async def _update(self, kind, pkg, rec):
         h = self._checksum(kind, pkg)
+        if pkg.get("url"):
+            self._tls(pkg["url"])  # before anything is downloaded
         alg = pkg.get("checksum_algorithm")
         want = pkg.get("checksum")
         sink = self._sink(kind)
@@ -323,7 +339,7 @@ class Ota:
         if url:
             from tbdevice import otaurl
 
-            await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self.url_ssl)
+            await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self._tls(url))
             return
         link = dev.link
         if hasattr(link, "fetch_firmware"):  # HTTP(S): the firmware route (spec §10.3)

@@ -81,8 +81,8 @@ def bundle(tmp_path, version, manifest=None, board="UNIX", **replace):
                              replace={k.replace("__", "/").replace("_py", ".py"): v for k, v in replace.items()})
 
 
-def start_device(sim, tmp_path, mode="chunk", heap="384K", **ota):
-    """A device on bundle 1.0.0 (installed in its slot as if flashed)."""
+def start_device(sim, tmp_path, mode="chunk", heap="384K", cfg=None, **ota):
+    """A device on bundle 1.0.0 (installed in its slot as if flashed); cfg: more config keys."""
     sd = tmp_path / "state"
     sd.mkdir(exist_ok=True)
     if not (sd / "ota" / "boot.json").exists():
@@ -90,7 +90,7 @@ def start_device(sim, tmp_path, mode="chunk", heap="384K", **ota):
     o = dict(OTA_FAST, mode=mode)
     o.update(ota)
     cfg = write_config(tmp_path, port=sim.coap_port, token=sim.token, state_dir=str(sd), ota=o,
-                       coap={"ack_timeout_ms": 300, "max_retransmit": 2})
+                       coap={"ack_timeout_ms": 300, "max_retransmit": 2}, **(cfg or {}))
     dev = Device(cfg, heap=heap)
     assert wait_until(lambda: latest(sim, "current_fw_version") == "1.0.0", 15, 0.1), dev.output()
     return dev
@@ -483,6 +483,72 @@ def test_every_checksum_algorithm_and_a_url_package_as_software(tbsim, tmp_path)
         assert latest(tbsim, "current_fw_version") == "1.0.0"  # the firmware was never touched
     finally:
         srv.shutdown()
+        dev.stop()
+
+
+def _hostname_not_in_the_certificate():
+    # a name of this machine that resolves to tbsim's 127.0.0.1 but that its certificate does not name
+    import socket
+
+    name = socket.gethostname()
+    try:
+        return name if name not in ("localhost",) and socket.gethostbyname(name) == "127.0.0.1" else None
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("case", ["ota.ca", "tls.ca", "foreign-ca", "no-ca", "verify-false", "host-name"])
+def test_https_package_url_verifies_its_server(tbsim_factory, tmp_path, case):
+    # fw_url/sw_url over HTTPS (tbsim's, with its test CA): the server must chain to the CA of the
+    # config ("ota.ca", else "tls.ca") and have the URL's host name; without a CA the package fails
+    # saying how to configure one, and only "ota": {"verify": false} takes the server unchecked.
+    # The bytes come from a package stored for another device, through tbsim's HTTPS device API.
+    from tbsim.ota import checksum
+    from tbsim.tls import ensure
+
+    host = "localhost"
+    if case == "host-name":
+        host = _hostname_not_in_the_certificate()
+        if host is None:
+            pytest.skip("no name of this machine resolves to 127.0.0.1")
+    sim = tbsim_factory("--https-port", "0", "--tls-dir", str(tmp_path / "tls"),
+                        devices=(("Thermo-1", "A1_TEST_TOKEN"), ("Store", "STORE_TOKEN")))
+    data = os.urandom(6000)
+    stored = upload(sim, data, "7.0.0", title="sw-tls", kind="SOFTWARE")
+    store = sim.rest.get("/api/tenant/devices", deviceName="Store")
+    store["softwareId"] = stored["id"]
+    sim.rest.post("/api/device", store)
+    url = "https://%s:%d/api/v1/STORE_TOKEN/software?title=sw-tls&version=7.0.0" % (host, sim.https_port)
+    ca, cfg, ota = sim.tls_ca, {}, {}
+    if case == "tls.ca":
+        cfg["tls"] = {"ca": ca}
+    elif case == "foreign-ca":
+        ota["ca"] = ensure(str(tmp_path / "foreign"))["ca"]
+    elif case == "verify-false":
+        ota["verify"] = False
+    elif case != "no-ca":
+        ota["ca"] = ca
+    dev = start_device(sim, tmp_path, cfg=cfg, **ota)
+    try:
+        mark = sim.mark()
+        assign(sim, url_package(sim, url, "7.0.0", "sw-tls", "SHA256", checksum("SHA256", data)), "softwareId")
+        if case in ("ota.ca", "tls.ca", "verify-false"):
+            assert _sw_wait(sim, "7.0.0"), dev.output()
+            assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
+            assert " GET software?title=sw-tls&version=7.0.0 Store -> 200" in sim.log_text()  # over HTTPS
+            return
+        assert wait_until(lambda: latest(sim, "sw_state") == "FAILED", 20, 0.05), dev.output()
+        err = latest(sim, "sw_error")
+        want = {"foreign-ca": "TLS to localhost: The certificate is not correctly signed by the trusted CA",
+                "no-ca": 'no CA to verify its server with: set "ota": {"ca": "<CA file>"} (or "tls": {"ca": ...})',
+                "host-name": "TLS to %s: The certificate Common Name (CN) does not match" % host}[case]
+        assert want in err, err
+        if case == "no-ca":
+            assert '"ota": {"verify": false} skips the check' in err
+            assert " GET software?title=sw-tls" not in "\n".join(sim.log_text().split("\n")[mark:])  # never asked
+            assert [s for s in history(sim, "sw_state") if s not in ("QUEUED", "INITIATED")] == ["FAILED"]
+        assert not (tmp_path / "state" / "ota" / "sw.bin").exists()
+    finally:
         dev.stop()
 
 

@@ -459,6 +459,21 @@ def test_checksum_format_is_checked_before_a_download():
         assert checksum.malformed(alg, h.hexdigest()) is None, alg
 
 
+def test_config_ota_ca_and_verify():
+    import config
+
+    def err(ota):
+        try:
+            config.validate({"host": "h", "token": "t", "ota": ota})
+        except config.ConfigError as e:
+            return str(e)
+
+    assert err({"ca": "ca.pem", "verify": True}) is None and err({"verify": False}) is None
+    assert "'ota.verify' must be true or false" in err({"verify": "no"})
+    assert "'ota.ca' must be the path of a CA file" in err({"ca": ""})
+    assert "'ota.cafile' is not a known key" in err({"cafile": "x"})
+
+
 def test_progress_steps():
     got = []
     last = None
