@@ -191,7 +191,10 @@ class Ota:
                 continue
             rec = st.Record(self.state_dir, kind)
             if rec.get("failed") == pkg:
-                continue  # failed before: not again until the assignment changes
+                # failed before: not again until the assignment changes (said at each look)
+                self._say("%s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+                                                                                     pkg["version"]))
+                continue
             self.jobs[kind] = (pkg, asyncio.create_task(self._job(kind, pkg)))
 
     # ---- one update ----------------------------------------------------------------

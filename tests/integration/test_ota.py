@@ -135,6 +135,59 @@ def _states(sim):
     return [s for s in history(sim, "fw_state") if s not in ("QUEUED", "INITIATED")]
 
 
+class ChunkGate:
+    """tools/udpproxy.py between the device and tbsim that closes when the device asks for chunk
+    `at` (or a later one) of a chunked download: the blackout begins at a point of the download,
+    not at a time, so a loaded machine cannot finish the download first. everything=True drops
+    all traffic both ways while closed (a link loss); False only the chunk requests (the rest of
+    the device's traffic goes on). `closed` is set when it closes; open() ends it."""
+
+    def __init__(self, sim, at, everything=True):
+        import re
+
+        from udpproxy import UdpProxy
+
+        gate = self
+        self.at = at
+        self.dark = False
+        self.everything = everything
+        self.closed = threading.Event()
+        chunk = re.compile(rb"chunk=(\d+)$")
+
+        class Proxy(UdpProxy):
+            def blacked_out(self):
+                return gate.dark and gate.everything
+
+            def _from_client(self, data, addr):
+                m = chunk.search(data)
+                if m and gate.at is not None and int(m.group(1)) >= gate.at:
+                    gate.dark = True
+                    gate.closed.set()
+                if m and gate.dark and not gate.everything:
+                    return  # this chunk request is lost
+                UdpProxy._from_client(self, data, addr)
+
+        self.proxy = Proxy(to=("127.0.0.1", sim.coap_port)).start()
+        self.port = self.proxy.port
+
+    def open(self):
+        self.at = None
+        self.dark = False
+
+    def stop(self):
+        self.proxy.stop()
+
+
+def start_behind(gate, sim, tmp_path, **kw):
+    """start_device() with the device talking to tbsim through the gate."""
+    real = sim.coap_port
+    sim.coap_port = gate.port
+    try:
+        return start_device(sim, tmp_path, **kw)
+    finally:
+        sim.coap_port = real
+
+
 def _kept_1_0_0(sim, tmp_path, dev):
     assert latest(sim, "current_fw_version") == "1.0.0"
     boot = json.loads((tmp_path / "state" / "ota" / "boot.json").read_text())
@@ -193,8 +246,12 @@ def test_bad_package_fails_and_keeps_the_running_image(tbsim, tmp_path, case):
                 "block2-size": "size mismatch"}[case]
         assert want in err, err
         _kept_1_0_0(tbsim, tmp_path, dev)
-        time.sleep(1)  # not tried again while the assignment stays the same
-        assert _states(tbsim)[-1] == "FAILED" and "DOWNLOADING" not in _states(tbsim)[-1:]
+        # not tried again while the assignment stays the same: another attribute makes the device
+        # look at it again, and it says so
+        n = len(_states(tbsim))
+        set_shared(tbsim, {"telemetry_interval_ms": 400})
+        assert dev.wait_for("fw tb-micropython 1.0.1 failed before; waiting for another assignment", 20), dev.output()
+        assert len(_states(tbsim)) == n and _states(tbsim)[-1] == "FAILED"
     finally:
         dev.stop()
 
@@ -314,19 +371,24 @@ def test_esp32_image_goes_to_the_ota_partition(tbsim, tmp_path):
 
 
 def test_unassigned_mid_way_cancels(tbsim, tmp_path):
+    # The download is held at chunk 20 (its requests lost, the rest of the traffic flowing) while
+    # the package is unassigned: it cannot have finished first, however slow the machine.
     data = open(bundle(tmp_path, "1.0.1"), "rb").read()
-    dev = start_device(tbsim, tmp_path, chunk_size=128)
+    gate = ChunkGate(tbsim, 20, everything=False)
     try:
-        assign(tbsim, upload(tbsim, data, "1.0.1"))
-        assert wait_until(lambda: int(latest(tbsim, "fw_progress") or 0) >= 10, 20, 0.05), dev.output()
-        assign(tbsim, None)
-        assert wait_state(tbsim, "FAILED", 10), dev.output()
-        assert "unassigned" in latest(tbsim, "fw_error")
-        assert int(latest(tbsim, "fw_progress")) < 100
-        time.sleep(0.5)
-        _kept_1_0_0(tbsim, tmp_path, dev)
+        dev = start_behind(gate, tbsim, tmp_path, chunk_size=128)
+        try:
+            assign(tbsim, upload(tbsim, data, "1.0.1"))
+            assert gate.closed.wait(30), dev.output()
+            assign(tbsim, None)
+            assert wait_state(tbsim, "FAILED", 20), dev.output()
+            assert "unassigned" in latest(tbsim, "fw_error")
+            assert int(latest(tbsim, "fw_progress")) < 100
+            _kept_1_0_0(tbsim, tmp_path, dev)
+        finally:
+            dev.stop()
     finally:
-        dev.stop()
+        gate.stop()
 
 
 def _kill_micropython(dev):
@@ -341,29 +403,37 @@ def _kill_micropython(dev):
 
 
 def test_interrupted_download_resumes(tbsim, tmp_path):
+    # Power lost mid-download: the device is killed while its request for chunk 80 (byte 20480,
+    # past the record saved every 16 KB) is held at the gate, so the kill cannot come too late.
     data = open(bundle(tmp_path, "1.0.1"), "rb").read()
-    dev = start_device(tbsim, tmp_path, chunk_size=256)
+    gate = ChunkGate(tbsim, 80)
     try:
-        assign(tbsim, upload(tbsim, data, "1.0.1", algorithm="MD5"))
-        assert wait_until(lambda: int(latest(tbsim, "fw_progress") or 0) >= 30, 30, 0.02), dev.output()
-        _kill_micropython(dev)
-        first = dev.output()
+        dev = start_behind(gate, tbsim, tmp_path, chunk_size=256)
+        try:
+            assign(tbsim, upload(tbsim, data, "1.0.1", algorithm="MD5"))
+            assert gate.closed.wait(30), dev.output()
+            _kill_micropython(dev)
+            first = dev.output()
+        finally:
+            dev.stop()
+        rec = json.loads((tmp_path / "state" / "ota" / "fw.json").read_text())
+        assert rec["stage"] == "download" and rec["offset"] == 16384, rec
+        gate.open()
+        mark = tbsim.mark()
+        dev = Device(str(tmp_path / "config.json"), heap="384K")
+        try:
+            assert wait_state(tbsim, "UPDATED", 60), first + "\n---\n" + dev.output()
+            assert "resuming at byte %d" % rec["offset"] in dev.output()
+            # the chunks before the resume point were not asked again
+            k = rec["offset"] // 256
+            later = tbsim.log_text().split("\n")[mark:]
+            assert not any("chunk=%d " % (k - 1) in l or l.endswith("chunk=%d" % (k - 1)) for l in later)
+            assert any("chunk=%d " % k in l for l in later)
+            assert latest(tbsim, "current_fw_version") == "1.0.1"
+        finally:
+            dev.stop()
     finally:
-        dev.stop()
-    rec = json.loads((tmp_path / "state" / "ota" / "fw.json").read_text())
-    assert rec["stage"] == "download" and rec["offset"] > 0
-    mark = tbsim.mark()
-    dev = Device(str(tmp_path / "config.json"), heap="384K")
-    try:
-        assert wait_state(tbsim, "UPDATED", 60), first + "\n---\n" + dev.output()
-        assert "resuming at byte %d" % rec["offset"] in dev.output()
-        # the chunks before the resume point were not asked again
-        k = rec["offset"] // 256
-        later = tbsim.log_text().split("\n")[mark:]
-        assert not any("chunk=%d " % (k - 1) in l or l.endswith("chunk=%d" % (k - 1)) for l in later)
-        assert latest(tbsim, "current_fw_version") == "1.0.1"
-    finally:
-        dev.stop()
+        gate.stop()
 
 
 def test_broken_image_rolls_back(tbsim, tmp_path):
@@ -600,31 +670,29 @@ def test_block2_restarts_when_the_server_forgot_the_transfer(tbsim_factory, tmp_
 
 
 def test_link_loss_mid_download_continues_where_it_was(tbsim, tmp_path):
-    # A 3 s blackout through tools/udpproxy.py in the middle of a chunked download: the requests time
-    # out, the link is retried, and the download goes on from the chunk it was at (chunk 0 only once).
-    from udpproxy import UdpProxy
-
-    proxy = UdpProxy(to=("127.0.0.1", tbsim.coap_port), delay_ms=(1, 1)).start()
+    # A blackout (everything lost, both ways, through tools/udpproxy.py) that begins when the device
+    # asks for chunk 100 of a chunked download and ends once the device has said it is retrying:
+    # the requests time out, the link is retried, and the download goes on from the chunk it was
+    # at (chunk 0 only once). Driven by the download's own progress, not by time.
+    gate = ChunkGate(tbsim, 100)
     try:
-        real = tbsim.coap_port
-        tbsim.coap_port = proxy.port
-        dev = start_device(tbsim, tmp_path, chunk_size=256, timeout_ms=1000)
-        tbsim.coap_port = real
+        dev = start_behind(gate, tbsim, tmp_path, chunk_size=256, timeout_ms=1000)
         try:
             data = os.urandom(120000)
             assign(tbsim, upload(tbsim, data, "6.0.0", title="sw-loss", algorithm="SHA384", kind="SOFTWARE"),
                    "softwareId")
-            assert wait_until(lambda: int(latest(tbsim, "sw_progress") or 0) >= 20, 30, 0.02), dev.output()
-            proxy.blackouts.append((time.monotonic() - proxy.t0, 3.0))
+            assert gate.closed.wait(30), dev.output()
+            assert dev.wait_for("; retrying", 30), dev.output()
+            gate.open()
             assert _sw_wait(tbsim, "6.0.0", 60), dev.output()
             assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
-            assert "retrying" in dev.output() and "resuming" not in dev.output()
+            assert "sw at byte 25600: " in dev.output() and "resuming" not in dev.output()
             chunk0 = [l for l in tbsim.log_text().split("\n") if "sw-loss" in l and "chunk=0 " in l]
             assert len(chunk0) == 1, chunk0
         finally:
             dev.stop()
     finally:
-        proxy.stop()
+        gate.stop()
 
 
 def test_documented_api_firmware_path_when_a_server_serves_it(tbsim_factory, tmp_path):
