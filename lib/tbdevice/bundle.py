@@ -1,12 +1,16 @@
-# Application bundles: the OTA package of file-system boards (unix port, Pico W), built by
-# `make bundle VERSION=x.y.z` (tools/bundle.py) and unpacked here, streamed, into a slot
-# directory (firmware/bootslot.py). Layout:
+# Application bundles: the OTA package of file-system boards (unix port, Pico W, ESP32 on
+# stock MicroPython), built by `make bundle VERSION=x.y.z` (tools/bundle.py) and unpacked
+# here, streamed, into a slot directory (firmware/bootslot.py). Layout:
 #   b"TBB1", manifest length (2 bytes, big-endian), manifest (JSON), then the files' bytes
-#   in manifest order. manifest = {"title", "version", "board", "files": [[path, size], ..]}
+#   in manifest order. manifest = {"title", "version", "board", "mpy", "files": [[path, size], ..]}
+# "mpy" is what loading the bundle's .mpy files takes: {"version": 6} for bytecode, plus
+# "sub_version" and "arch" (with its name, "march") when a module holds native code;
+# check_mpy() compares it with the running MicroPython before anything is unpacked.
 # The manifest is written into the slot last, as manifest.json: a slot without it is
 # incomplete and never booted.
 import json
 import os
+import sys
 
 MAGIC = b"TBB1"
 
@@ -78,15 +82,41 @@ def read_manifest(f):
     return man
 
 
-def unpack(src, dest, buf=None):
+def check_mpy(man, have=None):
+    """Raise BundleError when this MicroPython cannot load the bundle's .mpy files. `have` is
+    sys.implementation._mpy: the .mpy version in bits 0-7, the sub-version in bits 8-9, the
+    native architecture in bits 10 and up (0: no native code); a bundle without "mpy" holds
+    sources."""
+    need = man.get("mpy")
+    if need is None:
+        return
+    if have is None:
+        have = getattr(sys.implementation, "_mpy", None)
+    if have is None:
+        raise BundleError("the bundle holds .mpy v%s and this MicroPython does not say which .mpy it loads"
+                          % need.get("version"))
+    if need.get("version") != have & 0xFF:
+        raise BundleError("the bundle holds .mpy v%s, this MicroPython loads v%d (build the bundle with the "
+                          "mpy-cross of the device's MicroPython)" % (need.get("version"), have & 0xFF))
+    arch = need.get("arch")
+    if arch and (arch != have >> 10 or need.get("sub_version") != (have >> 8) & 3):
+        raise BundleError("the bundle holds native code for %s (.mpy arch %d, v%s.%s), this MicroPython is arch %d, "
+                          "v%d.%d" % (need.get("march"), arch, need.get("version"), need.get("sub_version"),
+                                      have >> 10, have & 0xFF, (have >> 8) & 3))
+
+
+def unpack(src, dest, buf=None, check=None):
     """Unpack the bundle file src into the directory dest (emptied first), `buf` bytes at a
-    time; returns the manifest. Raises BundleError on a malformed bundle, OSError on I/O."""
+    time; returns the manifest. check(manifest), when given, runs before dest is touched and
+    may raise. Raises BundleError on a malformed bundle, OSError on I/O."""
     buf = buf or bytearray(512)
     mv = memoryview(buf)
-    _rmtree(dest)
-    os.mkdir(dest)
     with open(src, "rb") as f:
         man = read_manifest(f)
+        if check is not None:
+            check(man)
+        _rmtree(dest)
+        os.mkdir(dest)
         for path, size in man["files"]:
             _makedirs(dest, path)
             with open(dest + "/" + path, "wb") as out:

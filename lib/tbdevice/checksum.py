@@ -12,6 +12,7 @@ except ImportError:  # a port without hashlib
     hashlib = None
 
 ALGORITHMS = ("MD5", "SHA256", "SHA384", "SHA512", "CRC32", "MURMUR3_32", "MURMUR3_128")
+_HEX_DIGITS = (32, 64, 96, 128, 8, 8, 32)  # of each algorithm's checksum, in ALGORITHMS order
 
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
@@ -269,6 +270,19 @@ def new(algorithm):
             return _Sha512(384 if a == "SHA384" else 512)
         raise ValueError("checksum %s is not available on this port" % a)
     raise ValueError("unknown checksum algorithm %s" % algorithm)
+
+
+def malformed(algorithm, expected):
+    """None when `expected` can be a checksum of `algorithm` (hex of its length, any case),
+    else why not."""
+    a = algorithm.upper()
+    if a not in ALGORITHMS:
+        return "unknown checksum algorithm %s" % algorithm
+    n = _HEX_DIGITS[ALGORITHMS.index(a)]
+    e = expected.strip()
+    if len(e) != n or any(c not in "0123456789abcdefABCDEF" for c in e):
+        return "%r is not a %s checksum (%d hex digits)" % (expected, a, n)
+    return None
 
 
 def matches(expected, actual):

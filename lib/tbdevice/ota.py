@@ -20,9 +20,19 @@ _ENOSPC = 28
 _SAVE_EVERY = 16384  # bytes between progress records (flash wear vs. work redone on resume)
 
 
+def _free():
+    import gc
+
+    gc.collect()
+    return gc.mem_free()
+
+
 class Ota:
     """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
-    report(values) posts telemetry (async, True when posted); reset() reboots the board."""
+    report(values) posts telemetry (async, True when posted); reset() reboots the board.
+    url_ssl: how an https package URL (fw_url) verifies its server: an ssl.SSLContext, or a
+    function that makes one when the first such URL comes (it may raise OtaError saying why
+    it cannot); None fails those packages."""
 
     def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
                  path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
@@ -181,7 +191,10 @@ class Ota:
                 continue
             rec = st.Record(self.state_dir, kind)
             if rec.get("failed") == pkg:
-                continue  # failed before: not again until the assignment changes
+                # failed before: not again until the assignment changes (said at each look)
+                self._say("%s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+                                                                                     pkg["version"]))
+                continue
             self.jobs[kind] = (pkg, asyncio.create_task(self._job(kind, pkg)))
 
     # ---- one update ----------------------------------------------------------------
@@ -214,6 +227,11 @@ class Ota:
                 await self._fail(kind, "no space left on the device (%s)" % (e.args[1] if len(e.args) > 1 else "ENOSPC"))
             else:
                 await self._fail(kind, "storage error: %r" % e)
+        except MemoryError:
+            # Not enough heap for this update on this board: say so rather than end the task
+            # silently with the package stuck in DOWNLOADING.
+            self._end(kind, rec, pkg)
+            await self._fail(kind, "out of memory (%d bytes free)" % _free())
 
     def _end(self, kind, rec, pkg):
         try:
@@ -223,15 +241,45 @@ class Ota:
         rec.set(stage=None, pkg=None, offset=None, failed=pkg)
         self.jobs.pop(kind, None)
 
-    async def _update(self, kind, pkg, rec):
-        sink = self._sink(kind)
-        offset = rec.get("offset", 0) if rec.get("pkg") == pkg and rec.get("stage") == "download" else 0
+    def _checksum(self, kind, pkg):
+        """The running checksum to verify the package with, or None (a URL package without
+        one); raises OtaError, before anything is downloaded, when it cannot be verified."""
         alg = pkg.get("checksum_algorithm")
         want = pkg.get("checksum")
-        try:
-            h = checksum.new(alg) if alg and want else None
-        except ValueError as e:
-            raise st.OtaError(str(e))
+        if not (alg and want):
+            if pkg.get("url"):
+                return None  # a URL package may come without a checksum (spec §10.1)
+            # ThingsBoard sends both for every package it stores: one missing (or empty) is
+            # not a package whose bytes can be trusted.
+            raise st.OtaError("%s_checksum%s is missing: the package's integrity cannot be known" % (
+                kind, "" if alg else " (and %s_checksum_algorithm)" % kind))
+        why = checksum.malformed(alg, want)
+        if why is None:
+            try:
+                return checksum.new(alg)
+            except ValueError as e:  # an algorithm this port cannot compute
+                why = str(e)
+        raise st.OtaError("%s_checksum: %s: the package's integrity cannot be known" % (kind, why))
+
+    def _tls(self, url):
+        """The TLS context for an https URL, or None for http; OtaError when there is none."""
+        if not url.startswith("https:"):
+            return None
+        u = self.url_ssl
+        if u is None:
+            raise st.OtaError("an https package URL and no CA to verify its server with")
+        if callable(u):
+            u = self.url_ssl = u()  # made once, for every later download
+        return u
+
+    async def _update(self, kind, pkg, rec):
+        h = self._checksum(kind, pkg)
+        if pkg.get("url"):
+            self._tls(pkg["url"])  # before anything is downloaded
+        alg = pkg.get("checksum_algorithm")
+        want = pkg.get("checksum")
+        sink = self._sink(kind)
+        offset = rec.get("offset", 0) if rec.get("pkg") == pkg and rec.get("stage") == "download" else 0
         size = pkg.get("size")
         job = _Job(self, kind, sink, rec, h, size)
         job.offset = job.saved = offset = sink.open(pkg, offset)
@@ -270,14 +318,14 @@ class Ota:
             if not checksum.matches(want, got):
                 raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
         else:
-            self._say("%s: no checksum to verify against" % kind)
+            self._say("%s: a URL package without a checksum: nothing to verify against" % kind)
         await self._report({kind + "_state": st.VERIFIED})
         await self._report({kind + "_state": st.UPDATING})
         rec.set(stage="applying", offset=None)
-        sink.apply(pkg)
+        what = sink.apply(pkg)  # a sink may say what it applied, and where
         self.jobs.pop(kind, None)
         if sink.needs_reboot:
-            self._say("%s %s %s applied; rebooting" % (kind, pkg["title"], pkg["version"]))
+            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
             await asyncio.sleep_ms(200)
             self.reset()
             return
@@ -294,7 +342,7 @@ class Ota:
         if url:
             from tbdevice import otaurl
 
-            await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self.url_ssl)
+            await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self._tls(url))
             return
         link = dev.link
         if hasattr(link, "fetch_firmware"):  # HTTP(S): the firmware route (spec §10.3)

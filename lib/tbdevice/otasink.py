@@ -6,7 +6,7 @@
 #             (firmware/bootslot.py), confirmed after the health check
 # The ESP32 partition sink is tbdevice.otapart. Interface (all sinks):
 #   open(pkg, offset) -> offset, write(buf), durable(), replay(n, fn), close(),
-#   apply(pkg), needs_reboot, confirm(), discard()
+#   apply(pkg) -> None or what was applied where (logged), needs_reboot, confirm(), discard()
 import json
 import os
 
@@ -129,7 +129,9 @@ class FileSink:
 
 class SlotSink(FileSink):
     """An application bundle (tbdevice.bundle) unpacked into the free slot; `slots` is the
-    boot shim's module (firmware/bootslot.py), injected by the board."""
+    boot shim's module (firmware/bootslot.py), injected by the board. The bundle's manifest
+    is checked as soon as it has arrived (its .mpy must load here, its title and version must
+    be the package's), so a bundle this device cannot take fails early and never reaches a slot."""
 
     needs_reboot = True
     room_factor = 2  # the download, then its unpacked copy
@@ -137,22 +139,69 @@ class SlotSink(FileSink):
     def __init__(self, state_dir, kind, slots, buf=None):
         FileSink.__init__(self, state_dir, kind, buf)
         self.slots = slots
+        self.pkg = None
+        self.head = 0  # bytes needed before the manifest can be checked; 0 once it was
+
+    def open(self, pkg, offset):
+        self.pkg = pkg
+        self.head = 6  # magic and manifest length (tbdevice.bundle)
+        offset = FileSink.open(self, pkg, offset)
+        if offset >= self.head:  # resumed past the header: check what is on flash
+            self._check_head()
+        return offset
+
+    def write(self, data):
+        FileSink.write(self, data)
+        if self.head and self.written >= self.head:
+            self._check_head()
+
+    def _check_head(self):
+        # Read back from flash rather than held in RAM: the manifest lists every file.
+        from tbdevice import bundle
+
+        self.f.flush()
+        with open(self.part, "rb") as f:
+            h = f.read(6)
+            if h[:4] != bundle.MAGIC:
+                raise OtaError("not an application bundle (it does not start with %s)" % bundle.MAGIC.decode())
+            need = 6 + (h[4] << 8 | h[5])
+            if self.written < need:
+                self.head = need
+                return
+            f.seek(0)
+            try:
+                man = bundle.read_manifest(f)
+            except bundle.BundleError as e:
+                raise OtaError("bad bundle: %s" % e)
+        self.head = 0
+        self._check(man)
+
+    def _check(self, man):
+        from tbdevice import bundle
+
+        try:
+            bundle.check_mpy(man)
+        except bundle.BundleError as e:
+            raise OtaError("this device cannot load the bundle: %s" % e)
+        pkg = self.pkg
+        if man.get("title") != pkg["title"] or man.get("version") != pkg["version"]:
+            raise OtaError("the bundle is %s %s, the package says %s %s" % (
+                man.get("title"), man.get("version"), pkg["title"], pkg["version"]))
 
     def apply(self, pkg):
         from tbdevice import bundle
 
         sd = self.state_dir
+        self.pkg = pkg
         _mkdir(sd + "/slots")
         slot = self.slots.free_slot(sd)
         try:
-            man = bundle.unpack(self.part, self.slots.slot_dir(sd, slot), self.buf)
+            man = bundle.unpack(self.part, self.slots.slot_dir(sd, slot), self.buf, self._check)
         except bundle.BundleError as e:
             raise OtaError("bad bundle: %s" % e)
-        if man.get("title") != pkg["title"] or man.get("version") != pkg["version"]:
-            raise OtaError("the bundle is %s %s, the package says %s %s" % (
-                man.get("title"), man.get("version"), pkg["title"], pkg["version"]))
         self.slots.switch(sd, slot)  # atomic: the next boot runs the new slot, on trial
         _remove(self.part)
+        return "an application bundle (.mpy v%s) in slot %s" % ((man.get("mpy") or {}).get("version", "-"), slot)
 
     def confirm(self):
         self.slots.confirm(self.state_dir)

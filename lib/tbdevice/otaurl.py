@@ -1,8 +1,9 @@
 # A URL package (spec §10.1: fw_url) fetched with a minimal streaming HTTP/1.1 GET: from an
 # offset with `Range: bytes=N-` (a server that ignores it answers 200 and the bytes before
 # N are skipped), Content-Length, chunked or read-to-close bodies, up to 3 redirects, TLS
-# for https (verifying the server when a CA context is given). lib/httpclient holds whole
-# bodies in RAM, which an image must never be, hence this small reader.
+# for https with the ssl.SSLContext given (tbdevice.ota: one that verifies the server against
+# a CA and its host name, unless the config said otherwise). lib/httpclient holds whole bodies
+# in RAM, which an image must never be, hence this small reader.
 import asyncio
 
 from coap.errors import Timeout
@@ -54,7 +55,9 @@ async def fetch(url, offset, data, timeout_ms=10000, ssl=None, redirects=3):
         tls, host, port, path = split_url(url)
         kw = {}
         if tls:
-            kw["ssl"] = ssl if ssl is not None else True
+            if ssl is None:  # never the port's default, which may verify nothing
+                raise OtaError("GET %s: https and no TLS context to verify the server with" % url)
+            kw["ssl"] = ssl  # asyncio passes host as server_hostname: the name is checked too
         try:
             r, w = await asyncio.wait_for_ms(asyncio.open_connection(host, port, **kw), timeout_ms)
         except asyncio.TimeoutError:
@@ -64,7 +67,12 @@ async def fetch(url, offset, data, timeout_ms=10000, ssl=None, redirects=3):
             if offset:
                 req += "Range: bytes=%d-\r\n" % offset
             w.write((req + "\r\n").encode())
-            await w.drain()
+            try:
+                await w.drain()  # the TLS handshake happens here
+            except ValueError as e:
+                # MicroPython's ssl: the certificate did not verify (mbedTLS's reason: not signed
+                # by the CA, another host name, expired). Retrying will not mend it.
+                raise OtaError("TLS to %s: %s" % (host, " ".join(str(e).split())))
             try:
                 status = await _line(r, timeout_ms)
                 parts = status.split(" ", 2)

@@ -7,16 +7,32 @@ import json
 import os
 
 import bootslot
+import config
 import esp32_double
+from tbdevice import otapart
 from coap import block
 from coap import message as m
 from coap.errors import Timeout
 from tbdevice import bundle, checksum, otafetch
 from tbdevice import otastate as st
-from tbdevice.otapart import PartitionSink
+from tbdevice.otapart import Esp32Sink, PartitionSink
 from tbdevice.otasink import FileSink, SlotSink
 
 IMAGE = bytes((i * 7 + (i >> 8)) & 255 for i in range(10000))
+
+
+def app_image(size=10000, chip=0, project=b"micropython", version=b"v1.28.0-test"):
+    """An ESP32 app image as ESP-IDF lays it out (esp_app_format.h): esp_image_header_t (magic
+    0xE9, segment count, SPI mode/speed/size, entry, ..., chip id at 12), the first segment's
+    header, then esp_app_desc_t (magic word 0xABCD5432, version at +16, project at +48)."""
+    head = bytes((0xE9, 1, 2, 0x20)) + b"\x00\x00\x08\x40" + bytes(4) + bytes((chip & 255, chip >> 8)) + bytes(10)
+    seg = b"\x20\x00\x40\x3f" + (size - 32).to_bytes(4, "little")
+    desc = b"\x32\x54\xcd\xab" + bytes(12) + (version + bytes(32))[:32] + (project + bytes(32))[:32]
+    out = head + seg + desc
+    return out + IMAGE[: size - len(out)]
+
+
+APP = app_image()
 
 
 def _tmp(name):
@@ -47,37 +63,37 @@ def _write(sink, data, piece):
 def test_partition_sink_writes_the_next_ota_slot_and_boots_it():
     esp = esp32_double.make()
     s = PartitionSink(esp)
-    assert s.open({"size": len(IMAGE)}, 0) == 0
-    _write(s, IMAGE, 1000)
+    assert s.open({"size": len(APP)}, 0) == 0
+    _write(s, APP, 1000)
     assert s.durable() == 8192  # two whole blocks; the rest waits in the block buffer
     s.close()
     flash = esp.flash
-    assert bytes(flash.data["ota_0"][: len(IMAGE)]) == IMAGE
-    assert bytes(flash.data["ota_0"][len(IMAGE) : 12288]) == b"\xff" * (12288 - len(IMAGE))
+    assert bytes(flash.data["ota_0"][: len(APP)]) == APP
+    assert bytes(flash.data["ota_0"][len(APP) : 12288]) == b"\xff" * (12288 - len(APP))
     assert flash.boot == "factory"
     s.apply({})
     assert flash.boot == "ota_0"
     s.confirm()
     assert flash.valid_marks == 1
     h = checksum.new("SHA256")
-    s.replay(len(IMAGE), h.update)
+    s.replay(len(APP), h.update)
     want = checksum.new("SHA256")
-    want.update(IMAGE)
+    want.update(APP)
     assert h.hexdigest() == want.hexdigest()
 
 
 def test_partition_sink_resumes_at_a_block_boundary():
     esp = esp32_double.make()
     s = PartitionSink(esp)
-    s.open({"size": len(IMAGE)}, 0)
-    _write(s, IMAGE[:7000], 700)
+    s.open({"size": len(APP)}, 0)
+    _write(s, APP[:7000], 700)
     # a reboot: a new sink, the record said 7000 bytes; only whole blocks are on flash
     s = PartitionSink(esp)
-    off = s.open({"size": len(IMAGE)}, 7000)
+    off = s.open({"size": len(APP)}, 7000)
     assert off == 4096
-    _write(s, IMAGE[off:], 333)
+    _write(s, APP[off:], 333)
     s.close()
-    assert bytes(esp.flash.data["ota_0"][: len(IMAGE)]) == IMAGE
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP
 
 
 def test_partition_sink_refuses_without_ota_slots_or_room():
@@ -87,7 +103,7 @@ def test_partition_sink_refuses_without_ota_slots_or_room():
     assert e.args[0] == 28
     s = PartitionSink(esp32_double.make(app_size=8192))
     s.open({}, 0)  # size unknown (a URL package): the overflow shows while writing
-    e = _raises(OSError, _write, s, IMAGE, 1024)
+    e = _raises(OSError, _write, s, APP, 1024)
     assert e.args[0] == 28
 
 
@@ -99,6 +115,150 @@ def test_partition_sink_rejected_image_is_an_ota_error():
     s.close()
     assert "refused" in str(_raises(st.OtaError, s.apply, {}))
     assert esp.flash.boot == "factory"
+
+
+def test_partition_sink_resumes_only_an_image():
+    esp = esp32_double.make(app_size=3 * 4096)
+    s = PartitionSink(esp)
+    s.open({}, 0)
+    _write(s, IMAGE[:9000], 1000)  # two blocks of something that is not an app image
+    assert PartitionSink(esp).open({}, 9000) == 0
+
+
+def _esp32_sink(sd, esp):
+    return Esp32Sink(SlotSink(sd, "fw", bootslot), PartitionSink(esp))
+
+
+def _bundle_bytes(version="2"):
+    out = io.BytesIO()
+    bundle.pack(out, {"title": "t", "version": version}, [("firmware/version.py", b"V = 2\n"), ("lib/big.py", IMAGE[:6000])])
+    return out.getvalue()
+
+
+def test_esp32_sink_takes_a_bundle_into_a_file_system_slot():
+    # Stock MicroPython (no OTA partitions): an application bundle goes to a slot, on trial.
+    sd = _tmp("esp32bundle")
+    esp = esp32_double.make(ota=False, rollback=False, app_size=3 * 4096)
+    bootslot.write(sd, {"slot": "b", "state": "ok"})
+    data = _bundle_bytes()
+    s = _esp32_sink(sd, esp)
+    assert s.open({"title": "t", "version": "2", "size": len(data)}, 0) == 0
+    assert _feed(s, data, 7) is None  # the first bytes arrive in pieces smaller than the sniff
+    s.close()
+    assert s.apply({"title": "t", "version": "2"}) == "an application bundle (.mpy v-) in slot a"
+    assert bootslot.read(sd) == {"slot": "a", "prev": "b", "state": "trial"}
+    with open(sd + "/slots/a/lib/big.py", "rb") as f:
+        assert f.read() == IMAGE[:6000]
+    assert esp.flash.erases == 0 and esp.flash.boot == "factory"  # the flash was not touched
+    assert bootslot.choose(sd) == "a" and bootslot.on_trial()
+    _esp32_sink(sd, esp).confirm()  # after the reboot: a new sink confirms whichever is on trial
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"}
+
+
+def test_esp32_sink_takes_an_image_into_the_ota_partition():
+    sd = _tmp("esp32image")
+    esp = esp32_double.make(app_size=3 * 4096)
+    bootslot.write(sd, {"slot": "a", "state": "ok"})
+    s = _esp32_sink(sd, esp)
+    s.open({"size": len(APP)}, 0)
+    assert _feed(s, APP, 20) is None
+    assert s.durable() == 8192
+    s.close()
+    assert s.apply({}) == "an ESP32 app image (micropython v1.28.0-test) in partition ota_0"
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP and esp.flash.boot == "ota_0"
+    assert _missing(sd + "/ota/fw.part") and _missing(sd + "/slots/b")
+    # the new image runs its own code: no slot shadows it, on trial with the image
+    assert bootslot.read(sd) == {"slot": None, "prev": "a", "state": "trial"}
+    assert bootslot.choose(sd) is None and bootslot.on_trial()
+    _esp32_sink(sd, esp).confirm()
+    assert bootslot.read(sd) == {"slot": None, "state": "ok"} and esp.flash.valid_marks == 1
+    # had it not confirmed, the next boot would have gone back to the slot (and the bootloader
+    # to the old partition)
+    os.mkdir(sd + "/slots")
+    _slot(sd, "a", "1")
+    bootslot.write(sd, {"slot": None, "prev": "a", "state": "trial"})
+    assert bootslot.choose(sd) is None
+    assert bootslot.choose(sd) == "a" and bootslot.read(sd)["failed"] is None
+
+
+def test_esp32_sink_resumes_what_it_was_writing():
+    sd = _tmp("esp32resume")
+    esp = esp32_double.make(app_size=3 * 4096)
+    data = _bundle_bytes()
+    s = _esp32_sink(sd, esp)
+    s.open({"title": "t", "version": "2"}, 0)
+    _feed(s, data[:5000], 100)
+    s.durable()
+    s.close()
+    s = _esp32_sink(sd, esp)  # a reboot: the file on flash says it was a bundle
+    assert s.open({"title": "t", "version": "2"}, 5000) == 5000
+    _feed(s, data[5000:], 100)
+    s.close()
+    h = checksum.new("MD5")
+    s.replay(len(data), h.update)
+    want = checksum.new("MD5")
+    want.update(data)
+    assert h.hexdigest() == want.hexdigest()
+    s.discard()
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    _feed(s, APP[:9000], 1000)
+    s.close()
+    s = _esp32_sink(sd, esp)  # no bundle file: the partition's first block is an image
+    assert s.open({}, 9000) == 8192
+    _feed(s, APP[8192:], 1000)
+    s.close()
+    assert bytes(esp.flash.data["ota_0"][: len(APP)]) == APP
+    assert _esp32_sink(sd, esp32_double.make(app_size=3 * 4096)).open({}, 9000) == 0  # nothing there: from the start
+
+
+def test_esp32_sink_refuses_what_it_cannot_take():
+    sd = _tmp("esp32refuse")
+    s = _esp32_sink(sd, esp32_double.make(app_size=3 * 4096))
+    s.open({}, 0)
+    assert _feed(s, IMAGE, 16) == 48 and "neither an application bundle (TBB1) nor an ESP32 app image" in str(s.error)
+    # stock MicroPython: an image has nowhere to go, said before any of it is written
+    esp = esp32_double.make(ota=False, app_size=3 * 4096)
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    assert _feed(s, APP, 512) == 512 and "stock MicroPython takes application bundles" in str(s.error)
+    assert esp.flash.erases == 0
+    # an image for another chip (the running image's header says which this is)
+    esp = esp32_double.make(app_size=3 * 4096)
+    esp.flash.mem("factory")[: len(APP)] = APP
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    assert _feed(s, app_image(chip=9), 512) == 512 and "chip id 9, this chip's is 0" in str(s.error)
+    assert esp.flash.erases == 0
+    s = _esp32_sink(sd, esp)
+    s.open({}, 0)
+    _feed(s, b"TBB1", 4)
+    s.close()
+    assert "the package has 4 bytes" in str(_raises(st.OtaError, s.apply, {}))
+    assert otapart.app_image(APP) and not otapart.app_image(APP[:30]) and not otapart.app_image(b"\xe9" + IMAGE)
+
+
+def test_double_rolls_back_an_image_that_never_confirmed():
+    d = _tmp("esp32flash")
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    assert esp.Partition(esp.Partition.RUNNING).info()[4] == "factory"
+    nxt = esp.Partition(esp.Partition.RUNNING).get_next_update()
+    nxt.writeblocks(0, memoryview(APP)[:4096])
+    nxt.set_boot()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)  # reboot: the new image runs, pending verification
+    assert esp.flash.running == "ota_0" and esp.flash.states["ota_0"] == "pending"
+    assert bytes(esp.flash.data["ota_0"][:4096]) == APP[:4096]  # kept across the reboot
+    esp = esp32_double.make(path=d, app_size=3 * 4096)  # it reset before confirming: the bootloader rolls back
+    assert esp.flash.running == "factory" and esp.flash.states["ota_0"] == "aborted"
+    nxt = esp.Partition(esp.Partition.RUNNING).get_next_update()
+    nxt.set_boot()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    esp.Partition.mark_app_valid_cancel_rollback()
+    esp = esp32_double.make(path=d, app_size=3 * 4096)
+    assert esp.flash.running == "ota_0" and esp.flash.states["ota_0"] == "valid"
+    e = _raises(OSError, esp32_double.make(rollback=False, app_size=4096).Partition.mark_app_valid_cancel_rollback)
+    assert e.args[0] == -261
+    assert _raises(OSError, esp.Partition, "nope").args[0] == 2
 
 
 def test_double_is_nor_flash():
@@ -179,17 +339,74 @@ def test_bundle_round_trip_and_rejects():
     _raises(bundle.BundleError, bundle.unpack, sd + "/junk.tbb", sd + "/slot4")
 
 
+def _feed(sink, data, piece):
+    # What the download does: the sink is written piece by piece; returns the bytes taken
+    # before the sink refused (OtaError), or None when it took everything.
+    for i in range(0, len(data), piece):
+        try:
+            sink.write(data[i : i + piece])
+        except st.OtaError as e:
+            sink.error = e
+            return i + piece
+    return None
+
+
 def test_slot_sink_checks_the_bundle_matches_the_package():
     sd = _tmp("slotsink")
     out = io.BytesIO()
-    bundle.pack(out, {"title": "t", "version": "2"}, [("firmware/version.py", b"")])
+    bundle.pack(out, {"title": "t", "version": "2"}, [("firmware/version.py", b""), ("lib/big.py", IMAGE)])
     s = SlotSink(sd, "fw", bootslot)
-    s.open({"size": len(out.getvalue())}, 0)
-    s.write(out.getvalue())
+    s.open({"title": "t", "version": "3", "size": len(out.getvalue())}, 0)
+    taken = _feed(s, out.getvalue(), 64)
+    assert taken is not None and taken < 200, taken  # as soon as the manifest was there
+    assert "the bundle is t 2" in str(s.error)
     s.close()
-    e = _raises(st.OtaError, s.apply, {"title": "t", "version": "3"})
+    e = _raises(st.OtaError, s.apply, {"title": "t", "version": "3"})  # and at apply, before the slot
     assert "the bundle is t 2" in str(e)
-    assert bootslot.read(sd) == {}  # nothing switched
+    assert bootslot.read(sd) == {} and _missing(sd + "/slots/a")  # nothing unpacked, nothing switched
+
+
+def test_mpy_versions_a_device_loads():
+    v6 = 6 | 3 << 8  # sys.implementation._mpy of a 1.2x port without native code
+    x64 = v6 | 2 << 10
+    xtensawin = v6 | 10 << 10
+    bundle.check_mpy({}, 0)  # sources: nothing to check
+    bundle.check_mpy({"mpy": {"version": 6}}, v6)
+    bundle.check_mpy({"mpy": {"version": 6}}, xtensawin)  # bytecode loads on any arch
+    e = _raises(bundle.BundleError, bundle.check_mpy, {"mpy": {"version": 5}}, x64)
+    assert "holds .mpy v5, this MicroPython loads v6" in str(e)
+    native = {"mpy": {"version": 6, "sub_version": 3, "arch": 10, "march": "xtensawin"}}
+    bundle.check_mpy(native, xtensawin)
+    e = _raises(bundle.BundleError, bundle.check_mpy, native, x64)
+    assert "native code for xtensawin" in str(e) and "arch 2" in str(e)
+    _raises(bundle.BundleError, bundle.check_mpy, native, v6)  # a port without a native emitter
+    e = _raises(bundle.BundleError, bundle.check_mpy, dict(native, mpy=dict(native["mpy"], sub_version=2)), xtensawin)
+    assert "v6.2" in str(e)
+
+
+def test_slot_sink_refuses_mpy_it_cannot_load_before_touching_a_slot():
+    sd = _tmp("slotmpy")
+    bootslot.write(sd, {"slot": "a", "state": "ok"})
+    for need in ({"version": 5}, {"version": 6, "sub_version": 3, "arch": 4, "march": "armv6m"}):
+        out = io.BytesIO()
+        bundle.pack(out, {"title": "t", "version": "2", "mpy": need}, [("lib/big.mpy", IMAGE)])
+        s = SlotSink(sd, "fw", bootslot)
+        s.open({"title": "t", "version": "2", "size": len(out.getvalue())}, 0)
+        taken = _feed(s, out.getvalue(), 128)
+        # CPython has no sys.implementation._mpy: it cannot load any .mpy either
+        assert taken is not None and taken < 300 and "cannot load the bundle" in str(s.error), (taken, need)
+        s.discard()
+        # a download resumed past the manifest is checked at open
+        with open(sd + "/ota/fw.part", "wb") as f:
+            f.write(out.getvalue()[:1000])
+        e = _raises(st.OtaError, SlotSink(sd, "fw", bootslot).open, {"title": "t", "version": "2"}, 1000)
+        assert "cannot load the bundle" in str(e)
+        assert _missing(sd + "/slots/b")
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"}
+    with open(sd + "/ota/fw.part", "wb") as f:
+        f.write(IMAGE[:100])
+    e = _raises(st.OtaError, SlotSink(sd, "fw", bootslot).open, {"title": "t", "version": "2"}, 100)
+    assert "not an application bundle" in str(e)
 
 
 def test_file_sink_resumes_and_installs():
@@ -227,6 +444,35 @@ def test_target_and_same():
     assert not st.same(p, {"title": "t", "version": "2"})
     assert not st.same(p, None)
     assert st.keys("sw")[0] == "sw_title"
+
+
+def test_checksum_format_is_checked_before_a_download():
+    assert checksum.malformed("SHA256", "AB" * 32) is None
+    assert checksum.malformed("sha256", " " + "ab" * 32 + "\n") is None  # as checksum.matches() strips it
+    assert checksum.malformed("CRC32", "0badf00d") is None and checksum.malformed("MURMUR3_128", "f" * 32) is None
+    assert "not a SHA256 checksum (64 hex digits)" in checksum.malformed("SHA256", "ab" * 31)
+    assert "not a MD5 checksum" in checksum.malformed("MD5", "g" * 32)
+    assert "not a SHA512 checksum" in checksum.malformed("SHA512", "0x" + "a" * 126)
+    assert "unknown checksum algorithm" in checksum.malformed("SHA3", "ab")
+    # what the algorithms really produce has the length said (SHA384/512's pure-Python tables,
+    # long-lived, would fragment the small heap this runs in on the unix port: test_checksum has them)
+    for alg in ("MD5", "SHA256", "CRC32", "MURMUR3_32", "MURMUR3_128"):
+        h = checksum.new(alg)
+        h.update(b"x")
+        assert checksum.malformed(alg, h.hexdigest()) is None, alg
+
+
+def test_config_ota_ca_and_verify():
+    def err(ota):
+        try:
+            config.validate({"host": "h", "token": "t", "ota": ota})
+        except config.ConfigError as e:
+            return str(e)
+
+    assert err({"ca": "ca.pem", "verify": True}) is None and err({"verify": False}) is None
+    assert "'ota.verify' must be true or false" in err({"verify": "no"})
+    assert "'ota.ca' must be the path of a CA file" in err({"ca": ""})
+    assert "'ota.cafile' is not a known key" in err({"cafile": "x"})
 
 
 def test_progress_steps():
