@@ -30,7 +30,7 @@ $(VENV)/stubs/%/.installed: $(VENV)/.installed
 	touch $@
 
 # A 32-bit MicroPython 1.28.0 unix port for every memory figure (tests, bench): a board's object sizes.
-$(VENV)/bin/micropython32: tools/build-mp32 $(VENV)/.installed
+$(VENV)/bin/micropython32: tools/build-mp32 | $(VENV)/.installed
 	@tools/build-mp32
 
 # socat puts the unix port behind a pty: the virtual board (tools/virtual-board).
