@@ -3,10 +3,9 @@
 # keeps the attribute cache and posts each RPC's reply.
 import asyncio
 
-from coap.errors import CoapError
 from tbdevice.attributes import SharedAttributes
-from tbdevice.coaplink import ATTRIBUTE_UPDATE
 from tbdevice.errors import TbError
+from tbdevice.link import ATTRIBUTE_UPDATE
 from tbdevice.rpc import RpcDispatcher
 
 _QUEUE = 16  # updates waiting for the dispatcher; beyond that the oldest is dropped
@@ -26,11 +25,12 @@ class Downlink:
         if self.device.log:
             self.device.log(text)
 
-    def start(self, silence_ms=300000, keepalive_ms=30000):
+    def start(self, silence_ms=300000):
+        # The link delivers to _put; the device's supervisor keeps it registered.
         if self._task is not None:
             return
         self._task = asyncio.create_task(self._dispatch())
-        self.device.link.start_downlink(self._put, silence_ms, keepalive_ms, reopen=self.device.reconnect)
+        self.device.link.start_downlink(self._put, silence_ms)
 
     async def stop(self):
         if self._task is not None:
@@ -61,7 +61,7 @@ class Downlink:
                     self._attributes(payload, initial)
                 else:
                     await self._rpc(payload)
-            except (CoapError, TbError, OSError, ValueError, KeyError, TypeError) as e:
+            except (TbError, OSError, ValueError, KeyError, TypeError) as e:
                 # A bad update or a failed reply costs that message, not the loop.
                 self._say("downlink: %s: %s" % (type(e).__name__, e))
 

@@ -9,6 +9,8 @@ import json
 import sys
 
 from coap.client import Client
+from coap.observe import Observation  # noqa: F401 (compiled first, while the heap is empty)
+from tbdevice.coaplink import CoapLink  # noqa: F401
 from tbdevice.device import Device
 
 
@@ -40,11 +42,9 @@ async def main(spec):
         return {"slow": params["ms"]}
 
     def state(params):
-        link = dev.link
         dl = dev.downlink
         return {"shared": dev.shared, "runs": runs, "repeats": dl.rpc.repeats, "reconnects": dev.reconnects,
-                "pings": link.pings, "registrations": [o.registrations for o in link._obs],
-                "notifications": [o.notifications for o in link._obs]}
+                "pings": dev.supervisor.pings}
 
     for name in spec.get("keys", ()):
         dev.on_attribute(name, lambda v, k=name: emit(ev="attr", key=k, value=v))
