@@ -227,6 +227,15 @@ class App:
             if self.ota is not None:
                 self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
             return True
+        except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
+            # Not the data's fault: it goes into the store-and-forward queue, sent when the
+            # server takes it (refused credentials are said once, by the supervisor).
+            self.failed += 1
+            if isinstance(e, errors.Unauthorized):
+                self.device.supervisor.refused(str(e))
+            self.forward.sample(values)
+            self._say("telemetry failed: %s: %s, queued" % (type(e).__name__, e))
+            return False
         except errors.TbError as e:
             self.failed += 1
             self._say("telemetry failed: %s: %s" % (type(e).__name__, e))

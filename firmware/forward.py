@@ -111,7 +111,7 @@ class Forwarder:
                 self.refused += k
                 self.last_error = _why(e)
                 self._say("telemetry: %d samples refused: %s" % (k, self.last_error))
-        sup.refusing = False  # taken: the credentials are good (again)
+        sup.accepted()  # taken: the credentials are good (again)
         if q.dropped != self._dropped_sent:
             # The count of samples the bounds pushed out is itself reported (issue 8).
             n = q.dropped

@@ -243,6 +243,15 @@ class Supervisor:
             self._reg_fails += 1
         self._reg_at = time.ticks_add(time.ticks_ms(), backoff(self._reg_fails, 1000))
 
+    def accepted(self):
+        """The server took the credentials (an uplink succeeded): after a refusal, register
+        the downlink now instead of at the end of the longest back-off."""
+        if self.refusing:
+            self.refusing = False
+            self._reg_fails = 0
+            self._reg_at = None
+            self.wake()
+
     def refused(self, what):
         """Say once, until the server takes the credentials again (refusing = False), that it
         refuses them (4.01, HTTP 401): not a fault of the data, nor of the link."""
