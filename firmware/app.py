@@ -5,12 +5,10 @@ import asyncio
 import gc
 import time
 
-from coap.errors import CoapError
-from tbdevice import credentials, errors
 from forward import Forwarder
+from tbdevice import errors
 from tbdevice.device import Device
 from tbdevice.jsonenc import dumps
-from tbdevice.provision import provision
 from version import FW_TITLE, FW_VERSION
 
 
@@ -33,7 +31,7 @@ def make_link(cfg, log):
     con = coap.pop("con", True)
     if t == "coaps":
         # DTLS 1.2 with X.509 (spec §12). The handshake runs in every link.open(), so the
-        # reconnect loop (Device._reopen) redoes it.
+        # supervisor's re-open redoes it.
         from coap.dtls import BLOCK_SIZE, DtlsTransport
 
         tls = cfg.get("tls") or {}
@@ -76,61 +74,58 @@ class App:
         if self.log:
             self.log(text)
 
-    async def _token(self, client):
+    async def _token(self, dev):
+        # Credentials: the config's token, an X.509 certificate, the stored token, or (only
+        # then are its modules loaded) provisioning through the device's open link.
         cfg = self.cfg
         if cfg.get("token"):
             return cfg["token"]
         if cfg["transport"] == "coaps" and (cfg.get("tls") or {}).get("cert"):
             self._say("credentials: X.509, the client certificate names the device (token-less routes)")
             return None
+        from tbdevice import credentials
+
         creds = credentials.load(cfg["state_dir"])
         if creds:
             self._say("credentials: using the stored token of %s" % creds.get("device_name"))
             return creds["token"]
+        from tbdevice.provision import provision
+
         p = cfg["provision"]
         name = p.get("device_name") or self.hal.unique_name()
         self._say("provision: asking for credentials as %s" % name)
         while True:
             try:
-                creds = await provision(client, p["device_key"], p["device_secret"], name, codec=self.codec)
+                creds = await provision(dev, p["device_key"], p["device_secret"], name, codec=self.codec)
                 break
             except errors.ProvisionError as e:
                 # NOT_FOUND (wrong key/secret) and FAILURE (name taken) will not mend by
                 # themselves: say so clearly and stop.
                 self._say("provision: refused: %s" % e)
                 raise
-            except (CoapError, OSError) as e:
+            except errors.Timeout as e:
                 self._say("provision: %r, retrying" % e)
                 await asyncio.sleep_ms(5000)
         credentials.save(cfg["state_dir"], creds)
         self._say("provision: stored the new token for %s" % name)
         return creds["token"]
 
-    async def _open(self, link):
-        # The first open: over coaps it is the DTLS handshake, which a server that is down or
-        # refuses our certificate check fails. Retried with back-off like later ones (Device._reopen).
-        d = 500
-        while True:
-            try:
-                return await link.open()
-            except OSError as e:
-                self._say("link: %r, retrying in %d ms" % (e, d))
-                await asyncio.sleep_ms(d)
-                d = min(d * 2, 60000)
-
     async def start(self):
         cfg = self.cfg
-        link = make_link(cfg, self.log)
         self.codec = make_codec(cfg)
         await self.hal.connect_network()
-        await self._open(link)
+        self.device = dev = Device(cfg["host"], None, clock=self.hal.epoch_ms, log=self.log,
+                                   link=make_link(cfg, self.log), codec=self.codec)
+        # The first open: over coaps the DTLS handshake, which a server that is down or refuses
+        # our certificate fails; retried with back-off like every later one (tbdevice.supervisor).
+        await dev.connect()
         if not self.sleepy:  # a sleeping board runs no supervisor: each report is its liveness check
-            self.hal.supervise(link)  # the board's link supervisor and watchdog (boards/common/wifihal.py)
-        token = await self._token(link)
-        self.device = Device(cfg["host"], token, clock=self.hal.epoch_ms, log=self.log, link=link, codec=self.codec)
+            dev.supervise(self.hal)  # the board's watchdog and network rejoin join the link's supervisor
+        token = await self._token(dev)
+        if token:
+            dev.set_token(token)
         self._say("device: %s %s:%d, reporting every %d ms" % (
             cfg["transport"].upper().replace("COAP", "CoAP"), cfg["host"], cfg["port"], self.interval_ms))
-        dev = self.device
         dev.on_rpc("setGpio", self.set_gpio)
         dev.on_rpc("getGpio", self.get_gpio)
         dev.on_rpc("getStatus", self.get_status)
@@ -204,7 +199,7 @@ class App:
         # attribute updates and the held RPCs arrive. Listen for window_ms after the last
         # datagram (a reply to an RPC is an uplink too and re-opens the window), then sleep
         # through the HAL until the next report is due.
-        cl = self.device.link.client
+        link = self.device.link
         while True:
             t0 = time.ticks_ms()
             self.take_sample()
@@ -213,8 +208,10 @@ class App:
                 self.failed += 1
                 self._say("telemetry: %s, %d queued for the next wake" % (err, len(self.forward.queue)))
                 await self.device.reconnect()  # no answer: a new socket, the observations re-register
-            while time.ticks_diff(time.ticks_ms(), cl.last_rx) < window_ms:
-                await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), cl.last_rx))
+            heard = link.heard()  # a link that cannot tell (HTTP) has no window to wait out
+            while heard is not None and time.ticks_diff(time.ticks_ms(), heard) < window_ms:
+                await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), heard))
+                heard = link.heard()
             left = self.interval_ms - time.ticks_diff(time.ticks_ms(), t0)
             if left > 0:
                 self._say("power: %s, sleeping %d ms" % (self.power["mode"], left))
@@ -230,7 +227,16 @@ class App:
             if self.ota is not None:
                 self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
             return True
-        except (CoapError, errors.TbError) as e:
+        except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
+            # Not the data's fault: it goes into the store-and-forward queue, sent when the
+            # server takes it (refused credentials are said once, by the supervisor).
+            self.failed += 1
+            if isinstance(e, errors.Unauthorized):
+                self.device.supervisor.refused(str(e))
+            self.forward.sample(values)
+            self._say("telemetry failed: %s: %s, queued" % (type(e).__name__, e))
+            return False
+        except errors.TbError as e:
             self.failed += 1
             self._say("telemetry failed: %s: %s" % (type(e).__name__, e))
             return False
@@ -261,19 +267,18 @@ class App:
         d = self.device
         f = self.forward
         gc.collect()
+        st = d.link.stats()
         v = {
-            "retransmissions": d.link.retransmissions,
+            "retransmissions": st["retransmissions"],
             "reconnects": d.reconnects,
             "queue_dropped": f.queue.dropped,
             "free_heap": self.hal.free_heap(),
         }
-        nomem = getattr(getattr(d.link, "client", None), "nomem", 0)  # CoAP reads that found no heap
-        if nomem:
-            v["rx_no_heap"] = nomem
-        rejoins = getattr(self.hal, "rejoins", None)  # Wi-Fi boards: link rebuilds by the supervisor
-        if rejoins is not None:
-            v["wifi_rejoins"] = rejoins
-        rssi = self.hal.rssi() if hasattr(self.hal, "rssi") else None
+        if st.get("rx_no_heap"):  # CoAP reads that found no heap
+            v["rx_no_heap"] = st["rx_no_heap"]
+        if self.hal.rejoins is not None:  # Wi-Fi boards: network rebuilds by the supervisor
+            v["wifi_rejoins"] = self.hal.rejoins
+        rssi = self.hal.rssi()
         if rssi is not None:
             v["rssi"] = rssi
         if f.last_error:

@@ -3,19 +3,21 @@
 # (RAM, spilling to state_dir when configured); the sender flushes it oldest first in
 # batches (a JSON array of {"ts", "values"}, spec §5; one message per sample for protobuf
 # profiles, whose telemetry schema is a single message, spec §11) and, while the server
-# cannot be reached (no answer, a reset, 5.00), keeps everything and backs off.
+# cannot be reached (no answer, a reset, 5.00) or refuses the credentials (4.01), keeps
+# everything and backs off.
 #
 # Exactly once: a batch whose answer was lost is sent again; ThingsBoard keeps one value
 # per (key, ts), so the second copy collapses into the first (tbdevice/queue.py).
 import asyncio
-import random
 import time
 
-from coap.errors import CoapError
 from tbdevice import errors
 from tbdevice.jsoncheck import check
 from tbdevice.jsonenc import dumps
+from tbdevice.link import backoff
 from tbdevice.queue import TelemetryQueue
+
+_LONGEST = 16  # back-off step for refused credentials: retry_max_ms at once
 
 
 def make_queue(cfg):
@@ -26,7 +28,7 @@ def make_queue(cfg):
 
 
 class Forwarder:
-    """`app` gives device (tbdevice.Device), hal (epoch_ms), _say and ota."""
+    """`app` gives device (tbdevice.Device), hal (epoch_ms), log and ota."""
 
     def __init__(self, app, cfg):
         q = cfg.get("queue") or {}
@@ -37,10 +39,16 @@ class Forwarder:
         self.retry_max_ms = q.get("retry_max_ms", 30000)
         self.sent = 0  # samples the server took
         self.refused = 0  # samples the server refused (4.xx) or the payload codec could not carry
-        self.failures = 0  # flushes that ended without an answer (then retried)
+        self.failures = 0  # flushes that ended without an answer or with the credentials refused (then retried)
+        self.unauthorized = False  # the last flush ended with the credentials refused (4.01)
         self.last_error = None
         self._dropped_sent = 0  # the queue_dropped value the server has
         self._ev = asyncio.Event()
+
+    def _say(self, text):
+        log = self.app.log
+        if log:
+            log(text)
 
     # ---- sampling ---------------------------------------------------------------
     def sample(self, values):
@@ -63,7 +71,7 @@ class Forwarder:
 
     # ---- sending ----------------------------------------------------------------
     async def run(self):
-        delay = self.retry_ms
+        fails = 0
         q = self.queue
         while True:
             while not len(q) and q.dropped == self._dropped_sent:
@@ -71,46 +79,54 @@ class Forwarder:
                 await self._ev.wait()
             err = await self.flush()
             if err is None:
-                delay = self.retry_ms
+                fails = 0
                 continue
-            wait = delay // 2 + random.getrandbits(16) % (delay // 2 + 1)
-            self.app._say("telemetry: %s, %d queued, retrying in %d ms" % (err, len(q), wait))
+            fails = _LONGEST if self.unauthorized else fails + 1
+            wait = backoff(fails, self.retry_ms, self.retry_max_ms)
+            self._say("telemetry: %s, %d queued, retrying in %d ms" % (err, len(q), wait))
             await asyncio.sleep_ms(wait)
-            delay = min(delay * 2, self.retry_max_ms)
 
     async def flush(self):
         """Send what is queued, oldest first. None when all of it went, else why not
         (everything not taken stays queued)."""
         q = self.queue
+        sup = self.app.device.supervisor
+        self.unauthorized = False
         while True:
             try:
                 await q.flush(self._send)
                 break
-            except (CoapError, errors.ServerError) as e:
+            except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
                 # No answer, a reset, or 5.00 (what ThingsBoard answers when a rate limit
-                # is hit, spec §2.3): the server may take it later.
+                # is hit, spec §2.3): the server may take it later. 4.01: the credentials are
+                # refused, not the data: keep it until they are fixed (said once).
                 self.failures += 1
                 self.last_error = _why(e)
+                if isinstance(e, errors.Unauthorized):
+                    self.unauthorized = True
+                    sup.refused(str(e))
                 return self.last_error
             except errors.TbError as e:
-                # 4.xx, or a value the profile's schema cannot carry: this batch will never
-                # be taken. Drop it (counted) rather than block everything behind it.
+                # 4.00, 4.13, another 4.xx, or a value the profile's schema cannot carry: this
+                # batch will never be taken. Drop it (counted) rather than block everything
+                # behind it.
                 k = len(q.peek())
                 q.pop(k)
                 self.refused += k
                 self.last_error = _why(e)
-                self.app._say("telemetry: %d samples refused: %s" % (k, self.last_error))
+                self._say("telemetry: %d samples refused: %s" % (k, self.last_error))
+        sup.accepted()  # taken: the credentials are good (again)
         if q.dropped != self._dropped_sent:
             # The count of samples the bounds pushed out is itself reported (issue 8).
             n = q.dropped
             try:
                 await self.app.device.send_telemetry({"queue_dropped": n})
-                self.app._say("telemetry {\"queue_dropped\":%d} -> 2.01" % n)
-            except (CoapError, errors.ServerError) as e:
+                self._say("telemetry {\"queue_dropped\":%d} -> 2.01" % n)
+            except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
                 self.last_error = _why(e)
                 return self.last_error
             except errors.TbError as e:  # e.g. a protobuf schema without the key: say it once
-                self.app._say("telemetry: queue_dropped %d not sent: %s" % (n, _why(e)))
+                self._say("telemetry: queue_dropped %d not sent: %s" % (n, _why(e)))
             self._dropped_sent = n
         return None
 
@@ -124,10 +140,10 @@ class Forwarder:
                 it = it["values"]
             else:
                 await dev.send_telemetry(it)
-            app._say("telemetry %s -> 2.01" % dumps(it))
+            self._say("telemetry %s -> 2.01" % dumps(it))
         else:
             await dev.send_telemetry(items)
-            app._say("telemetry: %d queued samples -> 2.01 (%d left)" % (len(items), len(self.queue) - len(items)))
+            self._say("telemetry: %d queued samples -> 2.01 (%d left)" % (len(items), len(self.queue) - len(items)))
         self.sent += len(items)
         app.sent += len(items)
         if app.ota is not None:

@@ -20,8 +20,21 @@ class Hal:
     async def connect_network(self):
         return  # the host's network is already up
 
-    def supervise(self, link):
-        return  # the host supervises its own network; the link re-opens itself (tbdevice)
+    # The link supervisor's hooks (tbdevice/supervisor.py): the host owns its network and
+    # there is no watchdog, so there is nothing to do.
+    rejoins = None  # (diagnostics: a Wi-Fi board counts its network rebuilds)
+
+    def tick(self, online):
+        return
+
+    def associated(self):
+        return True
+
+    async def rejoin(self, force):
+        return True
+
+    def rssi(self):
+        return None
 
     def epoch_ms(self):
         # The unix port's epoch is 1970 and its clock is the host's: always set.

@@ -1,15 +1,16 @@
-# What the Wi-Fi boards (ESP32_GENERIC, RPI_PICO_W) share: Wi-Fi bring-up and supervision,
-# the status LED, NTP time, the watchdog, sleep, pins, reset. Each board's hal.py subclasses
+# What the Wi-Fi boards (ESP32_GENERIC, RPI_PICO_W) share: Wi-Fi bring-up, the hooks through
+# which the device's link supervisor (tbdevice/supervisor.py) rebuilds Wi-Fi and feeds the
+# watchdog, the status LED, NTP time, sleep, pins, reset. Each board's hal.py subclasses
 # WifiHal with its port's quirks (status codes, power management, LED pin, sensor).
 # Only the ports' documented APIs (network.WLAN, machine, ntptime) are used; pyright checks
 # this file against each port's stubs (boards/<BOARD>/pyrightconfig.json).
 import asyncio
 import gc
-import random
 import time
 
 import machine
 import network
+from tbdevice.link import backoff
 
 try:
     from micropython import const
@@ -29,9 +30,6 @@ class WifiHal:
     LED = None  # the status LED's Pin id, or None
     WDT_MS = 8000  # rp2's hardware maximum is 8388 ms
     FATAL = ()  # status codes after which waiting longer for this attempt is pointless
-    PROBE_MS = 30000  # no datagram from the server for this long: ask with a CoAP ping
-    PROBE_AGAIN_MS = 5000  # after an unanswered probe
-    REJOIN_AFTER = 2  # unanswered probes before the Wi-Fi link is rebuilt
     RESET_MS = 900000  # offline this long (15 min): reset, the last resort (mqtt_as does the same)
 
     def __init__(self, cfg, log=print):
@@ -44,9 +42,8 @@ class WifiHal:
         self.pins = {}
         self.led = None
         self.wdt = None
-        self.client = None
-        self.task = None
         self.online = False
+        self._offline_at = None
         self.joins = 0
         self.rejoins = 0
         self.clock_set = False
@@ -82,11 +79,12 @@ class WifiHal:
     async def connect_network(self):
         """Join the configured network, retrying with jittered back-off until it works, then
         set the clock from NTP (best effort: epoch_ms() stays None until it is set)."""
-        delay = 1000
+        fails = 0
         while not await self._join():
-            self._say("wifi: retrying in about %d ms" % delay)
-            await self._sleep(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
-            delay = min(delay * 2, 60000)
+            fails += 1
+            d = backoff(fails, 1000)
+            self._say("wifi: retrying in %d ms" % d)
+            await self._sleep(d)
         self.online = True
         self._led(True)
         self._sync_clock()
@@ -142,85 +140,46 @@ class WifiHal:
             self.wlan.disconnect()
             self.wlan.active(False)
 
-    # ---- supervision (DESIGN §4.6, §5: isconnected() is no proof the server is reachable) ----
-    def supervise(self, link):
-        """Start the task that owns the Wi-Fi link and feeds the watchdog. Over CoAP (`link`
-        has a coap.client.Client as `client`), a datagram from the server (its `received`
-        count moving, or an answered CoAP ping) is what "online" means; over HTTP, which has
-        no cheap probe, the association is all the supervisor can see."""
-        cl = getattr(link, "client", None)
-        self.client = cl if hasattr(cl, "ping") else None
-        if self.task is None:
-            self.task = asyncio.create_task(self._supervise())
+    # ---- the link supervisor's hooks (tbdevice/supervisor.py; DESIGN §4.6, §5) --------
+    # "Online" is the supervisor's view: the server answered (a datagram, a CoAP ping), not
+    # isconnected(); over HTTP, which has no cheap probe, the association is all it sees.
+    def tick(self, online):
+        """At least once a second: the watchdog (started by the first call), the LED, the
+        clock, and the last resort of resetting after RESET_MS offline."""
+        if self.wdt is None:
+            self.wdt = machine.WDT(timeout=self.WDT_MS)
+        self._feed()
+        now = time.ticks_ms()
+        if online:
+            if not self.online:
+                self._say("supervisor: server reachable")
+            self._offline_at = None
+            self._led(True)
+        else:
+            if self.online:
+                self._say("supervisor: server unreachable")
+            if self._offline_at is None:
+                self._offline_at = now
+            self._blink()
+            if time.ticks_diff(now, self._offline_at) > self.RESET_MS:
+                self._say("supervisor: offline for %d s, resetting" % (self.RESET_MS // 1000))
+                self.reset()
+        self.online = online
+        if self._ntp_at is None or time.ticks_diff(now, self._ntp_at) >= (
+                _NTP_EVERY_MS if self.clock_set else _NTP_RETRY_MS):
+            self._sync_clock()
 
-    async def _supervise(self):
-        self.wdt = machine.WDT(timeout=self.WDT_MS)
-        seen = self.client.received if self.client else 0
-        heard = time.ticks_ms()
-        offline_at = None
-        misses = 0  # unanswered probes since the server was last heard (0: online)
-        next_probe = heard
-        delay = 1000
-        while True:
-            self._feed()
-            now = time.ticks_ms()
-            cl = self.client
-            if cl is None:  # HTTP: the association is all there is to see
-                if self.wlan is not None and self.wlan.isconnected():
-                    heard, misses = now, 0
-                else:
-                    misses = max(misses, 1)
-            elif self.wlan is not None and not self.wlan.isconnected():
-                misses = max(misses, 1)  # the association is gone: rebuild now, not after a silent PROBE_MS
-            elif cl.received != seen:
-                seen, heard, misses = cl.received, now, 0
-            elif time.ticks_diff(now, heard) >= self.PROBE_MS and time.ticks_diff(now, next_probe) >= 0:
-                # Silence: ask (RFC 7252 §4.3 ping). An answer (RST) moves `received` too.
-                if await self._probe(cl):
-                    seen, heard, misses = cl.received, time.ticks_ms(), 0
-                else:
-                    misses += 1
-                    next_probe = time.ticks_add(time.ticks_ms(), self.PROBE_AGAIN_MS)
-            if misses == 0:
-                delay = 1000
-                offline_at = None
-                if not self.online:
-                    self._say("supervisor: server reachable")
-                self.online = True
-                self._led(True)
-            else:
-                if self.online:
-                    self._say("supervisor: server unreachable")
-                self.online = False
-                if offline_at is None:
-                    offline_at = now
-                self._blink()
-                stale = misses >= self.REJOIN_AFTER  # associated, yet the server is silent: rebuild it
-                if self.wlan is None or not self.wlan.isconnected() or stale:
-                    self.rejoins += 1
-                    if await self._join(force=stale):
-                        # Associated again; still offline until the server answers: probe next.
-                        misses = 1
-                        heard = time.ticks_add(time.ticks_ms(), -self.PROBE_MS)
-                        next_probe = time.ticks_ms()
-                        self._sync_clock()
-                    # Jittered back-off between rebuilds, reset once the server is heard.
-                    await self._sleep(delay // 2 + random.getrandbits(16) % (delay // 2 + 1))
-                    delay = min(delay * 2, 60000)
-                if time.ticks_diff(time.ticks_ms(), offline_at) > self.RESET_MS:
-                    self._say("supervisor: offline for %d s, resetting" % (self.RESET_MS // 1000))
-                    self.reset()
-            if self._ntp_at is None or time.ticks_diff(now, self._ntp_at) >= (
-                    _NTP_EVERY_MS if self.clock_set else _NTP_RETRY_MS):
-                self._sync_clock()
-            await asyncio.sleep_ms(1000)
+    def associated(self):
+        return self.wlan is not None and self.wlan.isconnected()
 
-    async def _probe(self, cl):
-        # Bounded so the watchdog is fed in time even while a request holds the send slot.
-        try:
-            return await asyncio.wait_for_ms(cl.ping(4000), 5000)
-        except asyncio.TimeoutError:
+    async def rejoin(self, force):
+        """Rebuild the Wi-Fi link (force: even though still associated, the server being
+        silent); True once associated again."""
+        self.rejoins += 1
+        if not await self._join(force=force):
             return False
+        self._sync_clock()
+        return True
 
     def _feed(self):
         if self.wdt is not None:

@@ -230,6 +230,10 @@ class Client:
         self._stop_rx()
         self._rx_task = asyncio.create_task(self._rx_loop())
 
+    def stop_rx(self):
+        """Stop the receive task, e.g. at the end of each asyncio.run() of a blocking caller."""
+        self._stop_rx()
+
     def drop(self):
         """Forget the socket after a link fault, at once: the receive task stops with it
         (it would read a closed socket); connect() opens a new one."""

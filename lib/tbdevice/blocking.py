@@ -12,11 +12,11 @@ class BlockingDevice:
 
     def _run(self, coro):
         async def call():
-            self.device.client.start_rx()  # asyncio.run() starts a fresh loop each time
+            self.device.link.resume()  # asyncio.run() starts a fresh loop each time
             try:
                 return await coro
             finally:
-                self.device.client._stop_rx()
+                self.device.link.pause()
 
         return asyncio.run(call())
 

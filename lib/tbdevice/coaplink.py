@@ -1,8 +1,8 @@
 # The ThingsBoard device API's routes over CoAP (spec §2): which method and path each
-# operation takes, which codes mean success, and the downlink as two RFC 7641
-# observations (spec §6, §7) plus a keep-alive ping. Every uplink is a CON request by
-# default; ThingsBoard answers most of them with a separate CON response (spec §3),
-# which coap.client matches by token and ACKs.
+# operation takes, which codes mean success, and the downlink as two RFC 7641 observations
+# (spec §6, §7). Every uplink is a CON request by default; ThingsBoard answers most of them
+# with a separate CON response (spec §3), which coap.client matches by token and ACKs.
+# What a link offers is tbdevice/link.py; the Supervisor keeps this one open and registered.
 import asyncio
 import time
 
@@ -16,40 +16,42 @@ except ImportError:  # CPython (type checks)
 
 from coap import message as m
 from coap.client import Client, Route
-from coap.errors import CoapError, NoAck
+from coap.errors import BadResponse, CoapError, FormatError, NoAck
 from tbdevice import errors
-
-# Operations (shared with other links).
-TELEMETRY = const(0)
-ATTRIBUTES = const(1)
-ATTRIBUTES_GET = const(2)
-RPC_CALL = const(3)
-RPC_REPLY = const(4)
-CLAIM = const(5)
-PROVISION = const(6)
-_NAMES = ("telemetry", "attributes", "attribute request", "rpc", "rpc reply", "claim", "provision")
+from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES, ATTRIBUTES_GET, CLAIM, NAMES, PROVISION, RPC_CALL, RPC_REPLY, \
+    RPC_REQUEST, TELEMETRY, encoded
 
 _ETIMEDOUT = 110
 _CON_POST = const(0x4002)  # coap.client.header(True, POST)
 _NON_POST = const(0x5002)
-
-# Downlink kinds handed to the Downlink's queue.
-ATTRIBUTE_UPDATE = 0
-RPC_REQUEST = 1
+_MAX_AGE_MARGIN_MS = const(2000)  # RFC 7641 §3.3.1: re-register a little after Max-Age has run out
 
 
 async def _raise(e):
     raise e
 
 
-def encoded(codec, op, body, arg):
-    """The payload of an uplink for post(): telemetry and attributes hold values the codec
-    encodes (arg: the telemetry's ts); the others are the payload already."""
-    if op == TELEMETRY:
-        return codec.telemetry(body, arg)
-    if op == ATTRIBUTES:
-        return codec.attributes(body)
-    return body
+def neutral(e, secure=False):
+    """A CoAP fault as the application sees it (tbdevice.errors, whatever the link): no
+    answer (or an RST) is errors.Timeout, an answer it cannot use errors.BadPayload. Over
+    DTLS no ACK at all means the server no longer knows our session (restarted, or its state
+    expired, spec §12): a link fault (OSError), so the supervisor handshakes again."""
+    if isinstance(e, NoAck) and secure:
+        return OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
+    if isinstance(e, (BadResponse, FormatError)):
+        return errors.BadPayload(str(e))
+    if isinstance(e, CoapError):
+        return errors.Timeout(str(e))
+    return e
+
+
+def _due(o, now):
+    # Not registered, or its Max-Age (plus a margin), or the silence limit when the server
+    # gives none, ran out since the last notification.
+    if not o.active:
+        return True
+    limit = o.max_age_ms + _MAX_AGE_MARGIN_MS if o.max_age_ms else o.silence_ms
+    return limit and time.ticks_diff(now, o.last_ms) > limit
 
 
 class CoapLink:
@@ -59,9 +61,8 @@ class CoapLink:
         self.codec = None  # set by the Device: what post() writes telemetry and attributes with
         self.log = log
         self.token = None
-        self._obs = []
-        self._tasks = []
-        self.pings = 0
+        self.ended = None  # set by the Supervisor: called when the server ends a subscription
+        self._obs = ()
         self.set_token(token)
 
     def _say(self, text):
@@ -90,9 +91,30 @@ class CoapLink:
         """Forget the socket after a fault; open() makes a new one."""
         self.client.drop()
 
+    def pause(self):
+        self.client.stop_rx()
+
+    def resume(self):
+        self.client.start_rx()
+
+    def heard(self):
+        return self.client.last_rx
+
+    async def probe(self, timeout_ms):
+        """A CoAP ping (RFC 7252 §4.3), bounded even while a request holds the send slot."""
+        try:
+            return await asyncio.wait_for_ms(self.client.ping(timeout_ms), timeout_ms + 1000)
+        except asyncio.TimeoutError:
+            return False
+
     @property
     def retransmissions(self):
         return self.client.retransmissions
+
+    def stats(self):
+        cl = self.client
+        return {"retransmissions": cl.retransmissions, "received": cl.received, "rejected": cl.rejected,
+                "rx_no_heap": cl.nomem}
 
     def _rpc_route(self, rid):
         return Route(self._base + "rpc/" + str(rid))
@@ -142,9 +164,9 @@ class CoapLink:
         cl = self.client
         try:
             await cl.wait(ex)
-        except NoAck as e:
+        except CoapError as e:
             cl.end(ex)
-            self._no_ack(e)
+            raise neutral(e, cl.transport.secure)
         except BaseException:  # CancelledError too: the send slot is freed
             cl.end(ex)
             raise
@@ -159,14 +181,7 @@ class CoapLink:
         self.client.end(ex)
         if e is None and c >> 5 == 2:
             return None
-        return _raise(e if e is not None else errors.for_code(c, _NAMES[op]))
-
-    def _no_ack(self, e):
-        if self.client.transport.secure:
-            # Over DTLS no ACK at all means the server no longer knows our session (restarted, or
-            # its state expired, spec §12): a link fault, so the supervisor handshakes again.
-            raise OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
-        raise e
+        return _raise(neutral(e, self.client.transport.secure) if e is not None else errors.for_code(c, NAMES[op]))
 
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """Send one operation; returns the answer's payload (None for an attribute
@@ -179,8 +194,8 @@ class CoapLink:
         code = m.GET if op == ATTRIBUTES_GET else m.POST
         try:
             msg = await self.client.request(code, route, body, opts, self.con, timeout_ms)
-        except NoAck as e:
-            self._no_ack(e)
+        except CoapError as e:
+            raise neutral(e, self.client.transport.secure)
         c = msg.code
         if c >> 5 == 2:
             return msg.payload
@@ -190,70 +205,95 @@ class CoapLink:
             return msg.payload  # 4.00 with a JSON status: the codec reads it (spec §9)
         if op == PROVISION:
             raise errors.ProvisionError("provision: %s with no status" % m.code_str(c), "BAD_REQUEST", c)
-        raise errors.for_code(c, _NAMES[op])
+        raise errors.for_code(c, NAMES[op])
+
+    async def download(self, kind, pkg, offset, data, mode="chunk", chunk_size=1024, path="fw", timeout_ms=None):
+        """An OTA package (spec §10.2) from byte `offset` on, through tbdevice.otafetch: chunks
+        of chunk_size from fw/{token} (path "api": api/v1/{token}/firmware), or Block2."""
+        from tbdevice import otafetch
+        from tbdevice.otastate import OtaError
+
+        if self.token is None:
+            # Token-less X.509 over coaps: ThingsBoard's fw/{token} resource takes access tokens
+            # only and ignores DTLS sessions (spec §10.2), so there is nothing to ask for.
+            raise OtaError("CoAP OTA needs an access token (an X.509 device gets packages by URL only, spec §10.2)")
+        cl = self.client
+        size = pkg.get("size")
+        try:
+            if mode == "block2":
+                route = otafetch.coap_route(kind, self.token, pkg, path)
+                await otafetch.block2(cl, route, size, offset, data, self.con, timeout_ms)
+                return
+            route = otafetch.coap_route(kind, self.token, pkg, path, ("size=%d" % chunk_size,))
+            get = otafetch.coap_chunk_getter(cl, route, self.con, timeout_ms)
+            await otafetch.chunks(get, size, chunk_size, offset, data)
+        except CoapError as e:
+            raise neutral(e, cl.transport.secure)
 
     # ---- downlink ------------------------------------------------------------
     @property
     def subscribed(self):
         return len(self._obs) == 2 and self._obs[0].active and self._obs[1].active
 
-    def start_downlink(self, put, silence_ms=300000, keepalive_ms=30000, ping_timeout_ms=10000, reopen=None):
+    def start_downlink(self, put, silence_ms=300000):
         """Observe attributes and rpc, each with its own token (one token for both would
-        cancel the first, spec §6.3); put(kind, payload, initial) queues what arrives.
-        With keepalive_ms, a silent link is pinged; no answer calls reopen()."""
-        if self._tasks:
+        cancel the first, spec §6.3); put(kind, payload, initial) queues what arrives. The
+        Supervisor registers them (keep_downlink)."""
+        if self._obs:
             return
         from coap.observe import Observation
 
         def on_attr(msg, initial):
             if msg.code == m.CONTENT:
                 put(ATTRIBUTE_UPDATE, msg.payload, initial)
-            else:  # 2.02 Deleted (spec §6.4), 4.xx, 5.xx: the observation has ended
-                self._say("attributes: subscription ended (%s), re-subscribing" % m.code_str(msg.code))
+            elif not initial:  # 2.02 Deleted (spec §6.4), 4.xx, 5.xx: the observation has ended
+                self._end("attributes", msg.code)
 
         def on_rpc(msg, initial):
             if msg.code == m.CONTENT and msg.payload:
                 put(RPC_REQUEST, msg.payload, initial)
-            elif msg.code != m.VALID and msg.code != m.CONTENT:
-                self._say("rpc: subscription ended (%s), re-subscribing" % m.code_str(msg.code))
+            elif msg.code != m.VALID and msg.code != m.CONTENT and not initial:
+                self._end("rpc", msg.code)
             # 2.03 Valid with no payload opens the RPC subscription (spec §7)
 
         cl = self.client
-        self._obs = [
-            Observation(cl, self._routes[ATTRIBUTES], on_attr, (), self.con, silence_ms),
-            Observation(cl, self._routes[RPC_CALL], on_rpc, (), self.con, silence_ms),
-        ]
-        self._tasks = [asyncio.create_task(o.run()) for o in self._obs]
-        if keepalive_ms:
-            self._tasks.append(asyncio.create_task(self._keepalive(keepalive_ms, ping_timeout_ms, reopen)))
+        self._obs = (Observation(cl, self._routes[ATTRIBUTES], on_attr, (), self.con, silence_ms),
+                     Observation(cl, self._routes[RPC_CALL], on_rpc, (), self.con, silence_ms))
+
+    def _end(self, what, code):
+        self._say("%s: subscription ended (%s), re-subscribing" % (what, m.code_str(code)))
+        if self.ended is not None:
+            self.ended()
+
+    def keep_downlink(self, renew=False):
+        """None when both observations stand; else the coroutine registering those that do
+        not (all of them when renew: a new socket): it returns 0 when both stand, -1 when
+        the server did not answer, or the code of the answer that declined."""
+        now = time.ticks_ms()
+        for o in self._obs:
+            if renew or _due(o, now):
+                return self._register(renew)
+        return None
+
+    async def _register(self, renew):
+        for o in self._obs:
+            if renew or _due(o, time.ticks_ms()):
+                try:
+                    msg = await o.register()
+                except CoapError as e:
+                    o.active = False
+                    e = o.error = neutral(e, self.client.transport.secure)
+                    if isinstance(e, OSError):
+                        raise e
+                    return -1 if isinstance(e, errors.Timeout) else m.BAD_REQUEST
+                if not o.active:
+                    return msg.code
+        return 0
 
     async def stop_downlink(self):
-        for t in self._tasks:
-            t.cancel()
-        self._tasks = []
         for o in self._obs:
             try:
                 await o.cancel()
             except (CoapError, OSError) as e:
                 self._say("unsubscribe: %r" % e)
-        self._obs = []
-
-    async def _keepalive(self, keepalive_ms, ping_timeout_ms, reopen):
-        # No traffic for keepalive_ms: a CoAP ping (empty CON, RFC 7252 §4.3). No answer:
-        # re-open the link; the observations see the new generation and re-register.
-        cl = self.client
-        while True:
-            idle = time.ticks_diff(time.ticks_ms(), cl.last_rx)
-            if idle < keepalive_ms:
-                await asyncio.sleep_ms(keepalive_ms - idle)
-                continue
-            self.pings += 1
-            try:
-                alive = await cl.ping(ping_timeout_ms)
-            except OSError:
-                alive = False  # e.g. ECONNREFUSED (ICMP port unreachable) raised by the send itself
-            if not alive:
-                self._say("keepalive: no answer to a ping, re-opening the link")
-                if reopen is not None:
-                    await reopen()
-            cl.last_rx = time.ticks_ms()
+        self._obs = ()

@@ -1,10 +1,8 @@
-# The ThingsBoard device API as one asyncio facade, independent of the transport (a link:
-# CoAP today) and of the payload type (a codec: JSON today). Spec §5-§9, §14.
-import asyncio
-import random
-
-from tbdevice import coaplink as op
-from tbdevice.codec import JsonCodec
+# The ThingsBoard device API as one asyncio facade, independent of the transport (a link,
+# tbdevice/link.py: CoAP or HTTP) and of the payload type (a codec: JSON or protobuf).
+# Spec §5-§9, §14.
+from tbdevice import link as op
+from tbdevice.supervisor import Supervisor
 
 try:
     from types import coroutine  # CPython: a generator is awaitable when marked so
@@ -22,8 +20,8 @@ except ImportError:
         return x
 
 
-_TELEMETRY = const(0)  # coaplink.TELEMETRY, folded here
-_ATTRIBUTES = const(1)  # coaplink.ATTRIBUTES
+_TELEMETRY = const(0)  # link.TELEMETRY, folded here
+_ATTRIBUTES = const(1)  # link.ATTRIBUTES
 
 
 @coroutine
@@ -43,28 +41,34 @@ class Device:
     """One device identified by its access token.
 
     `clock()` returns epoch milliseconds, or None while the clock is not set; telemetry
-    then carries client timestamps. Transport faults (OSError) never reach the caller:
-    the call waits while the link is re-opened with jittered back-off, then goes on.
-    CoAP timeouts and the server's error codes do reach it (coap.errors.Timeout,
-    tbdevice.errors.TbError, which keeps the code)."""
+    then carries client timestamps. Link faults (OSError) never reach the caller: the call
+    waits while the link is re-opened with jittered back-off (tbdevice.supervisor), then
+    goes on. Timeouts and the server's error codes do reach it: tbdevice.errors.Timeout and
+    the other tbdevice.errors.TbError classes, which keep the code; the same over every link."""
 
     def __init__(self, host, token, port=5683, con=True, clock=None, client=None, log=None, link=None, codec=None,
                  **coap):
-        self.link = link or op.CoapLink(host, port, token, con, client, log, **coap)
-        self.codec = codec or JsonCodec()
-        self.link.codec = self.codec  # link.post() writes telemetry and attributes with it
+        if link is None:
+            from tbdevice.coaplink import CoapLink
+
+            link = CoapLink(host, port, token, con, client, log, **coap)
+        elif token:
+            link.set_token(token)
+        self.link = link
+        if codec is None:
+            from tbdevice.codec import JsonCodec
+
+            codec = JsonCodec()
+        self.codec = codec
+        link.codec = codec  # link.post() writes telemetry and attributes with it
         self.clock = clock
         self.log = log
-        self._lock = asyncio.Lock()
-        self.reconnects = 0
-        self._fails = 0
+        self.supervisor = Supervisor(link, log)
         self.downlink = None
-        if token and link is not None:
-            self.link.set_token(token)
 
     @property
     def client(self):
-        """The CoAP client underneath (CoAP links only)."""
+        """The CoAP client underneath (None over HTTP)."""
         return self.link.client
 
     @property
@@ -74,78 +78,73 @@ class Device:
     def set_token(self, token):
         self.link.set_token(token)
 
-    # ---- link supervision (DESIGN §4.6) ----------------------------------------
+    @property
+    def reconnects(self):
+        """Times the link was opened again after a fault."""
+        return self.supervisor.reconnects
+
+    # ---- link supervision (DESIGN §4.6, tbdevice/supervisor.py) -------------------------
     async def connect(self):
-        await self._reopen(first=True)
+        """Open the link; retried with back-off until it opens."""
+        await self.supervisor.open()
+
+    def supervise(self, hal):
+        """Let the board's hooks take part in supervision (watchdog, network rejoin:
+        tbdevice/supervisor.py); starts the supervisor's task."""
+        self.supervisor.start(hal)
 
     async def close(self):
+        await self.supervisor.stop()
         if self.downlink is not None:
             await self.downlink.stop()
         await self.link.close()
 
     async def reconnect(self):
         """Re-open the link (a new socket; observations re-register)."""
-        self.link.drop()
-        await self._reopen()
-
-    async def _reopen(self, first=False, wait=False):
-        # One coroutine at a time re-opens the link; the others wait on the lock. After a
-        # fault (wait=True) it first backs off, jittered and doubling up to 60 s, so a
-        # server that refuses (ICMP unreachable) or a dead network is not hammered.
-        async with self._lock:
-            while True:
-                if wait:
-                    d = min(500 << min(self._fails, 7), 60000)
-                    await asyncio.sleep_ms(d // 2 + random.getrandbits(16) % (d // 2 + 1))
-                    self._fails += 1
-                try:
-                    await self.link.open()
-                    if not first:
-                        self.reconnects += 1
-                    return
-                except OSError as e:
-                    if self.log:
-                        self.log("link: %r, retrying" % e)
-                wait = True
+        self.supervisor.down()
+        await self.supervisor.link_up()
 
     async def request(self, operation, body=b"", query=None, timeout_ms=None, rid=None):
-        """One operation of the device API (tbdevice.coaplink.TELEMETRY, ...); an OSError
+        """One operation of the device API (tbdevice.link.TELEMETRY, ...); a link fault
         re-opens the link (after a back-off) and sends again."""
+        sup = self.supervisor
         while True:
+            if not sup.up:
+                await sup.link_up()
             try:
                 r = await self.link.request(operation, body, query, timeout_ms, rid)
-                self._fails = 0
+                sup.fails = 0
                 return r
             except OSError as e:
-                await self._fault(e)
-
-    async def _fault(self, e):
-        if self.log:
-            self.log("link down: %r" % e)
-        self.link.drop()
-        await self._reopen(wait=True)
+                sup.fault(e)
 
     def _post(self, operation, body, arg):
         # An uplink answered by a code only goes out at once (link.post; arg: ts, or the
         # RPC's id). When the answer came within the client's inline wait, which is usual,
         # the awaitable returned is already done: no coroutine, no allocation. Else the
         # rest is awaited in _rest, which also re-opens the link after a fault.
+        if not self.supervisor.up:
+            return self._rest(None, operation, body, arg)
         r = self.link.post(operation, body, arg)
         if r is None:
-            self._fails = 0
+            self.supervisor.fails = 0
             return _DONE
         return self._rest(r, operation, body, arg)
 
     async def _rest(self, r, operation, body, arg):
+        sup = self.supervisor
         while True:
+            if r is None:
+                await sup.link_up()
+                r = self.link.post(operation, body, arg)
             if r is not None:
                 try:
                     await r
                 except OSError as e:
-                    await self._fault(e)
-                    r = self.link.post(operation, body, arg)
+                    sup.fault(e)
+                    r = None
                     continue
-            self._fails = 0
+            sup.fails = 0
             return
 
     # ---- uplink ------------------------------------------------------------------
@@ -156,9 +155,12 @@ class Device:
         device clock (when set) stamps it."""
         if ts is None and self.clock is not None and not isinstance(values, list):
             ts = self.clock()
+        sup = self.supervisor
+        if not sup.up:
+            return self._rest(None, _TELEMETRY, values, ts)
         r = self.link.post(_TELEMETRY, values, ts)  # _post(), inlined: the most frequent call
         if r is None:
-            self._fails = 0
+            sup.fails = 0
             return _DONE
         return self._rest(r, _TELEMETRY, values, ts)
 
@@ -174,7 +176,7 @@ class Device:
 
     async def call_rpc(self, method, params=None, timeout_ms=10000):
         """Client-side RPC (spec §8): the rule chain's reply, decoded. No reply within
-        timeout_ms raises coap.errors.Timeout (ThingsBoard then sends nothing at all)."""
+        timeout_ms raises errors.Timeout (ThingsBoard then sends nothing at all)."""
         payload = await self.request(op.RPC_CALL, self.codec.rpc_call(method, params), None, timeout_ms)
         return self.codec.rpc_response(payload)
 
@@ -213,9 +215,10 @@ class Device:
 
     def subscribe(self, silence_ms=300000, keepalive_ms=30000):
         """Start receiving shared-attribute updates and RPCs (kept subscribed from then
-        on: re-subscribed after an end, a silence, a reconnect) and the keep-alive ping.
-        Returns at once."""
-        self._down().start(silence_ms, keepalive_ms)
+        on by the supervisor: re-subscribed after an end, a silence, a reconnect) and the
+        keep-alive ping after keepalive_ms without a datagram (0: none). Returns at once."""
+        self._down().start(silence_ms)
+        self.supervisor.start(keepalive_ms=keepalive_ms, downlink=True)
 
 
 def _keys(keys):

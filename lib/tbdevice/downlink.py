@@ -6,7 +6,7 @@
 import asyncio
 
 from tbdevice.attributes import SharedAttributes
-from tbdevice.coaplink import ATTRIBUTE_UPDATE
+from tbdevice.link import ATTRIBUTE_UPDATE
 from tbdevice.rpc import RpcDispatcher
 
 _QUEUE = 16  # updates waiting for the dispatcher; beyond that the oldest is dropped
@@ -42,11 +42,12 @@ class Downlink:
         if self.device.log:
             self._say("rpc: %r raised %s: %s" % (method, type(e).__name__, e))
 
-    def start(self, silence_ms=300000, keepalive_ms=30000):
+    def start(self, silence_ms=300000):
+        # The link delivers to _put; the device's supervisor keeps it registered.
         if self._task is not None:
             return
         self._task = asyncio.create_task(self._dispatch())
-        self.device.link.start_downlink(self._put, silence_ms, keepalive_ms, reopen=self.device.reconnect)
+        self.device.link.start_downlink(self._put, silence_ms)
 
     async def stop(self):
         if self._task is not None:

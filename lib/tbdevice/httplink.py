@@ -1,28 +1,20 @@
-# The ThingsBoard device API over HTTP(S) (spec §15): the same link interface as CoapLink,
-# so Device, the Downlink and the app do not change with the transport. Uplink requests
+# The ThingsBoard device API over HTTP(S) (spec §15): the same link (tbdevice/link.py) as
+# CoapLink, so Device, the Downlink and the app do not change with the transport. Uplink requests
 # share one kept-alive connection; shared-attribute updates and server-side RPC arrive by
 # long polling, each poll on its own connection (a waiting poll occupies its socket).
 import asyncio
-import random
 
-from coap.errors import Timeout
 from httpclient.client import Connection, quote, resolve
 from httpclient.errors import BadResponse, HttpError
 from httpclient.errors import Timeout as HttpTimeout
 from tbdevice import errors
 from tbdevice.codec import decode_json
-from tbdevice.coaplink import (_NAMES, ATTRIBUTE_UPDATE, ATTRIBUTES_GET, PROVISION, RPC_REPLY, RPC_REQUEST, encoded)
 from tbdevice.jsonenc import dumps
+from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, RPC_REQUEST, backoff, encoded
 
 _JSON = b"application/json"
 _POLL_MS = 20000  # long-poll timeout: under the monolith's ~30 s Spring MVC async limit (spec §15)
 _LIMIT = 8192  # largest answer body accepted (attribute sets, RPC requests)
-
-
-def backoff_ms(fails):
-    """Jittered back-off after `fails` consecutive failures: about 0.5 s doubling to 60 s."""
-    d = min(500 << min(fails - 1, 7), 60000)
-    return d // 2 + random.getrandbits(16) % (d // 2 + 1)
 
 
 def shared_state(payload):
@@ -45,9 +37,8 @@ class HttpLink:
         self.poll_ms = poll_ms
         self.limit = limit
         self.token = None
-        self.client = None  # no CoAP client underneath
         self.polls = 0
-        self.fails = 0  # consecutive requests whose connection failed before an answer
+        self.ended = None  # (the Supervisor's hook; the polls re-subscribe themselves)
         self._addr = None
         self._conn = Connection(host, port, tls)
         self._lock = asyncio.Lock()  # one uplink request at a time on its connection
@@ -62,6 +53,7 @@ class HttpLink:
             self.log(text)
 
     codec = None  # set by the Device: what post() encodes telemetry and attributes with
+    client = None  # no CoAP client underneath (Device.client)
 
     def set_token(self, token):
         self.token = token
@@ -77,9 +69,7 @@ class HttpLink:
 
     async def open(self):
         # A connection that broke before answering (refused, reset, closed at once, TLS
-        # refused) is a link fault; the Device re-opens at once, so the wait is here.
-        if self.fails:
-            await asyncio.sleep_ms(backoff_ms(self.fails))
+        # refused) is a link fault: the Supervisor backs off before it opens again.
         self._addr = resolve(self.host, self.port)  # DNS once per open (DESIGN §5)
         self._conn.addr = self._addr
         for c in self._pollconns:
@@ -93,18 +83,27 @@ class HttpLink:
         """Forget the uplink socket after a fault; the next request makes a new one."""
         self._conn.close()
 
+    def pause(self):
+        return  # nothing runs in the background but the polls, which a caller starts itself
+
+    resume = pause
+
+    def heard(self):
+        return None  # no cheap way to ask: the polls are the liveness check (they fail and restart)
+
+    async def probe(self, timeout_ms):
+        return True
+
+    def stats(self):
+        return {"retransmissions": self.retransmissions, "polls": self.polls}
+
     async def _call(self, conn, method, path, body, timeout_ms, limit, what):
         try:
-            r = await conn.request(method, path, body, _JSON if body else None, timeout_ms, limit)
-        except OSError:
-            self.fails += 1
-            raise
+            return await conn.request(method, path, body, _JSON if body else None, timeout_ms, limit)
         except HttpTimeout:
-            raise Timeout("%s: no response in %d ms" % (what, timeout_ms))
+            raise errors.Timeout("%s: no response in %d ms" % (what, timeout_ms))
         except BadResponse as e:
             raise errors.BadPayload("%s: %s" % (what, e))
-        self.fails = 0
-        return r
 
     def post(self, op, body, arg=None):
         """An uplink answered by a status only (as CoapLink.post): here always an awaitable."""
@@ -113,8 +112,8 @@ class HttpLink:
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """One operation; returns the answer's body (None for an attribute request that
         found nothing: `{}` over HTTP, spec §15). Error statuses raise TbError subclasses
-        with e.code the HTTP status; no answer in time raises coap.errors.Timeout, as over
-        CoAP (a client-side RPC the rule chain never answers ends that way)."""
+        with e.code the HTTP status; no answer in time raises errors.Timeout, as over CoAP
+        (a client-side RPC the rule chain never answers ends that way)."""
         if op == PROVISION:
             path = "/api/v1/provision"
         elif op == RPC_REPLY:
@@ -125,7 +124,7 @@ class HttpLink:
             q = "&".join(k + "=" + quote(",".join(v)) for k, v in query if v)
             if q:
                 path += "?" + q
-        what = _NAMES[op]
+        what = NAMES[op]
         method = "GET" if op == ATTRIBUTES_GET else "POST"
         async with self._lock:
             status, payload = await self._call(self._conn, method, path, body, timeout_ms or self.timeout_ms,
@@ -139,7 +138,7 @@ class HttpLink:
             # anything else is a request it could not read.
             raise errors.ProvisionError("provision: HTTP %d" % status, "BAD_REQUEST", status)
         if status == 408:  # the server's own timer ran out (a client RPC nobody answered)
-            raise Timeout("%s: HTTP 408" % what)
+            raise errors.Timeout("%s: HTTP 408" % what, status)
         raise errors.for_status(status, what)
 
     async def fetch_firmware(self, title, version, size, chunk, kind="firmware", timeout_ms=None):
@@ -156,20 +155,31 @@ class HttpLink:
             raise errors.for_status(status, kind)
         return payload
 
+    async def download(self, kind, pkg, offset, data, mode="chunk", chunk_size=1024, path="fw", timeout_ms=None):
+        """An OTA package from byte `offset` on: chunks of chunk_size from the firmware route
+        (spec §10.3; mode and path are CoAP's)."""
+        from tbdevice import otafetch
+
+        get = otafetch.http_chunk_getter(self, kind, pkg, chunk_size, timeout_ms)
+        await otafetch.chunks(get, pkg.get("size"), chunk_size, offset, data)
+
     # ---- downlink: long polls (spec §15) -------------------------------------------
     @property
     def subscribed(self):
         return bool(self._tasks) and self._live[0] and self._live[1]
 
-    def start_downlink(self, put, silence_ms=300000, keepalive_ms=30000, ping_timeout_ms=10000, reopen=None):
+    def start_downlink(self, put, silence_ms=300000):
         """Poll attributes/updates and rpc, each on its own connection; put(kind, payload,
         initial) queues what arrives. HTTP sends no initial state, so all shared attributes
         are read once when polling starts and after each failure, as initial=True. The
-        polls keep the link alive themselves: keepalive_ms and reopen are not needed."""
+        polls keep themselves going (and the link alive): keep_downlink has nothing to do."""
         if self._tasks:
             return
         self._pollconns = [Connection(self.host, self.port, self.tls, self._addr) for _ in range(2)]
         self._tasks = [asyncio.create_task(self._poll(0, put)), asyncio.create_task(self._poll(1, put))]
+
+    def keep_downlink(self, renew=False):
+        return None
 
     async def stop_downlink(self):
         for t in self._tasks:
@@ -213,8 +223,9 @@ class HttpLink:
                 self._live[which] = False
                 conn.close()
                 need_state = attrs
-                fails += 1
-                d = backoff_ms(fails)
+                # Refused credentials will not mend soon: the longest wait at once.
+                fails = 16 if isinstance(e, errors.Unauthorized) else fails + 1
+                d = backoff(fails)
                 self._say("%s poll: %s: %s, polling again in %d ms" % (what, type(e).__name__, e, d))
                 if self._addr is None or fails > 3:
                     try:

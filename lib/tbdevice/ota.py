@@ -344,24 +344,9 @@ class Ota:
 
             await otaurl.fetch(url, job.offset, job.data, self.timeout_ms, self._tls(url))
             return
-        link = dev.link
-        if hasattr(link, "fetch_firmware"):  # HTTP(S): the firmware route (spec §10.3)
-            get = otafetch.http_chunk_getter(link, kind, pkg, self.chunk_size, self.timeout_ms)
-            await otafetch.chunks(get, pkg.get("size"), self.chunk_size, job.offset, job.data)
-            return
-        if link.token is None:
-            # Token-less X.509 over coaps: ThingsBoard's fw/{token} resource takes access tokens
-            # only and ignores DTLS sessions (spec §10.2), so there is nothing to ask for.
-            raise st.OtaError("CoAP OTA needs an access token (an X.509 device gets packages by URL only, spec §10.2)")
-        cl = link.client
-        con = getattr(link, "con", True)
-        if self.mode == "block2":
-            route = otafetch.coap_route(kind, link.token, pkg, self.path)
-            await otafetch.block2(cl, route, pkg.get("size"), job.offset, job.data, con, self.timeout_ms)
-            return
-        route = otafetch.coap_route(kind, link.token, pkg, self.path, ("size=%d" % self.chunk_size,))
-        get = otafetch.coap_chunk_getter(cl, route, con, self.timeout_ms)
-        await otafetch.chunks(get, pkg.get("size"), self.chunk_size, job.offset, job.data)
+        # Chunks (both links) or Block2 (CoAP), as the link does it (tbdevice/link.py).
+        await dev.link.download(kind, pkg, job.offset, job.data, self.mode, self.chunk_size, self.path,
+                                self.timeout_ms)
 
 
 class _Job:

@@ -46,31 +46,48 @@ async def main():
     check("wrong password fails fast", not ok and time.ticks_diff(time.ticks_ms(), t0) < 3000)
     check("status named", any("STAT_WRONG_PASSWORD" in x for x in lines), lines[-1:])
 
-    # supervision: the server silent and the ping unanswered twice -> the Wi-Fi link is rebuilt
-    class Client:
-        received = 0
-        pings = 0
-
-        async def ping(self, timeout_ms=None):
-            self.pings += 1
-            return False
+    # supervision through the hooks (tbdevice/supervisor.py): the server silent and the ping
+    # unanswered twice -> the Wi-Fi link is rebuilt; the watchdog is fed meanwhile
+    from tbdevice.supervisor import Supervisor
 
     class Link:
-        client = Client()
+        token = "t"
+        ended = None
+        pings = 0
+        opens = 0
+        t0 = time.ticks_ms()
+
+        async def open(self):
+            self.opens += 1
+
+        def drop(self):
+            pass
+
+        def heard(self):
+            return self.t0  # never again after the start
+
+        async def probe(self, timeout_ms):
+            self.pings += 1
+            return False
 
     network.script[:] = [[network.STAT_GOT_IP], [network.STAT_GOT_IP]]
     await h._join()
     joins = h.joins
-    h.PROBE_MS = 0  # probe at once, and again at once
-    h.PROBE_AGAIN_MS = 0
-    h.supervise(Link())
-    for _ in range(40):
+    link = Link()
+    sup = Supervisor(link, lines.append)
+    sup.keepalive_ms = 1  # probe at once, and again at once
+    await sup.open()
+    sup.start(h)
+    for _ in range(80):
         await asyncio.sleep_ms(100)
         if h.rejoins:
             break
+    await sup.stop()
     check("watchdog started and fed", h.wdt is not None and h.wdt.fed > 0 and ("wdt", h.WDT_MS) in machine.log)
-    check("probed with pings", Link.client.pings >= 2, Link.client.pings)
-    check("rebuilt the link", h.rejoins >= 1 and h.joins > joins, h.rejoins, h.joins)
+    check("probed with pings", link.pings >= 2, link.pings)
+    check("re-opened the link", link.opens >= 2 and sup.reconnects >= 1, link.opens)
+    check("rebuilt the network", h.rejoins >= 1 and h.joins > joins, h.rejoins, h.joins)
+    check("said unreachable", "supervisor: server unreachable" in lines, lines[-5:])
     h.deep_sleep(1000)
     check("deep sleep", machine.log[-1] == ("deepsleep", 1000) and not h.wlan.up)
 

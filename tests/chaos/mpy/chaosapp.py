@@ -40,9 +40,9 @@ class ChaosApp(App):
         return ts
 
     def chaos_stats(self, params):
-        cl = self.device.link.client
+        st = self.device.link.stats()
         gc.collect()
-        return {"received": cl.received, "rejected": cl.rejected, "heap_used": gc.mem_alloc(),
+        return {"received": st["received"], "rejected": st["rejected"], "heap_used": gc.mem_alloc(),
                 "queued": len(self.forward.queue), "sent": self.forward.sent}
 
     async def start(self):

@@ -13,6 +13,8 @@ import json
 import sys
 
 from coap.client import Client
+from coap.observe import Observation  # noqa: F401 (compiled first, while the heap is empty)
+from tbdevice.coaplink import CoapLink  # noqa: F401
 from tbdevice.device import Device
 
 
@@ -63,14 +65,9 @@ async def main(spec):
         return {"slow": params["ms"]}
 
     def state(params):
-        link = dev.link
         dl = dev.downlink
-        st = {"shared": dev.shared, "runs": runs, "repeats": dl.rpc.repeats, "reconnects": dev.reconnects,
-              "failures": dl.failures}
-        if link.client is not None:  # CoAP
-            st.update(pings=link.pings, registrations=[o.registrations for o in link._obs],
-                      notifications=[o.notifications for o in link._obs])
-        return st
+        return {"shared": dev.shared, "runs": runs, "repeats": dl.rpc.repeats, "reconnects": dev.reconnects,
+                "pings": dev.supervisor.pings, "failures": dl.failures}
 
     for name in spec.get("keys", ()):
         dev.on_attribute(name, lambda v, k=name: emit(ev="attr", key=k, value=v))

@@ -6,6 +6,7 @@ import json
 import sys
 
 from coap.client import Client
+from tbdevice.coaplink import CoapLink  # noqa: F401 (compiled first, while the heap is empty)
 from tbdevice.device import Device
 from tbdevice.provision import provision
 
@@ -28,6 +29,9 @@ async def main(spec):
     client = Client(spec["host"], spec["port"], **spec.get("coap", {}))
     codec = None
     if spec.get("payload") == "protobuf":
+        import gc
+
+        gc.collect()  # (the protobuf modules are compiled from source here: a big transient heap)
         from tbdevice.protocodec import ProtoCodec
 
         codec = ProtoCodec(spec.get("proto"))
