@@ -4,16 +4,13 @@
 MicroPython runs a bytecode function with its frame (locals + value stack + exception
 handlers) on the C stack when the frame is at most 11 machine words; a larger frame is
 allocated on the heap and freed at return, on every call (py/objfun.c, fun_bc_call:
-VM_MAX_STATE_ON_STACK). That costs a heap search per call, so the per-message path keeps
-its functions within the limit. Generators (async def) always keep their frame on the heap.
+VM_MAX_STATE_ON_STACK). That costs a heap search per call. Generators (async def) always keep their frame on the heap.
 
     tools/mpyframes.py FILE.py                  # compiles it with mpy-cross, then lists
     tools/mpyframes.py FILE.mpy [SOURCE.py]     # every function: words, heap or stack
 
 Names that are static qstrs (send, close, __init__ ...) are not in the .mpy; they are taken
 from the source, whose scopes the compiler emits in source order.
-
-Used by tests/unit/test_hot_frames.py.
 """
 import ast
 import os

@@ -61,13 +61,13 @@ def run(case, metric, n, warm):
                 c.new_token()
 
     elif case == "exobj":
-        from coap.client import _Exchange
+        from coap.exchange import Exchange
 
         tok = b"\xa1\xb2\xc3\xd4"
 
         def loop(k):
             for _ in range(k):
-                _Exchange(tok)
+                Exchange(tok)
 
     elif case == "rxack":
         # The receive path of coap.client for one piggybacked ACK 2.01 answering a pending
@@ -75,7 +75,8 @@ def run(case, metric, n, warm):
         # that hands over the same datagram each time: what our code allocates per ACK.
         # (MicroPython's own recv() allocates the datagram's bytes object on top: see the
         # transport layer.)
-        from coap.client import Client, _Exchange
+        from coap.client import Client
+        from coap.exchange import Exchange
 
         rsp = b"\x64\x41\x12\x34\x0a\x1b\x2c\x3d"
 
@@ -87,7 +88,7 @@ def run(case, metric, n, warm):
 
         c = Client(HOST, 5683, transport=_Once())
         tok = 0x0A1B2C3D
-        ex = _Exchange(tok)
+        ex = Exchange(tok)
         ex.light = True
 
         def loop(k):

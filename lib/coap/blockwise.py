@@ -1,6 +1,6 @@
-# Block-wise transfers (RFC 7959): Block1 uploads and sequential Block2 downloads,
-# each block its own exchange with a fresh token (§2.6 requires that for observe
-# continuations; it is always allowed).
+# Block-wise transfers (RFC 7959) for Client.request(): Block1 uploads and sequential Block2
+# downloads, each block its own exchange with a fresh token (§2.6 requires that for observe
+# continuations; it is always allowed). Loaded when a transfer needs it.
 from coap import block
 from coap import message as m
 from coap.errors import BadResponse
@@ -12,42 +12,36 @@ def _without(options, nums):
     return [o for o in options if o[0] not in nums]
 
 
-async def request(cl, code, route, payload, options, con, timeout_ms, sink):
-    if len(payload) <= cl.block_size:
-        msg = await cl.exchange(code, route, payload, options, con, timeout_ms)
-    else:
-        base = _without(options, (m.BLOCK1, m.SIZE1))
-        szx = block.szx_for(cl.block_size)
-        mv = memoryview(payload)
-        total = len(payload)
-        off = 0
-        while True:
-            size = block.size(szx)
-            more = off + size < total
-            opts = base + [(m.BLOCK1, block.value(off // size, more, szx))]
-            if off == 0:
-                opts.append((m.SIZE1, total))  # §4: announce the total size
-            msg = await cl.exchange(code, route, mv[off : off + size], opts, con, timeout_ms)
-            if not more:
-                break
-            if msg.code != m.CONTINUE:
-                return msg  # the server refused mid-way (4.08, 4.13, ...): its answer
-            b1 = msg.uint(m.BLOCK1)
-            if b1 is not None:
-                rszx = block.parse(b1)[2]
-                if rszx < szx:
-                    szx = rszx  # the server asks for smaller blocks (§2.5)
-            off += size
-    if msg.opt(m.BLOCK2) is not None:
-        return await follow(cl, code, route, _without(options, (m.BLOCK1, m.SIZE1)), con, timeout_ms, sink, msg)
-    if sink is not None and msg.payload:
-        sink(msg.payload)
-    return msg
+async def upload(cl, code, route, payload, options, con, timeout_ms):
+    """Send payload in Block1 blocks of at most cl.block_size (§2.5); returns the response
+    to the last block, or the server's answer when it refuses one mid-way."""
+    if type(payload) is str:
+        payload = payload.encode()
+    base = _without(options, (m.BLOCK1, m.SIZE1))
+    szx = block.szx_for(cl.block_size)
+    mv = memoryview(payload)
+    total = len(payload)
+    off = 0
+    while True:
+        size = block.size(szx)
+        more = off + size < total
+        opts = base + [(m.BLOCK1, block.value(off // size, more, szx))]
+        if off == 0:
+            opts.append((m.SIZE1, total))  # §4: announce the total size
+        msg = await cl.exchange(code, route, mv[off : off + size], opts, con, timeout_ms)
+        if not more or msg.code != m.CONTINUE:
+            return msg  # the last block's response, or the server refused mid-way (4.08, 4.13, ...)
+        b1 = msg.uint(m.BLOCK1)
+        if b1 is not None:
+            rszx = block.parse(b1)[2]
+            if rszx < szx:
+                szx = rszx  # the server asks for smaller blocks (§2.5)
+        off += size
 
 
 async def follow(cl, code, route, options, con, timeout_ms, sink, msg):
     """Continue a Block2 transfer whose first response is msg (§2.4, §3)."""
-    base = _without(options, (m.BLOCK2,))
+    base = _without(options, (m.BLOCK1, m.SIZE1, m.BLOCK2))
     body = None if sink is not None else bytearray()
     etag = msg.opt(m.ETAG)
     off = 0

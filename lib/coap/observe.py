@@ -5,9 +5,8 @@ import asyncio
 import random
 import time
 
-from coap import blockwise
 from coap import message as m
-from coap.client import Route, _Exchange
+from coap.route import Route
 from coap.errors import CoapError, Timeout
 
 _2_23 = 1 << 23
@@ -52,17 +51,17 @@ class Observation:
         cl = self.client
         if self.token is None:
             self.token = cl.new_token()  # kept for re-registrations (§3.3.1)
-        ex = _Exchange(self.token, self._on)
         self.last = -1  # a re-registration restarts the server's counter (spec §6.2)
         self._gen = cl.generation
-        msg = await cl.exchange(m.GET, self.route, b"", [(m.OBSERVE, 0)] + self.options, self.con, timeout_ms, ex=ex)
+        opts = [(m.OBSERVE, 0)] + self.options
+        msg = await cl.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, self.token, self._on)
         obs = msg.uint(m.OBSERVE)
         self.active = obs is not None and msg.code >> 5 == 2
         self.registrations += 1
         if self.active:
             self._seen(obs, msg)
         else:
-            cl._by_token.pop(self.token, None)
+            cl.forget(self.token)
         b2 = msg.uint(m.BLOCK2)
         if b2 is not None and b2 & 8:
             msg = await self._rest(msg)
@@ -78,6 +77,8 @@ class Observation:
     async def _rest(self, msg):
         # The rest of a block-wise notification: plain GETs for block 1.. with fresh
         # tokens, never the observation's token (RFC 7959 §2.6).
+        from coap import blockwise
+
         return await blockwise.follow(self.client, m.GET, self.route, self.options, self.con, None, None, msg)
 
     async def _rest_then_deliver(self, msg):
@@ -112,7 +113,7 @@ class Observation:
     def _end(self):
         self.active = False
         if self.token is not None:
-            self.client._by_token.pop(self.token, None)
+            self.client.forget(self.token)
         self._wake.set()
 
     def _expired(self):
@@ -174,4 +175,4 @@ class Observation:
         except Timeout:
             return None  # ThingsBoard answers a deregistration with an empty ACK only (spec §6.4)
         finally:
-            self.client._by_token.pop(self.token, None)
+            self.client.forget(self.token)

@@ -19,6 +19,11 @@ from peers.scripted_peer import ScriptedPeer, Router  # noqa: E402
 
 DRIVER = os.path.relpath(os.path.join(HERE, "mpy", "drive.py"), mpy.ROOT)
 
+# Which way the client learns when other tasks are due (lib/coap/sched.py): True through
+# asyncio's run queue, False with the public API only (no inline wait). conftest.py runs
+# every test that uses a peer both ways.
+SCHED_INTERNALS = True
+
 # Small timers keep the suite fast; each test overrides what it measures.
 FAST = {"ack_timeout_ms": 100, "ack_random_factor": 1.5, "max_retransmit": 4, "timeout_ms": 5000}
 
@@ -52,7 +57,7 @@ def run_client(port, steps, client=None, timeout=60, heap="256K", check=True):
     # body); the stack itself needs far less.
     cfg = dict(FAST)
     cfg.update(client or {})
-    script = {"host": "127.0.0.1", "port": port, "client": cfg, "steps": steps}
+    script = {"host": "127.0.0.1", "port": port, "client": cfg, "steps": steps, "sched_internals": SCHED_INTERNALS}
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="coap-drive-", delete=False) as f:
         json.dump(script, f)
     try:

@@ -2,11 +2,21 @@
 
 import pytest
 
+import coapdrive
 from coapdrive import Router, ScriptedPeer
 
 
+@pytest.fixture(params=["internals", "public"])
+def sched_path(request):
+    """Each test with a peer runs twice: the client seeing asyncio's run queue (the inline
+    wait on), and with asyncio's public API only (lib/coap/sched.py: the inline wait off)."""
+    coapdrive.SCHED_INTERNALS = request.param == "internals"
+    yield request.param
+    coapdrive.SCHED_INTERNALS = True
+
+
 @pytest.fixture
-def peer_factory():
+def peer_factory(sched_path):
     peers = []
 
     def make(routes=None, **kw):

@@ -1,14 +1,36 @@
 # Hostile input on CPython with hypothesis (issue 8), beyond the codec fuzzing of
 # test_codec_aiocoap_host.py (coap.message.decode) and test_protobuf_oracle_host.py (the protobuf
-# wire decoder): the client's datagram handler (coap.client.Client._on_datagram) with live
+# wire decoder): the client's datagram handler (coap.endpoint.Endpoint._on_datagram) with live
 # exchanges and an observation to hit, and the device's payload decoders (JSON and protobuf
 # codecs) on random bytes. Nothing but the documented errors may come out; tables stay bounded.
+import io
 import struct
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import coap.client as client_mod
+# The MicroPython names lib/coap uses, for CPython: wrapping milliseconds, and a BytesIO that
+# takes the size to reserve and readinto(buf, n).
+if not hasattr(time, "ticks_ms"):
+    time.ticks_ms = lambda: int(time.monotonic() * 1000) & 0x3FFFFFFF
+    time.ticks_diff = lambda a, b: ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+    time.ticks_add = lambda a, b: (a + b) & 0x3FFFFFFF
+
+
+class _BytesIO(io.BytesIO):
+    def __init__(self, n):
+        super().__init__()
+
+    def readinto(self, buf, n=-1):
+        return super().readinto(buf if n < 0 else memoryview(buf)[:n])
+
+
+import coap.client as client_mod  # noqa: E402 (after the stand-ins)
+import coap.endpoint  # noqa: E402
+
+coap.endpoint.io = type("io", (), {"BytesIO": _BytesIO})
+from coap.exchange import Exchange
 from coap import message as m
 from tbdevice import errors
 from tbdevice.codec import JsonCodec
@@ -29,9 +51,9 @@ class _Sink:
 def _client():
     c = client_mod.Client("127.0.0.1", 5683, transport=_Sink())
     seen = []
-    req = client_mod._Exchange(TOKENS[0])
+    req = Exchange(TOKENS[0])
     req.mid = MIDS[0]
-    obs = client_mod._Exchange(TOKENS[1], on_response=seen.append)
+    obs = Exchange(TOKENS[1], on_response=seen.append)
     obs.mid = MIDS[1]
     obs.msg = m.Message(m.ACK, m.CONTENT, MIDS[1], struct.pack("!I", TOKENS[1]))  # registered already
     c._by_token = {TOKENS[0]: req, TOKENS[1]: obs}

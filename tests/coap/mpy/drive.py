@@ -9,6 +9,7 @@
 #         {"op": "concurrent", "requests": [request step, ...]}
 #         {"op": "ping"}  {"op": "sleep", "ms": n}
 #         {"op": "observe", "path": .., "ms": n, "cancel": true}
+# "sched_internals": false runs the client with asyncio's public API only (lib/coap/sched.py).
 import asyncio
 import binascii
 import json
@@ -16,6 +17,7 @@ import sys
 import time
 
 from coap import message as m
+from coap import sched
 from coap.client import Client, Route
 from coap.errors import CoapError
 from coap.observe import Observation
@@ -106,6 +108,7 @@ async def step(cl, st):
 
 
 async def main(script):
+    sched.internals = script.get("sched_internals", True)
     cl = Client(script.get("host", "127.0.0.1"), script["port"], **script.get("client", {}))
     await cl.connect()
     try:
