@@ -30,8 +30,9 @@ $(VENV)/stubs/%/.installed: $(VENV)/.installed
 	touch $@
 
 # A 32-bit MicroPython 1.28.0 unix port for every memory figure (tests, bench): a board's object sizes.
-$(VENV)/bin/micropython32: tools/build-mp32 | $(VENV)/.installed
-	@tools/build-mp32
+# Without a source (no micropython.org, no tarball) setup goes on; the memory tests then fail saying why.
+$(VENV)/bin/micropython32: | $(VENV)/.installed
+	@tools/build-mp32 || echo "note: no 32-bit MicroPython (tools/build-mp32 above says why); the memory tests will fail"
 
 # socat puts the unix port behind a pty: the virtual board (tools/virtual-board).
 .socat:
