@@ -55,6 +55,7 @@ class Device:
         self.link.codec = self.codec  # link.post() writes telemetry and attributes with it
         self.clock = clock
         self.log = log
+        self.host = host
         self._lock = asyncio.Lock()
         self.reconnects = 0
         self._fails = 0
@@ -76,6 +77,8 @@ class Device:
 
     # ---- link supervision (DESIGN §4.6) ----------------------------------------
     async def connect(self):
+        """Open the link. A host name that does not resolve raises OSError here; every
+        other fault is retried with back-off (logged when `log` is given)."""
         await self._reopen(first=True)
 
     async def close(self):
@@ -104,6 +107,10 @@ class Device:
                         self.reconnects += 1
                     return
                 except OSError as e:
+                    if first and _unresolved(e):
+                        # At connect() a name that does not resolve is most likely a wrong
+                        # host: say so to the caller rather than retry forever in silence.
+                        raise OSError("%s: the host name does not resolve (%s)" % (self.host, e))
                     if self.log:
                         self.log("link: %r, retrying" % e)
                 wait = True
@@ -216,6 +223,13 @@ class Device:
         on: re-subscribed after an end, a silence, a reconnect) and the keep-alive ping.
         Returns at once."""
         self._down().start(silence_ms, keepalive_ms)
+
+
+def _unresolved(e):
+    # getaddrinfo's failure: the unix port raises OSError("[addrinfo error -2]"), lwIP ports
+    # (Pico W, ESP32) and CPython's gaierror a negative number; socket errors are positive.
+    a = e.args[0] if e.args else None
+    return (type(a) is str and a.startswith("[addrinfo")) or (type(a) is int and a < 0)
 
 
 def _keys(keys):
