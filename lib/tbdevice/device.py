@@ -64,6 +64,7 @@ class Device:
         self.clock = clock
         self.log = log
         self.supervisor = Supervisor(link, log)
+        self.host = host
         self.downlink = None
 
     @property
@@ -85,8 +86,12 @@ class Device:
 
     # ---- link supervision (DESIGN §4.6, tbdevice/supervisor.py) -------------------------
     async def connect(self):
-        """Open the link; retried with back-off until it opens."""
-        await self.supervisor.open()
+        """Open the link. A host name that does not resolve raises OSError here; every
+        other fault is retried with back-off (logged when `log` is given)."""
+        try:
+            await self.supervisor.open(first=True)
+        except OSError as e:  # only an unresolvable name reaches here (Supervisor.open)
+            raise OSError("%s: the host name does not resolve (%s)" % (self.host, e))
 
     def supervise(self, hal):
         """Let the board's hooks take part in supervision (watchdog, network rejoin:

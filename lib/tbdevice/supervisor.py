@@ -111,18 +111,23 @@ class Supervisor:
                 self.wake()
                 await self._up.wait()
 
-    async def open(self):
-        """Open the link, retrying with back-off until it opens (the first connect too)."""
+    async def open(self, first=False):
+        """Open the link, retrying with back-off until it opens. first (Device.connect):
+        a host name that does not resolve raises OSError instead of being retried."""
         async with self._lock:
             while not self.up:
-                await self._try_open()
+                await self._try_open(first)
 
-    async def _try_open(self):
+    async def _try_open(self, first=False):
         if self.fails:
             await self._sleep(backoff(self.fails))
         try:
             await self.link.open()
         except OSError as e:
+            if first and _unresolved(e):
+                # At connect() an unresolvable name is most likely a wrong host: tell the
+                # caller rather than retry forever in silence.
+                raise
             self.fails += 1
             self.online = False
             self._say("link: %r, retrying" % e)
@@ -281,3 +286,10 @@ class Supervisor:
             if self._stopping:
                 raise
         self._napping = False
+
+
+def _unresolved(e):
+    # getaddrinfo's failure: the unix port raises OSError("[addrinfo error -2]"), lwIP ports
+    # (Pico W, ESP32) and CPython's gaierror a negative number; socket errors are positive.
+    a = e.args[0] if e.args else None
+    return (type(a) is str and a.startswith("[addrinfo")) or (type(a) is int and a < 0)

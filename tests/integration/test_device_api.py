@@ -146,3 +146,30 @@ def test_a_value_json_cannot_carry_raises_at_the_call_and_nothing_is_sent(tbsim)
     attrs = tbsim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/attributes/CLIENT_SCOPE" % dev)
     assert not [a for a in attrs if a["key"] == "serial"], attrs
     assert not [x for x in tbsim.lines[m:] if "4.00" in x], tbsim.log_text()
+
+
+UNRESOLVED = """
+import asyncio
+from tbdevice.device import Device
+from tbdevice.httplink import HttpLink
+
+async def main():
+    for link in (None, HttpLink("no-such-host.invalid", 80)):
+        dev = Device("no-such-host.invalid", "TOKEN", link=link)  # log=None: nothing else would say it
+        try:
+            await dev.connect()
+            print("connected")
+        except OSError as e:
+            print("OSError", e)
+
+asyncio.run(main())
+"""
+
+
+def test_connect_to_a_host_name_that_does_not_resolve_raises():
+    # Issue 15 item 7: connect() retried getaddrinfo's failure forever, silently with log=None.
+    r = mpy.run(["-c", UNRESOLVED], heap="256K", timeout=20)  # before the fix: no answer at all
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
+    for line in lines:  # CoAP, then HTTP
+        assert line.startswith("OSError no-such-host.invalid: the host name does not resolve"), line
