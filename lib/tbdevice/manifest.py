@@ -31,6 +31,7 @@ package(
         "provision.py",
         "queue.py",
         "rpc.py",
+        "softhash.py",
         "tbschema.py",
     ),
     base_path="..",
