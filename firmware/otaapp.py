@@ -133,7 +133,7 @@ class LazyOta:
     async def start(self):
         for kind in _KINDS:
             if _read("%s/ota/%s.json" % (self.sd, kind)).get("stage"):  # tbdevice.otastate.Record
-                return await self._load()
+                return await self._load(kind)
         dev = self.app.device
         dev.on_attributes(self._on_change)
         keys = []
@@ -157,14 +157,26 @@ class LazyOta:
             if t and v and (t, v) != self.running.get(kind):
                 import asyncio
 
-                asyncio.create_task(self._load())
+                asyncio.create_task(self._load(kind))
                 return
 
-    async def _load(self):
+    async def _load(self, kind):
         if self.real is not None:
             return
         app = self.app
-        self.real = ota = load_ota(app)
+        try:
+            ota = load_ota(app)
+        except MemoryError:
+            # The heap cannot take the OTA modules now: say so (a task that died here would
+            # leave the package unanswered); the next change of the assignment tries again.
+            import gc
+
+            gc.collect()
+            why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
+            app._say("ota: " + why)
+            await app.report({kind + "_state": "FAILED", kind + "_error": why})
+            return
+        self.real = ota
         app.ota = ota
         if self._healthy:
             ota.healthy_ev.set()  # posted already: that was the health check (Ota.start confirms)

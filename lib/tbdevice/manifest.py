@@ -33,6 +33,7 @@ package(
         "provision.py",
         "queue.py",
         "rpc.py",
+        "softhash.py",
         "supervisor.py",
         "tbschema.py",
     ),

@@ -12,7 +12,6 @@ import random
 import time
 
 from coap.errors import CoapError
-from tbdevice import checksum, otafetch
 from tbdevice import otastate as st
 from tbdevice.errors import TbError
 
@@ -244,6 +243,8 @@ class Ota:
     def _checksum(self, kind, pkg):
         """The running checksum to verify the package with, or None (a URL package without
         one); raises OtaError, before anything is downloaded, when it cannot be verified."""
+        from tbdevice import checksum  # here, not at the top: a boot that only confirms never needs it
+
         alg = pkg.get("checksum_algorithm")
         want = pkg.get("checksum")
         if not (alg and want):
@@ -314,6 +315,8 @@ class Ota:
         await job.progress(force=True)
         await self._report({kind + "_state": st.DOWNLOADED})
         if h is not None:
+            from tbdevice import checksum
+
             got = h.hexdigest()
             if not checksum.matches(want, got):
                 raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
@@ -337,6 +340,8 @@ class Ota:
         self.done.set()
 
     async def _fetch(self, kind, pkg, job):
+        from tbdevice import otafetch  # loaded with the first download, not to confirm an image
+
         dev = self.device
         url = pkg.get("url")
         if url:

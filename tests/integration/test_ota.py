@@ -507,6 +507,23 @@ def test_no_space_left(tbsim, tmp_path, full):
         dev.stop()
 
 
+def test_no_heap_for_the_ota_modules(tbsim, tmp_path):
+    # A board whose heap cannot take the OTA modules when an update comes: the import fails with
+    # MemoryError, which the device reports rather than losing the task that loads them.
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bundle_tool.install(bundle(tmp_path, "1.0.0", lib__tbdevice__ota_py=b"raise MemoryError('test')\n"), str(sd))
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_state(tbsim, "FAILED", 20), dev.output()
+        assert "out of memory loading the OTA modules" in latest(tbsim, "fw_error")
+        assert "Task exception" not in dev.output() and latest(tbsim, "current_fw_version") == "1.0.0"
+    finally:
+        dev.stop()
+
+
 def _sw_wait(sim, version, timeout=20):
     return wait_until(lambda: latest(sim, "current_sw_version") == version and latest(sim, "sw_state") == "UPDATED",
                       timeout, 0.05)
