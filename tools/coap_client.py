@@ -10,10 +10,39 @@ from coap.client import Client, Route
 from coap.errors import CoapError
 from coap.observe import Observation
 
-USAGE = """usage: coap-client [-m get|post|put|delete] [-e payload] [-f file] [-s seconds]
+USAGE = """usage: coap-client [-m get|post|put|delete|fetch] [-e payload] [-f file] [-s seconds]
                    [-b blocksize] [-N] [-t content-format] [-A accept] [-B seconds]
-                   [-c cert -j key -C ca] [-v] URI"""
+                   [-c cert -j key -C ca] [-v] [-h] URI"""
+HELP = """
+Sends one request (or, with -s, observes) and prints each response payload on its own line on
+stdout; the response code goes to stderr ("2.04 Changed") when the request changed something
+(post, put, delete), when there is no payload, and on failure (then the exit status is 1).
+
+  -m METHOD      get (default), post, put, delete, fetch
+  -e TEXT        the request payload           -f FILE   the payload from a file
+  -s SECONDS     observe for that long (RFC 7641), one line per notification
+  -b SIZE        block size for Block1/Block2 (16-1024; libcoap's "num,size" is taken too)
+  -N             NON instead of CON            -B SECONDS  give up after that long (90)
+  -t FORMAT      Content-Format number         -A FORMAT   Accept number (50: JSON)
+  -c CERT -j KEY -C CA   DTLS 1.2 with X.509 for coaps:// URIs (PEM or DER)
+  -v             print the whole response to stderr
+  -h             this help
+
+  tools/coap-client -m post -e '{"x":1}' coap://127.0.0.1/api/v1/TOKEN/telemetry"""
 _METHODS = {"get": m.GET, "post": m.POST, "put": m.PUT, "delete": m.DELETE, "fetch": m.FETCH}
+# RFC 7252 §12.1.2 (and RFC 7959, RFC 8132): the names that follow the code in what is printed
+_NAMES = {65: "Created", 66: "Deleted", 67: "Valid", 68: "Changed", 69: "Content", 95: "Continue",
+          128: "Bad Request", 129: "Unauthorized", 130: "Bad Option", 131: "Forbidden", 132: "Not Found",
+          133: "Method Not Allowed", 134: "Not Acceptable", 136: "Request Entity Incomplete", 137: "Conflict",
+          140: "Precondition Failed", 141: "Request Entity Too Large", 143: "Unsupported Content-Format",
+          150: "Unprocessable Entity", 157: "Too Many Requests", 160: "Internal Server Error",
+          161: "Not Implemented", 162: "Bad Gateway", 163: "Service Unavailable", 164: "Gateway Timeout",
+          165: "Proxying Not Supported"}
+
+
+def code_text(code):
+    name = _NAMES.get(code)
+    return m.code_str(code) + (" " + name if name else "")
 
 
 def _unquote(s):
@@ -65,6 +94,8 @@ def parse_args(argv):
     uri = None
     while i < len(argv):
         a = argv[i]
+        if a in ("-h", "--help"):
+            return None
         if a in ("-N", "-v"):
             o[a[1]] = True
         elif a in ("-m", "-e", "-f", "-s", "-b", "-t", "-A", "-B", "-c", "-j", "-C"):
@@ -132,7 +163,7 @@ async def run(o, tls, uri):
             def show(msg, initial=False):
                 if msg.code >> 5 != 2:
                     ok[0] = False
-                    sys.stderr.write("coap-client: %s\n" % m.code_str(msg.code))
+                    sys.stderr.write("coap-client: %s\n" % code_text(msg.code))
                 _out(msg.payload)
 
             obs = Observation(cl, route, show, opts, not o["N"])
@@ -148,10 +179,12 @@ async def run(o, tls, uri):
         if o["v"]:
             sys.stderr.write("%r\n" % r)
         if r.code >> 5 != 2:
-            sys.stderr.write("coap-client: %s\n" % m.code_str(r.code))
+            sys.stderr.write("coap-client: %s\n" % code_text(r.code))
             if r.payload:
                 _out(r.payload)
             return 1
+        if code not in (m.GET, m.FETCH) or not r.payload:
+            sys.stderr.write("%s\n" % code_text(r.code))  # e.g. "2.04 Changed": the request was taken
         if r.payload:
             _out(r.payload)
         return 0
@@ -161,10 +194,14 @@ async def run(o, tls, uri):
 
 def main(argv):
     try:
-        o, tls, uri = parse_args(argv)
+        parsed = parse_args(argv)
     except ValueError as e:
         sys.stderr.write("coap-client: %s\n%s\n" % (e, USAGE))
         return 2
+    if parsed is None:  # -h
+        sys.stdout.write(USAGE + "\n" + HELP + "\n")
+        return 0
+    o, tls, uri = parsed
     try:
         return asyncio.run(run(o, tls, uri))
     except (CoapError, OSError, ValueError) as e:

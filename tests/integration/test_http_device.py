@@ -95,7 +95,9 @@ class Running:
 
 def upload_and_assign(sim, data, title="tb-fw", version="1.1.0"):
     r = sim.rest
-    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": "FIRMWARE"})
+    profile = r.get("/api/tenant/devices", deviceName=sim.device_name)["deviceProfileId"]  # ThingsBoard needs it
+    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": "FIRMWARE",
+                                     "deviceProfileId": profile})
     boundary = uuid.uuid4().hex
     body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"fw.bin\"\r\n"
              "Content-Type: application/octet-stream\r\n\r\n" % boundary).encode() + data +

@@ -27,9 +27,14 @@ TITLE = "tb-micropython"
 OTA_FAST = {"timeout_ms": 1500, "retry_ms": 200, "health_timeout_ms": 15000}
 
 
+def profile(sim):
+    """The device's profile: ThingsBoard assigns a package only to devices of the profile it was made for."""
+    return sim.rest.get("/api/tenant/devices", deviceName=sim.device_name)["deviceProfileId"]
+
+
 def upload(sim, data, version, title=TITLE, algorithm="SHA256", checksum=None, kind="FIRMWARE"):
     r = sim.rest
-    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": kind})
+    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": kind, "deviceProfileId": profile(sim)})
     boundary = uuid.uuid4().hex
     body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"fw.bin\"\r\n"
              "Content-Type: application/octet-stream\r\n\r\n" % boundary).encode() + data +
@@ -43,7 +48,8 @@ def upload(sim, data, version, title=TITLE, algorithm="SHA256", checksum=None, k
 
 
 def url_package(sim, url, version, title=TITLE, algorithm=None, checksum=None, kind="SOFTWARE"):
-    body = {"title": title, "version": version, "type": kind, "isURL": True, "url": url}
+    body = {"title": title, "version": version, "type": kind, "isURL": True, "url": url,
+            "deviceProfileId": profile(sim)}
     if algorithm:
         body.update(checksumAlgorithm=algorithm, checksum=checksum)
     return sim.rest.post("/api/otaPackage", body)

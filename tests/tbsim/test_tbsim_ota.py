@@ -22,7 +22,9 @@ IMAGE = bytes(range(256)) * 10 + b"tail-0123456789"  # 2575 bytes: three 1024-by
 
 def upload(sim, data, title="tb-fw", version="1.1.0", algorithm="SHA256"):
     r = sim.rest
-    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": "FIRMWARE"})
+    profile = r.get("/api/tenant/devices", deviceName="Thermo-1")["deviceProfileId"]  # ThingsBoard needs it
+    pkg = r.post("/api/otaPackage", {"title": title, "version": version, "type": "FIRMWARE",
+                                     "deviceProfileId": profile})
     boundary = uuid.uuid4().hex
     body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"fw.bin\"\r\n"
              "Content-Type: application/octet-stream\r\n\r\n" % boundary).encode() + data +

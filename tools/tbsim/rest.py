@@ -90,6 +90,24 @@ def _keys(request):
 
 
 
+def _check_assignable(ptype, package, profile_id):
+    """ThingsBoard's checks before a device takes a package (AbstractHasOtaPackageValidator), in its
+    order and words: the package must exist, be of the field's type, hold data or a URL, and belong
+    to the device's profile."""
+    kind = ptype.lower()
+    if package is None:
+        raise web.HTTPBadRequest(reason="Can't assign non-existent %s!" % kind)
+    if package["type"] != ptype:
+        raise web.HTTPBadRequest(reason="Can't assign %s with type: %s" % (kind, package["type"]))
+    if package["data"] is None and not package["url"]:
+        raise web.HTTPBadRequest(reason="Can't assign %s with empty data!" % kind)
+    if package["profile_id"] is None:  # equals() on the package's null profile: an internal error there
+        raise web.HTTPInternalServerError(reason="Cannot invoke \"DeviceProfileId.equals(Object)\" because the "
+                                          "package's deviceProfileId is null")
+    if package["profile_id"] != profile_id:
+        raise web.HTTPBadRequest(reason="Can't assign %s with different deviceProfile!" % kind)
+
+
 def _credentials_json(d):
     return {"id": _ref("DEVICE_CREDENTIALS", d["id"]), "createdTime": d["created_time"],
             "deviceId": _ref("DEVICE", d["id"]), "credentialsType": d["cred_type"],
@@ -207,8 +225,8 @@ class RestApi:
                 continue
             ref = body[field]
             package = self.store.ota_package(ref.get("id")) if isinstance(ref, dict) else None
-            if isinstance(ref, dict) and (package is None or package["type"] != ptype):
-                raise web.HTTPBadRequest(reason="Can't assign non-existent or wrong-type OTA package!")
+            if isinstance(ref, dict):
+                _check_assignable(ptype, package, d["profile_id"])
             current = self.store.assigned_ota(d["id"], ptype)
             if (current["id"] if current else None) != (package["id"] if package else None):
                 self.ota.assign(d["id"], ptype, package)

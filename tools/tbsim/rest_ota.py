@@ -48,7 +48,12 @@ class OtaRest:
         ptype = body.get("type") or "FIRMWARE"
         if ptype not in PREFIX:
             raise web.HTTPBadRequest(reason="Unknown OTA package type")
-        profile = (body.get("deviceProfileId") or {}).get("id")
+        ref = body.get("deviceProfileId")
+        profile = ref.get("id") if isinstance(ref, dict) else None
+        if profile is not None and self.store.profile(profile) is None:
+            raise web.HTTPBadRequest(reason="OtaPackage is referencing to non-existent device profile!")
+        # ThingsBoard saves a package without a device profile, but nothing can be done with it
+        # after: the upload and the assignment fail (upload() and rest.py's _update_device).
         try:
             p = self.store.add_ota_package(ptype, body["title"], body["version"], profile, body.get("tag"),
                                            body.get("url") if body.get("isURL") else None)
@@ -62,6 +67,12 @@ class OtaRest:
 
     async def upload(self, request):
         p = self._package(request)
+        if p["profile_id"] is None:
+            # BaseOtaPackageDataValidator.validateUpdate compares the stored package's device profile
+            # with equals(): null there is a NullPointerException, answered 500 (spec §10, README).
+            raise web.HTTPInternalServerError(
+                reason="Cannot invoke \"DeviceProfileId.equals(Object)\" because the package's deviceProfileId is "
+                       "null (tbsim: ThingsBoard takes data only for a package created with a deviceProfileId)")
         algorithm = request.query.get("checksumAlgorithm", "SHA256")
         if algorithm not in ALGORITHMS:
             raise web.HTTPBadRequest(reason="Unsupported checksum algorithm in tbsim: " + algorithm)
