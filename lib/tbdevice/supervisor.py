@@ -51,7 +51,7 @@ class Supervisor:
         self._unheard = False
         self._quiet = 0  # ticks from which silence is counted (open, probe)
         self._up = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._opening = False  # one open at a time; the others wait for it (_up)
         self._task = None
         self._napping = False
         self._stopping = False
@@ -113,20 +113,26 @@ class Supervisor:
 
     async def open(self):
         """Open the link, retrying with back-off until it opens (the first connect too)."""
-        async with self._lock:
-            while not self.up:
-                await self._try_open()
+        while not self.up:
+            await self._try_open()
 
     async def _try_open(self):
-        if self.fails:
-            await self._sleep(backoff(self.fails))
+        # One try, after the back-off its failures call for; while one runs, others wait for it.
+        if self._opening:
+            await self._up.wait()
+            return
+        self._opening = True
         try:
+            if self.fails:
+                await self._sleep(backoff(self.fails))
             await self.link.open()
         except OSError as e:
             self.fails += 1
             self.online = False
             self._say("link: %r, retrying" % e)
             return
+        finally:
+            self._opening = False
         if self.generation:
             self.reconnects += 1
         self.generation += 1
@@ -158,8 +164,7 @@ class Supervisor:
                 await self._sleep(backoff(joins, 1000))
                 continue
             if not self.up:
-                async with self._lock:
-                    await self._try_open()
+                await self._try_open()
                 continue
             now = time.ticks_ms()
             heard = self.link.heard()
