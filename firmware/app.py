@@ -1,6 +1,7 @@
 # The reference application (DESIGN §3): reports current_fw_title/current_fw_version at
 # boot, then simulated or real temperature and humidity every telemetry_interval_ms,
-# through the store-and-forward queue (firmware/forward.py), and optional diagnostics.
+# through the store-and-forward queue (firmware/forward.py). What only some configs need
+# (provisioning, power saving, diagnostics) is firmware/appopt.py, loaded only then.
 import asyncio
 import gc
 import time
@@ -74,42 +75,6 @@ class App:
         if self.log:
             self.log(text)
 
-    async def _token(self, dev):
-        # Credentials: the config's token, an X.509 certificate, the stored token, or (only
-        # then are its modules loaded) provisioning through the device's open link.
-        cfg = self.cfg
-        if cfg.get("token"):
-            return cfg["token"]
-        if cfg["transport"] == "coaps" and (cfg.get("tls") or {}).get("cert"):
-            self._say("credentials: X.509, the client certificate names the device (token-less routes)")
-            return None
-        from tbdevice import credentials
-
-        creds = credentials.load(cfg["state_dir"])
-        if creds:
-            self._say("credentials: using the stored token of %s" % creds.get("device_name"))
-            return creds["token"]
-        from tbdevice.provision import provision
-
-        p = cfg["provision"]
-        name = p.get("device_name") or self.hal.unique_name()
-        self._say("provision: asking for credentials as %s" % name)
-        while True:
-            try:
-                creds = await provision(dev, p["device_key"], p["device_secret"], name, codec=self.codec)
-                break
-            except errors.ProvisionError as e:
-                # NOT_FOUND (wrong key/secret) and FAILURE (name taken) will not mend by
-                # themselves: say so clearly and stop.
-                self._say("provision: refused: %s" % e)
-                raise
-            except errors.Timeout as e:
-                self._say("provision: %r, retrying" % e)
-                await asyncio.sleep_ms(5000)
-        credentials.save(cfg["state_dir"], creds)
-        self._say("provision: stored the new token for %s" % name)
-        return creds["token"]
-
     async def start(self):
         cfg = self.cfg
         self.codec = make_codec(cfg)
@@ -121,7 +86,11 @@ class App:
         await dev.connect()
         if not self.sleepy:  # a sleeping board runs no supervisor: each report is its liveness check
             dev.supervise(self.hal)  # the board's watchdog and network rejoin join the link's supervisor
-        token = await self._token(dev)
+        token = cfg.get("token")
+        if not token:  # an X.509 certificate, the stored token, or provisioning (firmware/appopt.py)
+            from appopt import token
+
+            token = await token(self, dev)
         if token:
             dev.set_token(token)
         self._say("device: %s %s:%d, reporting every %d ms" % (
@@ -193,32 +162,6 @@ class App:
         else:
             self._say("telemetry_interval_ms: ignoring %r (an integer >= 100 is needed)" % (value,))
 
-    async def duty_cycle(self, window_ms):
-        # Wake-report-sleep (spec §13): each report is an uplink that opens the server's
-        # downlink window (PSM activity timer, eDRX paging window), in which the merged
-        # attribute updates and the held RPCs arrive. Listen for window_ms after the last
-        # datagram (a reply to an RPC is an uplink too and re-opens the window), then sleep
-        # through the HAL until the next report is due.
-        link = self.device.link
-        while True:
-            t0 = time.ticks_ms()
-            self.take_sample()
-            err = await self.forward.flush()  # this sample and whatever earlier wakes could not send
-            if err is not None:
-                self.failed += 1
-                self._say("telemetry: %s, %d queued for the next wake" % (err, len(self.forward.queue)))
-                await self.device.reconnect()  # no answer: a new socket, the observations re-register
-            heard = link.heard()  # a link that cannot tell (HTTP) has no window to wait out
-            while heard is not None and time.ticks_diff(time.ticks_ms(), heard) < window_ms:
-                await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), heard))
-                heard = link.heard()
-            left = self.interval_ms - time.ticks_diff(time.ticks_ms(), t0)
-            if left > 0:
-                self._say("power: %s, sleeping %d ms" % (self.power["mode"], left))
-                self.hal.light_sleep(left)  # the board stops; nothing is received meanwhile
-                await self.hal.connect_network()
-                self._say("power: awake")
-
     async def report(self, values):
         try:
             await self.device.send_telemetry(values)
@@ -262,39 +205,15 @@ class App:
             except asyncio.TimeoutError:
                 pass
 
-    def diagnostics(self):
-        """The slow-cadence health sample (diagnostics_interval_ms); None values left out."""
-        d = self.device
-        f = self.forward
-        gc.collect()
-        st = d.link.stats()
-        v = {
-            "retransmissions": st["retransmissions"],
-            "reconnects": d.reconnects,
-            "queue_dropped": f.queue.dropped,
-            "free_heap": self.hal.free_heap(),
-        }
-        if st.get("rx_no_heap"):  # CoAP reads that found no heap
-            v["rx_no_heap"] = st["rx_no_heap"]
-        if self.hal.rejoins is not None:  # Wi-Fi boards: network rebuilds by the supervisor
-            v["wifi_rejoins"] = self.hal.rejoins
-        rssi = self.hal.rssi()
-        if rssi is not None:
-            v["rssi"] = rssi
-        if f.last_error:
-            v["last_error"] = f.last_error
-        return v
-
-    async def diagnostics_loop(self):
-        while True:
-            await asyncio.sleep_ms(self.diagnostics_ms)
-            self.forward.sample(self.diagnostics())
-
     async def run(self):
         await self.start()
         if self.sleepy:
-            await self.duty_cycle(self.power.get("window_ms", 10000))
+            from appopt import duty_cycle
+
+            await duty_cycle(self, self.power.get("window_ms", 10000))
         asyncio.create_task(self.forward.run())
         if self.diagnostics_ms:
-            asyncio.create_task(self.diagnostics_loop())
+            from appopt import diagnostics_loop
+
+            asyncio.create_task(diagnostics_loop(self))
         await self.sampler()

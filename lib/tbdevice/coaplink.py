@@ -207,28 +207,13 @@ class CoapLink:
             raise errors.ProvisionError("provision: %s with no status" % m.code_str(c), "BAD_REQUEST", c)
         raise errors.for_code(c, NAMES[op])
 
-    async def download(self, kind, pkg, offset, data, mode="chunk", chunk_size=1024, path="fw", timeout_ms=None):
-        """An OTA package (spec §10.2) from byte `offset` on, through tbdevice.otafetch: chunks
-        of chunk_size from fw/{token} (path "api": api/v1/{token}/firmware), or Block2."""
-        from tbdevice import otafetch
-        from tbdevice.otastate import OtaError
+    def download(self, kind, pkg, offset, data, mode="chunk", chunk_size=1024, path="fw", timeout_ms=None):
+        """An OTA package (spec §10.2) from byte `offset` on: chunks of chunk_size from
+        fw/{token} (path "api": api/v1/{token}/firmware), or Block2 (tbdevice/coapota.py,
+        loaded only for a download)."""
+        from tbdevice.coapota import download
 
-        if self.token is None:
-            # Token-less X.509 over coaps: ThingsBoard's fw/{token} resource takes access tokens
-            # only and ignores DTLS sessions (spec §10.2), so there is nothing to ask for.
-            raise OtaError("CoAP OTA needs an access token (an X.509 device gets packages by URL only, spec §10.2)")
-        cl = self.client
-        size = pkg.get("size")
-        try:
-            if mode == "block2":
-                route = otafetch.coap_route(kind, self.token, pkg, path)
-                await otafetch.block2(cl, route, size, offset, data, self.con, timeout_ms)
-                return
-            route = otafetch.coap_route(kind, self.token, pkg, path, ("size=%d" % chunk_size,))
-            get = otafetch.coap_chunk_getter(cl, route, self.con, timeout_ms)
-            await otafetch.chunks(get, size, chunk_size, offset, data)
-        except CoapError as e:
-            raise neutral(e, cl.transport.secure)
+        return download(self, kind, pkg, offset, data, mode, chunk_size, path, timeout_ms)
 
     # ---- downlink ------------------------------------------------------------
     @property

@@ -12,6 +12,7 @@ package(
         "bundle.py",
         "checksum.py",
         "coaplink.py",
+        "coapota.py",
         "codec.py",
         "credentials.py",
         "defaultprofile.py",

@@ -51,7 +51,7 @@ class Supervisor:
         self._unheard = False
         self._quiet = 0  # ticks from which silence is counted (open, probe)
         self._up = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._opening = False  # one open at a time; the others wait for it (_up)
         self._task = None
         self._napping = False
         self._stopping = False
@@ -114,14 +114,18 @@ class Supervisor:
     async def open(self, first=False):
         """Open the link, retrying with back-off until it opens. first (Device.connect):
         a host name that does not resolve raises OSError instead of being retried."""
-        async with self._lock:
-            while not self.up:
-                await self._try_open(first)
+        while not self.up:
+            await self._try_open(first)
 
     async def _try_open(self, first=False):
-        if self.fails:
-            await self._sleep(backoff(self.fails))
+        # One try, after the back-off its failures call for; while one runs, others wait for it.
+        if self._opening:
+            await self._up.wait()
+            return
+        self._opening = True
         try:
+            if self.fails:
+                await self._sleep(backoff(self.fails))
             await self.link.open()
         except OSError as e:
             if first and _unresolved(e):
@@ -132,6 +136,8 @@ class Supervisor:
             self.online = False
             self._say("link: %r, retrying" % e)
             return
+        finally:
+            self._opening = False
         if self.generation:
             self.reconnects += 1
         self.generation += 1
@@ -163,8 +169,7 @@ class Supervisor:
                 await self._sleep(backoff(joins, 1000))
                 continue
             if not self.up:
-                async with self._lock:
-                    await self._try_open()
+                await self._try_open()
                 continue
             now = time.ticks_ms()
             heard = self.link.heard()
