@@ -1,9 +1,10 @@
-"""Helpers shared by the host tests: tbsim as a subprocess on free loopback ports, ThingsBoard REST,
-wait_until. Imported as `tbtest` (a unique name: several folders have a conftest.py)."""
+"""Helpers shared by the host tests and bench/: free loopback ports, tbsim as a subprocess on them,
+ThingsBoard REST, wait_until. Imported as `tbtest` (a unique name: several folders have a conftest.py)."""
 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,29 @@ TBSIM_PROFILE = "Provisioning"
 TBSIM_PROVISION_KEY = "PROV_KEY_1"
 TBSIM_PROVISION_SECRET = "PROV_SECRET_1"
 _BANNER = re.compile(r"tbsim: CoAP coap://([\d.]+):(\d+)\s+REST http://[\d.]+:(\d+)")
+
+
+def free_port(kind=socket.SOCK_DGRAM, pair=False):
+    """A loopback port that is free now (UDP; kind=socket.SOCK_STREAM for TCP). pair: PORT + 1 is free
+    too (libcoap's servers listen for coap on -p PORT and for coaps on PORT + 1). Whoever binds it next
+    may still lose it to another process: retry on EADDRINUSE where that matters."""
+    while True:
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if not pair:
+            return port
+        t = socket.socket(socket.AF_INET, kind)
+        try:
+            t.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
 
 
 def wait_until(predicate, timeout=5.0, interval=0.02):

@@ -2,23 +2,14 @@
 # arrive afterwards, once each, and the observations (RPC, attributes) work again within the
 # re-registration time. The library-level re-subscription after a restart (silence, keep-alive)
 # is tests/integration/test_downlink.py; this is the app with its store-and-forward queue.
-import socket
 import time
 
 from chaosdev import all_stored, exactly_once, rpc
-from tbtest import wait_until
-
-
-def _free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tbtest import free_port, wait_until
 
 
 def test_tbsim_restart_samples_kept_and_rpc_back_within_reregistration(tbsim_factory, device, tmp_path):
-    port = _free_udp_port()
+    port = free_port()
     args = ("--coap-port", str(port), "--db", str(tmp_path / "tbsim.sqlite"), "--ack-timeout", "0.2")
     sim = tbsim_factory(*args)
     n = 50

@@ -2,7 +2,6 @@
 # for tests/coap/mpy/drive.py on the MicroPython unix port.
 import json
 import os
-import socket
 import sys
 import tempfile
 
@@ -16,6 +15,7 @@ if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
 from peers.scripted_peer import ScriptedPeer, Router  # noqa: E402
+from tbtest import free_port  # noqa: E402,F401 (tests import it from here)
 
 DRIVER = os.path.relpath(os.path.join(HERE, "mpy", "drive.py"), mpy.ROOT)
 
@@ -26,14 +26,6 @@ SCHED_INTERNALS = True
 
 # Small timers keep the suite fast; each test overrides what it measures.
 FAST = {"ack_timeout_ms": 100, "ack_random_factor": 1.5, "max_retransmit": 4, "timeout_ms": 5000}
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Run:

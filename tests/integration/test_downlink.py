@@ -13,7 +13,7 @@ from aiocoap.message import Message
 from aiocoap.numbers import Code, Type
 
 import mpy
-from tbtest import wait_until
+from tbtest import free_port, wait_until
 
 SCRIPT = "tests/integration/mpy/downlink.py"
 # Short timers so that every fault is noticed within a second or two.
@@ -120,14 +120,6 @@ def has_shared(dev, expected, start=0, timeout=10):
                 seen.pop(k, None)
         return seen == expected and dev.find(lambda e: e["ev"] == "attrs", start)
     return wait_until(check, timeout)
-
-
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- attributes and RPC -------------------------------------------------------------------
@@ -319,7 +311,7 @@ def test_resubscribes_after_2_02_and_runs_a_resent_rpc_id_once(tbsim, devices):
 
 
 def _restartable(tbsim_factory, tmp_path):
-    port = free_udp_port()
+    port = free_port()
     args = ("--coap-port", str(port), "--db", str(tmp_path / "tbsim.sqlite"), "--ack-timeout", "0.2")
     return port, lambda: tbsim_factory(*args)
 

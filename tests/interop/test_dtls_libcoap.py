@@ -2,13 +2,13 @@
 # coap-server-openssl: the same stack, the socket wrapped by MicroPython's ssl module.
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 
 import mpy
+from tbtest import free_port
 
 CLIENT = os.path.join(mpy.ROOT, "tools", "coap-client")
 pytestmark = pytest.mark.skipif(shutil.which("coap-server-openssl") is None, reason="libcoap3-bin not installed")
@@ -34,26 +34,9 @@ def pki(tmp_path_factory):
     return d
 
 
-def _free_port_pair():
-    # libcoap's server listens for coap on -p PORT and for coaps on PORT + 1
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            t.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-
-
 @pytest.fixture(scope="module")
 def server(pki):
-    port = _free_port_pair()
+    port = free_port(pair=True)  # libcoap's server: coap on -p PORT, coaps on PORT + 1
     p = subprocess.Popen(["coap-server-openssl", "-A", "127.0.0.1", "-p", str(port), "-c", str(pki / "server.crt"),
                           "-j", str(pki / "server.key"), "-C", str(pki / "ca.crt")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,21 +2,13 @@
 # longer than its buffer and one with too many options, refuses a Block2 body over MAX_BODY, goes
 # on answering, and its heap is back where it was (issue 8: an error, not a crash, not a leak).
 import json
-import socket
 
 import mpy
-
-
-def _free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tbtest import free_port
 
 
 def test_oversized_input_at_the_client():
-    r = mpy.run(["tests/unit/bounds_client.py", str(_free_udp_port())], heap="192K", timeout=60,
+    r = mpy.run(["tests/unit/bounds_client.py", str(free_port())], heap="192K", timeout=60,
                 env={"MICROPYPATH": mpy.ROOT + "/lib:.frozen"})
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout.splitlines()[-1])
