@@ -88,10 +88,11 @@ class Device:
         """Open the link; retried with back-off until it opens."""
         await self.supervisor.open()
 
-    def supervise(self, hal):
+    def supervise(self, hal, keepalive_ms=30000):
         """Let the board's hooks take part in supervision (watchdog, network rejoin:
-        tbdevice/supervisor.py); starts the supervisor's task."""
-        self.supervisor.start(hal)
+        tbdevice/supervisor.py) and probe the server after keepalive_ms of silence; starts
+        the supervisor's task."""
+        self.supervisor.start(hal, keepalive_ms)
 
     async def close(self):
         await self.supervisor.stop()
