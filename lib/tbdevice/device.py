@@ -93,10 +93,11 @@ class Device:
         except OSError as e:  # only an unresolvable name reaches here (Supervisor.open)
             raise OSError("%s: the host name does not resolve (%s)" % (self.host, e))
 
-    def supervise(self, hal):
+    def supervise(self, hal, keepalive_ms=30000):
         """Let the board's hooks take part in supervision (watchdog, network rejoin:
-        tbdevice/supervisor.py); starts the supervisor's task."""
-        self.supervisor.start(hal)
+        tbdevice/supervisor.py) and probe the server after keepalive_ms of silence; starts
+        the supervisor's task."""
+        self.supervisor.start(hal, keepalive_ms)
 
     async def close(self):
         await self.supervisor.stop()

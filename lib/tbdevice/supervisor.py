@@ -78,6 +78,7 @@ class Supervisor:
 
     async def stop(self):
         t, self._task = self._task, None
+        self._napping = False
         if t is not None:
             self._stopping = True
             t.cancel()
@@ -149,7 +150,7 @@ class Supervisor:
 
     def wake(self):
         """Run the task's next round now (it sleeps at most _TICK_MS otherwise)."""
-        if self._napping:
+        if self._napping and self._task is not None:
             self._napping = False
             self._task.cancel()  # caught in _nap: ends the sleep early
 
