@@ -103,6 +103,7 @@ MEMORY = (
     ("app", "reference app from its ROMFS image (heap beside the image)", None, True, False),
     ("ota", "reference app + firmware update from ROMFS (heap beside the image)", None, True, False),
     ("app", "reference app, 64-bit port (objects twice a board's)", None, False, True),
+    ("http", "reference app over HTTP, 64-bit port", None, False, True),
     ("https", "reference app over HTTPS end to end, 64-bit port", None, False, True),
     ("coaps", "reference app over coaps end to end, 64-bit port", None, False, True),
 )

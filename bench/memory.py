@@ -11,7 +11,7 @@ from cases import MEMORY, MPY_CROSS, memory_key
 from procs import BenchError, load_tool, run
 
 # Bisection ranges (KB) where tools/min-heap's defaults do not fit: the 64-bit port needs about twice.
-RANGE_64 = {"app": (96, 320), "https": (96, 400), "coaps": (96, 400)}
+RANGE_64 = {"app": (96, 320), "http": (96, 400), "https": (96, 400), "coaps": (96, 400)}
 
 
 def build_app(tmp):

@@ -385,7 +385,16 @@ def memory_section(data):
         a("mbedTLS's own memory (the TLS or DTLS session: its record buffers, up to 16 KB each way unless the fragment")
         a("length is negotiated down, and the handshake's certificates and keys). It is allocated outside the GC heap on")
         a("the ESP32 (ESP-IDF's heap) and on the unix port (libc), but inside it on the Pico W (`m_tracked_calloc`), where")
-        a("it comes off the figure in the last column. The 64-bit rows run https and coaps end to end.")
+        a("it comes off the figure in the last column.")
+        inc = []
+        for s, plain in (("https", "http"), ("coaps", "app")):
+            t, p = mem.get(memory_key(s, False, True)), mem.get(memory_key(plain, False, True))
+            if t and p and t.get("kb") and p.get("kb"):
+                inc.append("%s %+d KB over %s" % (s, t["kb"] - p["kb"], plain))
+        if inc:
+            a("The 64-bit rows run them end to end: %s there, which is the Python modules, the `ssl` objects (they embed" % ", ".join(inc))
+            a("mbedTLS's context structures) and their buffers; objects are twice a board's there, so expect about half")
+            a("that increase on a board, more than these estimates add.")
         a("")
     if mem.get("image_bytes"):
         a("From ROMFS (`tools/romboot.py`): the heap beside the %s-byte image, which a board keeps in flash." % fmt(mem["image_bytes"]))
