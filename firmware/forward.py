@@ -12,8 +12,7 @@ import asyncio
 import time
 
 from tbdevice import errors
-from tbdevice.jsoncheck import check
-from tbdevice.jsonenc import dumps
+from tbdevice.jsonenc import dumps, plain
 from tbdevice.link import backoff
 from tbdevice.queue import TelemetryQueue
 
@@ -56,7 +55,10 @@ class Forwarder:
         the sample keeps its ticks until it is, tbdevice/queue.py). A value JSON cannot
         carry raises ValueError here: the queue keeps JSON, and such a sample could never
         be sent (issue 15)."""
-        check(values)
+        if not plain(values):  # a float to write with care, or a value of another type
+            from tbdevice.jsoncheck import check  # only then: the app's heap does not hold it otherwise
+
+            check(values)
         q = self.queue
         ts = self.app.hal.epoch_ms()
         now = time.ticks_ms()
