@@ -61,6 +61,8 @@ class App:
         self.interval_ms = cfg["telemetry_interval_ms"]
         self.sent = 0
         self.failed = 0
+        # what a taken uplink is logged as: the transport's own answer (HTTP status, or CoAP code)
+        self.ok = "200" if cfg.get("transport") in ("http", "https") else "2.01"
         self.device = None
         # "always_on" (default), or wake-report-sleep for PSM/eDRX device profiles (spec §13).
         self.power = cfg.get("power") or {"mode": "always_on"}
@@ -166,7 +168,7 @@ class App:
         try:
             await self.device.send_telemetry(values)
             self.sent += 1
-            self._say("telemetry %s -> 2.01" % dumps(values))
+            self._say("telemetry %s -> %s" % (dumps(values), self.ok))
             if self.ota is not None:
                 self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
             return True

@@ -123,7 +123,7 @@ class Forwarder:
             n = q.dropped
             try:
                 await self.app.device.send_telemetry({"queue_dropped": n})
-                self._say("telemetry {\"queue_dropped\":%d} -> 2.01" % n)
+                self._say("telemetry {\"queue_dropped\":%d} -> %s" % (n, self.app.ok))
             except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
                 self.last_error = _why(e)
                 return self.last_error
@@ -142,10 +142,11 @@ class Forwarder:
                 it = it["values"]
             else:
                 await dev.send_telemetry(it)
-            self._say("telemetry %s -> 2.01" % dumps(it))
+            self._say("telemetry %s -> %s" % (dumps(it), app.ok))
         else:
             await dev.send_telemetry(items)
-            self._say("telemetry: %d queued samples -> 2.01 (%d left)" % (len(items), len(self.queue) - len(items)))
+            left = len(self.queue) - len(items)
+            self._say("telemetry: %d queued samples -> %s (%d left)" % (len(items), app.ok, left))
         self.sent += len(items)
         app.sent += len(items)
         if app.ota is not None:
