@@ -135,10 +135,10 @@ def test_unknown_client_certificate_gets_401(sim, pki):
 
 
 def test_handshake_again_after_a_tbsim_restart(tbsim_factory, pki, tmp_path):
-    from test_downlink import free_udp_port
+    from tbtest import free_port
 
     tb = pki / "tb"
-    port = free_udp_port()
+    port = free_port()
     args = ("--dtls-port", str(port), "--tls-dir", str(tb), "--db", str(tmp_path / "tbsim.sqlite"),
             "--x509-device", "%s=%s" % (X509_DEVICE, tb / "known.pem"), "--ack-timeout", "0.3")
     sim = tbsim_factory(*args)
