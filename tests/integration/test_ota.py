@@ -607,11 +607,13 @@ def test_https_package_url_verifies_its_server(tbsim_factory, tmp_path, case):
     sim = tbsim_factory("--https-port", "0", "--tls-dir", str(tmp_path / "tls"),
                         devices=(("Thermo-1", "A1_TEST_TOKEN"), ("Store", "STORE_TOKEN")))
     data = os.urandom(6000)
-    stored = upload(sim, data, "7.0.0", title="sw-tls", kind="SOFTWARE")
+    # The bytes, stored for the device "Store" under a title of their own (ThingsBoard keeps one package per
+    # title and version), served over HTTPS; the URL package the device gets is "sw-tls" 7.0.0.
+    stored = upload(sim, data, "7.0.0", title="sw-store", kind="SOFTWARE")
     store = sim.rest.get("/api/tenant/devices", deviceName="Store")
     store["softwareId"] = stored["id"]
     sim.rest.post("/api/device", store)
-    url = "https://%s:%d/api/v1/STORE_TOKEN/software?title=sw-tls&version=7.0.0" % (host, sim.https_port)
+    url = "https://%s:%d/api/v1/STORE_TOKEN/software?title=sw-store&version=7.0.0" % (host, sim.https_port)
     ca, cfg, ota = sim.tls_ca, {}, {}
     if case == "tls.ca":
         cfg["tls"] = {"ca": ca}
@@ -628,9 +630,9 @@ def test_https_package_url_verifies_its_server(tbsim_factory, tmp_path, case):
         if case in ("ota.ca", "tls.ca", "verify-false"):
             assert _sw_wait(sim, "7.0.0"), dev.output()
             assert (tmp_path / "state" / "ota" / "sw.bin").read_bytes() == data
-            assert " GET software?title=sw-tls&version=7.0.0 Store -> 200" in sim.log_text()  # over HTTPS
+            assert " GET software?title=sw-store&version=7.0.0 Store -> 200" in sim.log_text()  # over HTTPS
             return
-        assert wait_until(lambda: latest(sim, "sw_state") == "FAILED", 20, 0.05), dev.output()
+        assert wait_until(lambda: latest(sim, "sw_state") == "FAILED", 60, 0.05), dev.output()
         err = latest(sim, "sw_error")
         want = {"foreign-ca": "TLS to localhost: The certificate is not correctly signed by the trusted CA",
                 "no-ca": 'no CA to verify its server with: set "ota": {"ca": "<CA file>"} (or "tls": {"ca": ...})',
