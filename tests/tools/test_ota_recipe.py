@@ -1,4 +1,4 @@
-"""The README's OTA REST recipe (issue 15 item 11), run as it is written against tbsim: the block after
+"""The OTA REST recipe of docs/ota.md (issue 15 item 11), run as it is written against tbsim: the block after
 `<!-- ota-recipe` with its first two lines (the settings) given the test's values. It must leave the
 package assigned to the device, made for the device's profile, as ThingsBoard requires."""
 import os
@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def recipe():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", "ota.md"), encoding="utf-8") as f:
         text = f.read()
     block = text.split("<!-- ota-recipe", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     lines = block.splitlines()
