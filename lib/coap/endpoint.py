@@ -12,7 +12,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 
 from coap.errors import Reset, Timeout, FormatError
 from coap.exchange import Exchange, Timer
-from coap.sched import idle_ms
+from coap.sched import idle_ms, receive
 from coap.message import ACK, CON, NON, RST, decode
 
 _DEDUP = 16  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
@@ -95,7 +95,7 @@ class Endpoint:
     def start_rx(self):
         """(Re)start the receive task, e.g. inside each asyncio.run() of a blocking caller."""
         self.stop_rx()
-        self._rx_task = asyncio.create_task(self._rx_loop())
+        self._rx_task = asyncio.create_task(receive(self.transport.sock, self._read_one))
 
     def stop_rx(self):
         """Stop the receive and timer tasks (start_rx() and the next wait() start them)."""
@@ -254,16 +254,6 @@ class Endpoint:
         return True
 
     # ---- receiving ----------------------------------------------------------------------
-    async def _rx_loop(self):
-        # One datagram per wake-up. A stream's read(0) waits until the socket is readable and
-        # reads nothing (py/stream.c makes no call for 0 bytes), so an empty socket is never
-        # read (a would-block recv() costs an exception and a buffer of the size asked for).
-        ready = asyncio.StreamReader(self.transport.sock)
-        while True:
-            await ready.read(0)
-            if not self._read_one():
-                await asyncio.sleep_ms(10)
-
     def _read_one(self):
         # Read and handle one datagram, if one is waiting; False after a MemoryError (the
         # caller backs off). Nothing that arrives may end the receive loop.
