@@ -34,7 +34,9 @@ def token_of(d):
 class Endpoint:
     """The message layer. `slots` holds the free send buffers (NSTART, RFC 7252 §4.7): a
     message is written into `body` (its options, the 0xFF marker, then from `body_at` its
-    payload), then transmit() copies it after the header into a free slot and sends it."""
+    payload), then transmit() copies it after the header into a free slot and sends it. The
+    token layer (a subclass) provides find(token, code): the exchange a CON or NON response
+    with that token answers, or None."""
 
     def __init__(self, transport, ack_timeout_ms, ack_random_factor, max_retransmit, nstart, timeout_ms, bufsize,
                  inline_ms, log):
@@ -54,14 +56,14 @@ class Endpoint:
             b = bytearray(bufsize)
             v = memoryview(b)
             self.slots.append((b, v[4:], v[8:]))
-        self._slot_ev = asyncio.Event()
+        self._slot_ev = None  # made when a request first waits for a slot
         self._slot_waiting = 0
         self.body = io.BytesIO(bufsize)  # reserves bufsize bytes; readinto(buf, n) reads n
         self.body_at = 0
         self.body_key = None  # what the options in body were made from (the token layer's route)
         self._small = bytearray(4)
         self._by_mid = {}  # CON messages sent and not released, by Message ID
-        self._timer = Timer(self)
+        self._timer = None  # the retransmission timer, made at the first wait()
         self._dmid = [-1] * _DEDUP
         self._dtype = bytearray(_DEDUP)
         self._dtime = [0] * _DEDUP
@@ -102,7 +104,8 @@ class Endpoint:
         if self._rx_task is not None:
             self._rx_task.cancel()
             self._rx_task = None
-        self._timer.stop()
+        if self._timer is not None:
+            self._timer.stop()
 
     _stop_rx = stop_rx  # the old name, still used by tbdevice.blocking
 
@@ -117,7 +120,7 @@ class Endpoint:
 
     async def close(self):
         self.drop()
-        for ex in self._timer.waiting + list(self._by_mid.values()):
+        for ex in (self._timer.waiting if self._timer else []) + list(self._by_mid.values()):
             ex.err = OSError(9)  # EBADF: the link is gone
             ex.wake()
         self._by_mid = {}
@@ -127,6 +130,8 @@ class Endpoint:
     async def free_slot(self):
         """Wait until one of the NSTART send slots is free (RFC 7252 §4.7)."""
         while not self.slots:
+            if self._slot_ev is None:
+                self._slot_ev = asyncio.Event()
             self._slot_waiting += 1
             try:
                 self._slot_ev.clear()
@@ -223,6 +228,8 @@ class Endpoint:
         if not ex.over():
             if ex.ev is None:
                 ex.ev = asyncio.Event()
+            if self._timer is None:
+                self._timer = Timer(self)
             self._timer.add(ex)
             try:
                 while not ex.over():
@@ -409,8 +416,3 @@ class Endpoint:
         self.rejected += 1
         if t == CON:
             self._reply(RST, mid)
-
-    def find(self, token, code):
-        """The exchange a CON or NON message with this token and code answers, or None: the
-        token layer's (coap.client)."""
-        return None
