@@ -191,13 +191,6 @@ class Message:
         opts.insert(i, (num, _opt_value(value)))
         return self
 
-    def set(self, num, value):
-        """Replace every occurrence of an option by one value (None removes it)."""
-        self.options = [o for o in self.options if o[0] != num]
-        if value is not None:
-            self.add(num, value)
-        return self
-
     def opt(self, num, default=None):
         for n, v in self.options:
             if n == num:

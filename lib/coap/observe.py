@@ -5,16 +5,18 @@ import asyncio
 import random
 import time
 
+from micropython import const
+
 from coap import message as m
 from coap.route import Route
 from coap.errors import CoapError, Timeout
 
-_2_23 = 1 << 23
-_FRESH_MS = 128000  # §3.4: a notification more than 128 s after the last is fresh anyway
-_BACKOFF_MIN_MS = 1000
-_BACKOFF_MAX_MS = 60000
-_MAX_AGE_MARGIN_MS = 2000  # §3.3.1: re-register a little after Max-Age has run out
-_POLL_MS = 1000
+_2_23 = const(1 << 23)
+_FRESH_MS = const(128000)  # §3.4: a notification more than 128 s after the last is fresh anyway
+_BACKOFF_MIN_MS = const(1000)
+_BACKOFF_MAX_MS = const(60000)
+_MAX_AGE_MARGIN_MS = const(2000)  # §3.3.1: re-register a little after Max-Age has run out
+_POLL_MS = const(1000)
 
 
 class Observation:

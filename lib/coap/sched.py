@@ -32,21 +32,13 @@ def receive(sock, read_one):
     """The body of a receive task: read_one() whenever sock is readable (an empty socket is
     never read: a would-block recv() costs an exception and a buffer of the size asked
     for); after it returns False (no heap for the datagram), a 10 ms pause."""
-    return _receive(sock, read_one) if internals else _receive_public(sock, read_one)
-
-
-def _receive(sock, read_one):
-    # A generator in the protocol of asyncio's own streams: yielding the IO queue's wait
-    # suspends the task until sock is readable. One object for the task's life.
+    ready = None if internals else asyncio.StreamReader(sock)
     while True:
-        yield _core._io_queue.queue_read(sock)  # looked up per wait, as _task_queue
+        if ready is None:
+            # The protocol of asyncio's own streams: yielding the IO queue's wait suspends
+            # the task until sock is readable. No allocation per datagram.
+            yield _core._io_queue.queue_read(sock)  # looked up per wait, as _task_queue
+        else:
+            yield from ready.read(0)  # reads nothing: py/stream.c makes no call for 0 bytes
         if not read_one():
             yield from asyncio.sleep_ms(10)
-
-
-async def _receive_public(sock, read_one):
-    ready = asyncio.StreamReader(sock)
-    while True:
-        await ready.read(0)  # waits until readable, then reads nothing (py/stream.c: no call for 0 bytes)
-        if not read_one():
-            await asyncio.sleep_ms(10)
