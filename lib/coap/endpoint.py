@@ -84,9 +84,14 @@ class Endpoint:
 
     # ---- the link ---------------------------------------------------------------
     async def connect(self):
-        """Open the socket (resolving the host once) and start the receive task."""
+        """Open the socket (resolving the host once; over DTLS the handshake too, driven step
+        by step without blocking the event loop) and start the receive task."""
         self.stop_rx()
         self.transport.open()
+        mid = self._mid = (self._mid + 1) & 0xFFFF
+        ping = bytes((0x40, 0, mid >> 8, mid & 0xFF))  # a CoAP ping: the first datagram of a new session
+        while not self.transport.handshake(ping):
+            await asyncio.sleep_ms(20)
         self.generation += 1
         self.last_rx = ticks_ms()
         self._poll = select.poll()
