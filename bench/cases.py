@@ -70,7 +70,7 @@ CASE_DOC = {
     "rpc": "Device.subscribe(): CON notification -> ACK -> downlink -> RPC handler -> POST rpc/<id> -> ACK 2.01",
     "rawattr": "raw bound: readinto the notification, send a pre-encoded empty ACK",
     "rawrpc": "raw bound: readinto the notification, send ACK and a pre-encoded reply, readinto its ACK",
-    "exobj": "_Exchange(token) (made once, then reused from the client's spares)",
+    "exobj": "Exchange(token) (made once, then reused from the client's spares)",
     "wait": "asyncio.wait_for_ms(event.wait(), 2000) on a set Event",
     "coro": "awaiting one trivial coroutine (the price of each async layer)",
 }

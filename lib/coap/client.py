@@ -6,12 +6,10 @@ import random
 from time import ticks_add, ticks_diff, ticks_ms
 
 from coap import message as m
-from coap.endpoint import Endpoint
+from coap.endpoint import EXCHANGE_LIFETIME_MS, Endpoint
 from coap.exchange import Exchange
 from coap.route import Route
 from coap.transport import UdpTransport
-
-_EXCHANGE_LIFETIME_MS = 247000  # RFC 7252 §4.8.2 with the default parameters
 
 
 def header(con, code):
@@ -27,6 +25,8 @@ class Client(Endpoint):
     poll of the socket, handling whatever arrives meanwhile) before yielding to asyncio.
     An answer within it costs no task switch and no allocation; other tasks wait, by up
     to inline_ms. 0 always yields at once.
+
+    `log` is accepted and unused (the stack logs nothing).
 
     `empty_token`: requests carry the empty token (RFC 7252 §5.3.1: fine for requests made
     one at a time) while no other request holds it and none that held it was abandoned
@@ -49,8 +49,7 @@ class Client(Endpoint):
         empty_token=True,
     ):
         super().__init__(transport or UdpTransport(host, port), ack_timeout_ms, ack_random_factor, max_retransmit,
-                         nstart, timeout_ms, bufsize, inline_ms, log)
-        self.host = host
+                         nstart, timeout_ms, bufsize, inline_ms)
         self.block_size = block_size
         self.empty_token = empty_token
         self._by_token = {}
@@ -78,7 +77,6 @@ class Client(Endpoint):
             ex = Exchange(token, on_response)
         else:
             ex = self._spare.pop() if self._spare else Exchange()
-            ex.pooled = True
             ex.light = False
             ex.ack_only = False
         if token is None:
@@ -154,7 +152,8 @@ class Client(Endpoint):
         self.stage(route, options)
         if payload:
             self.body.write(payload)
-        self.staged_len()  # before an exchange (and maybe the empty token) is taken
+        if self.body.tell() + 8 > self.bufsize:  # checked before a token is taken
+            raise ValueError("message larger than buffer")
         ex = self._take(token, on_response)
         ex.ack_only = ack_only
         self.transmit(ex, header(con, code), timeout_ms or self.timeout_ms)
@@ -178,8 +177,8 @@ class Client(Endpoint):
             else:
                 # Abandoned: a late answer could still come with the empty token and be taken
                 # for the next request's, so random tokens until it cannot (§4.8.2).
-                self._quiet = ticks_add(ticks_ms(), _EXCHANGE_LIFETIME_MS)
-        if ex.pooled:
+                self._quiet = ticks_add(ticks_ms(), EXCHANGE_LIFETIME_MS)
+        if ex.on_response is None:  # a pooled one (an observation's stays matched)
             ex.msg = ex.err = None  # the caller has read the response; the object is reused
             self._spare.append(ex)
 

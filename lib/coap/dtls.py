@@ -5,15 +5,21 @@
 import binascii
 import socket
 import ssl
+from time import ticks_add, ticks_diff, ticks_ms
+
+from micropython import const
 
 from coap.transport import UdpTransport
 
-# The handshake blocks the event loop (this port's ssl has no asynchronous DTLS handshake):
-# each wait for the server's flight is bounded below the smallest board watchdog (8 s on the
-# Pico W, fed every second by boards/common/wifihal.py); a silent server fails the attempt,
-# and the reconnect loop tries again after its back-off.
-_HANDSHAKE_TIMEOUT_S = 5
-_EACCES = 13
+# The handshake runs without blocking the event loop: the socket is non-blocking and each
+# write() during it is one step of mbedTLS's handshake (this port's ssl has no do_handshake();
+# a write of nothing makes no call), which returns nothing until the handshake is over and then
+# sends the datagram. The endpoint steps it every 20 ms with a CoAP ping as that datagram, which
+# goes out on the new session (mbedTLS's own timer retransmits lost flights). A silent server
+# fails the attempt after _HANDSHAKE_MS, and the reconnect loop tries again after its back-off.
+_HANDSHAKE_MS = const(5000)
+_EACCES = const(13)
+_ETIMEDOUT = const(110)
 # ThingsBoard's DTLS connector takes at most 1024 bytes of plaintext per record (Scandium
 # max fragment length, spec §12): larger messages must go block-wise (Block1, 512-byte
 # blocks leave room for header, token and options).
@@ -78,27 +84,42 @@ class DtlsTransport(UdpTransport):
         return ctx
 
     def open(self):
-        # Resolve once, connect the UDP socket, then the handshake (blocking, bounded);
-        # a failed handshake is an OSError like any other link fault.
+        # Resolve once, connect the UDP socket and wrap it; handshake() then drives the handshake.
         self.close()
         ctx = self._context()
         ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
         raw = socket.socket(ai[0], socket.SOCK_DGRAM)
         try:
             raw.connect(ai[-1])
-            raw.settimeout(_HANDSHAKE_TIMEOUT_S)
-            s = ctx.wrap_socket(raw, server_hostname=self.server_hostname)
+            raw.setblocking(False)
+            self.sock = ctx.wrap_socket(raw, server_hostname=self.server_hostname, do_handshake_on_connect=False)
         except OSError:
             raw.close()
             raise
+        self._shaken = False
+        self._until = ticks_add(ticks_ms(), _HANDSHAKE_MS)
+        # recv() (UdpTransport's, without the peek) reads one record per call (DESIGN §7)
+
+    def handshake(self, first):
+        """One step of the handshake; True once it is over and `first` went out. A failed
+        handshake is an OSError like any other link fault."""
+        if self._shaken:
+            return True
+        try:
+            self._shaken = bool(self.sock.write(first))
         except ValueError as e:
             # This port reports a failed certificate check as ValueError ("The certificate is
-            # not correctly signed by the trusted CA"): refused, and a link fault like any
-            # other, so the supervisor retries with back-off (the server may be fixed).
-            raw.close()
+            # not correctly signed by the trusted CA"): refused, and a link fault like any other,
+            # so the supervisor retries with back-off (the server may be fixed).
+            self.close()
             raise OSError(_EACCES, "coaps: handshake refused: " + str(e).strip())
-        s.setblocking(False)
-        self.sock = s  # recv() (UdpTransport's, without the peek) reads one record per call (DESIGN §7)
+        except OSError:
+            self.close()
+            raise
+        if not self._shaken and ticks_diff(ticks_ms(), self._until) > 0:
+            self.close()
+            raise OSError(_ETIMEDOUT, "coaps: no handshake within %d ms" % _HANDSHAKE_MS)
+        return self._shaken
 
     def send(self, data, n=-1):
         if (len(data) if n < 0 else n) > MAX_MESSAGE:

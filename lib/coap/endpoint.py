@@ -2,7 +2,7 @@
 # retransmission with exponential back-off, ACK and RST (piggybacked or empty), the
 # deduplication of incoming CONs, and ping. Requests, tokens and observations are the token
 # layer's (coap.client.Client, a subclass): it hands over messages through transmit() and
-# wait(), and is handed every incoming response through find() and deliver().
+# wait(), and find() tells which exchange an incoming CON or NON response answers.
 import asyncio
 import gc
 import io
@@ -10,13 +10,15 @@ import random
 import select
 from time import ticks_add, ticks_diff, ticks_ms
 
+from micropython import const
+
 from coap.errors import Reset, Timeout, FormatError
 from coap.exchange import Exchange, Timer
-from coap.sched import idle_ms
+from coap.sched import idle_ms, receive
 from coap.message import ACK, CON, NON, RST, decode
 
-_DEDUP = 16  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
-_EXCHANGE_LIFETIME_MS = 247000  # RFC 7252 §4.8.2 with the default parameters
+_DEDUP = const(16)  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
+EXCHANGE_LIFETIME_MS = const(247000)  # RFC 7252 §4.8.2 with the default parameters
 _EAGAIN = (11, 35, -0x6900)  # EAGAIN on Linux/lwIP and macOS; mbedTLS WANT_READ (coaps)
 
 
@@ -34,19 +36,19 @@ def token_of(d):
 class Endpoint:
     """The message layer. `slots` holds the free send buffers (NSTART, RFC 7252 §4.7): a
     message is written into `body` (its options, the 0xFF marker, then from `body_at` its
-    payload), then transmit() copies it after the header into a free slot and sends it."""
+    payload), then transmit() copies it after the header into a free slot and sends it. The
+    token layer (a subclass) provides find(token, code): the exchange a CON or NON response
+    with that token answers, or None."""
 
     def __init__(self, transport, ack_timeout_ms, ack_random_factor, max_retransmit, nstart, timeout_ms, bufsize,
-                 inline_ms, log):
+                 inline_ms):
         self.transport = transport
         self.ack_timeout_ms = ack_timeout_ms
-        self.ack_random_factor = ack_random_factor
         self.ack_span = int(ack_timeout_ms * (ack_random_factor - 1))
         self.max_retransmit = max_retransmit
         self.timeout_ms = timeout_ms  # the default deadline of an exchange
         self.bufsize = bufsize  # the largest datagram sent or accepted
         self.inline_ms = min(inline_ms, ack_timeout_ms)  # the inline wait ends before a retransmission
-        self.log = log
         # Allocated once (DESIGN §4.2): per slot a buffer and views at the two header lengths
         # (no token, a 4-byte token); the message being built; a buffer for ACK/RST.
         self.slots = []
@@ -54,14 +56,13 @@ class Endpoint:
             b = bytearray(bufsize)
             v = memoryview(b)
             self.slots.append((b, v[4:], v[8:]))
-        self._slot_ev = asyncio.Event()
-        self._slot_waiting = 0
+        self._slot_ev = None  # made when a request first waits for a slot
         self.body = io.BytesIO(bufsize)  # reserves bufsize bytes; readinto(buf, n) reads n
         self.body_at = 0
         self.body_key = None  # what the options in body were made from (the token layer's route)
         self._small = bytearray(4)
         self._by_mid = {}  # CON messages sent and not released, by Message ID
-        self._timer = Timer(self)
+        self._timer = None  # the retransmission timer, made at the first wait()
         self._dmid = [-1] * _DEDUP
         self._dtype = bytearray(_DEDUP)
         self._dtime = [0] * _DEDUP
@@ -83,9 +84,14 @@ class Endpoint:
 
     # ---- the link ---------------------------------------------------------------
     async def connect(self):
-        """Open the socket (resolving the host once) and start the receive task."""
+        """Open the socket (resolving the host once; over DTLS the handshake too, driven step
+        by step without blocking the event loop) and start the receive task."""
         self.stop_rx()
         self.transport.open()
+        mid = self._mid = (self._mid + 1) & 0xFFFF
+        ping = bytes((0x40, 0, mid >> 8, mid & 0xFF))  # a CoAP ping: the first datagram of a new session
+        while not self.transport.handshake(ping):
+            await asyncio.sleep_ms(20)
         self.generation += 1
         self.last_rx = ticks_ms()
         self._poll = select.poll()
@@ -95,14 +101,17 @@ class Endpoint:
     def start_rx(self):
         """(Re)start the receive task, e.g. inside each asyncio.run() of a blocking caller."""
         self.stop_rx()
-        self._rx_task = asyncio.create_task(self._rx_loop())
+        self._rx_task = asyncio.create_task(receive(self.transport.sock, self._read_one))
 
     def stop_rx(self):
         """Stop the receive and timer tasks (start_rx() and the next wait() start them)."""
         if self._rx_task is not None:
             self._rx_task.cancel()
             self._rx_task = None
-        self._timer.stop()
+        t = self._timer
+        if t is not None and t.task is not None:
+            t.task.cancel()
+            t.task = None
 
 
     def drop(self):
@@ -116,7 +125,7 @@ class Endpoint:
 
     async def close(self):
         self.drop()
-        for ex in self._timer.waiting + list(self._by_mid.values()):
+        for ex in (self._timer.waiting if self._timer else []) + list(self._by_mid.values()):
             ex.err = OSError(9)  # EBADF: the link is gone
             ex.wake()
         self._by_mid = {}
@@ -126,26 +135,17 @@ class Endpoint:
     async def free_slot(self):
         """Wait until one of the NSTART send slots is free (RFC 7252 §4.7)."""
         while not self.slots:
-            self._slot_waiting += 1
-            try:
-                self._slot_ev.clear()
-                await self._slot_ev.wait()
-            finally:
-                self._slot_waiting -= 1
-
-    def staged_len(self):
-        """The length of the options and payload in `body`; ValueError when the datagram
-        (header and a 4-byte token added) would not fit the buffers."""
-        n = self.body.tell()
-        if n + 8 > self.bufsize:
-            raise ValueError("message larger than buffer")
-        return n
+            if self._slot_ev is None:
+                self._slot_ev = asyncio.Event()
+            self._slot_ev.clear()
+            await self._slot_ev.wait()
 
     def transmit(self, ex, hdr, timeout_ms):
-        """Send the message in `body` as ex, in a free slot (`slots` not empty): hdr is the
-        first two header bytes (version, type, code; coap.client.header()); the Message ID
-        and ex's token are added. Then waits for the answer in place up to inline_ms (see
-        Client). A send that fails is ex's error, raised by wait()."""
+        """Send the message in `body` as ex, in a free slot (`slots` not empty) and with room
+        for it (`body` holds at most bufsize - 8 bytes): hdr is the first two header bytes
+        (version, type, code; coap.client.header()); the Message ID and ex's token are
+        added. Then waits for the answer in place up to inline_ms (see Client). A send that
+        fails is ex's error, raised by wait()."""
         b = self.body
         n = b.tell()
         if n == self.body_at:
@@ -181,7 +181,7 @@ class Endpoint:
             ex.mid = mid
             self._by_mid[mid] = ex
         now = ticks_ms()
-        ex.sent_at = now
+        ex.rto_at = now  # the send time, until wait() adds the timeout to it
         ex.deadline = ticks_add(now, timeout_ms)
         try:
             self.transport.send(buf, n)
@@ -192,14 +192,13 @@ class Endpoint:
                 ex.err = e
                 return
         self.sent += 1
-        if self.inline_ms and self._poll is not None:
-            self._inline(ex, ticks_add(now, self.inline_ms))
-
-    def _inline(self, ex, end):
-        # The inline wait: poll the socket and handle what arrives until ex's answer or end
-        # (inline_ms, at most the first retransmission time), and never past the time
-        # another task is due (coap.sched). No task switch when the answer is quick.
         poll = self._poll
+        if self.inline_ms == 0 or poll is None:
+            return
+        # The inline wait: poll the socket and handle what arrives until ex's answer or
+        # inline_ms (at most the first retransmission time), and never past the time another
+        # task is due (coap.sched). No task switch when the answer is quick.
+        end = ticks_add(now, self.inline_ms)
         while ex.code == 0 and ex.err is None:
             left = idle_ms(ticks_diff(end, ticks_ms()))
             if left <= 0 or next(poll.ipoll(left), None) is None or not self._read_one():
@@ -213,18 +212,20 @@ class Endpoint:
             self._by_mid.pop(ex.mid, None)
             ex.mid = -1
         self.slots.append(slot)
-        if self._slot_waiting:
+        if self._slot_ev is not None:  # someone may wait for a slot
             self._slot_ev.set()
 
     async def wait(self, ex):
         """Await the answer to a sent message (a CON is retransmitted until acknowledged,
         coap.exchange.Timer) until its deadline. Raises NoAck, Timeout, Reset, OSError."""
-        if not ex.over():
+        if ex.code == 0 and ex.err is None and not (ex.ack_only and ex.acked):
             if ex.ev is None:
                 ex.ev = asyncio.Event()
+            if self._timer is None:
+                self._timer = Timer(self)
             self._timer.add(ex)
             try:
-                while not ex.over():
+                while ex.code == 0 and ex.err is None and not (ex.ack_only and ex.acked):
                     ex.ev.clear()
                     await ex.ev.wait()
             finally:
@@ -253,16 +254,6 @@ class Endpoint:
         return True
 
     # ---- receiving ----------------------------------------------------------------------
-    async def _rx_loop(self):
-        # One datagram per wake-up. A stream's read(0) waits until the socket is readable and
-        # reads nothing (py/stream.c makes no call for 0 bytes), so an empty socket is never
-        # read (a would-block recv() costs an exception and a buffer of the size asked for).
-        ready = asyncio.StreamReader(self.transport.sock)
-        while True:
-            await ready.read(0)
-            if not self._read_one():
-                await asyncio.sleep_ms(10)
-
     def _read_one(self):
         # Read and handle one datagram, if one is waiting; False after a MemoryError (the
         # caller backs off). Nothing that arrives may end the receive loop.
@@ -400,7 +391,7 @@ class Endpoint:
             return False
         now = ticks_ms()
         for i in range(_DEDUP):
-            if self._dmid[i] == mid and ticks_diff(now, self._dtime[i]) < _EXCHANGE_LIFETIME_MS:
+            if self._dmid[i] == mid and ticks_diff(now, self._dtime[i]) < EXCHANGE_LIFETIME_MS:
                 self.duplicates += 1
                 self._reply(self._dtype[i], mid)
                 return True
@@ -418,8 +409,3 @@ class Endpoint:
         self.rejected += 1
         if t == CON:
             self._reply(RST, mid)
-
-    def find(self, token, code):
-        """The exchange a CON or NON message with this token and code answers, or None: the
-        token layer's (coap.client)."""
-        return None

@@ -4,7 +4,11 @@ import asyncio
 import random
 from time import ticks_add, ticks_diff, ticks_ms
 
+from micropython import const
+
 from coap.errors import NoAck, Timeout
+
+_TICK_MS = const(100)  # the longest the timer sleeps while an exchange waits
 
 
 class Exchange:
@@ -12,13 +16,12 @@ class Exchange:
     ID, the send slot and the retransmission state; the answer is `code` (0 while none came),
     `msg` (the decoded Message, unless `light`) or `err`; each later response matched to it
     (an observation's notifications) goes to `on_response(msg)`. The token layer keeps the
-    token (-1 empty, else an int of up to 30 bits sent as 4 bytes) and `pooled`."""
+    token (-1 empty, else an int of up to 30 bits sent as 4 bytes)."""
 
     def __init__(self, token=-1, on_response=None):
         self.token = token
         self.on_response = on_response
         self.light = False  # the answer's code is all that is wanted: no Message is made
-        self.pooled = False
         self.ack_only = False  # the wait ends once the message is acknowledged
         self.code = 0
         self.msg = None
@@ -27,17 +30,11 @@ class Exchange:
         self.acked = False
         self.slot = None  # the send slot (buffer and views) holding the datagram
         self.n = 0
-        self.sent_at = 0
         self.deadline = 0
         self.rto = 0  # the current retransmission timeout, doubled per retransmission
         self.rto_at = 0
         self.tries = 0
         self.ev = None  # the Event a waiting request sleeps on, made at its first wait
-
-    def over(self):
-        """True once the wait for this exchange is over: answered, failed, or acknowledged
-        when that is all that is wanted."""
-        return self.code != 0 or self.err is not None or (self.ack_only and self.acked)
 
     def wake(self):
         if self.ev is not None:
@@ -45,17 +42,15 @@ class Exchange:
 
 
 class Timer:
-    """Retransmits and times out the exchanges in `waiting`, from one task. It sleeps until
-    the next due time, at most half an ACK_TIMEOUT: an exchange is due no earlier than
-    ACK_TIMEOUT after its send, so the timer is never late for a new one unless its timeout
-    is shorter (add() then starts it anew). With nothing to wait for, it waits for add()."""
+    """Retransmits and times out the exchanges in `waiting`, from one task that runs while
+    any waits. It sleeps until the next due time, at most _TICK_MS (and half an
+    ACK_TIMEOUT): a new exchange is due no sooner after its send, unless its own timeout is
+    shorter, which is then kept to within that."""
 
     def __init__(self, ep):
         self.ep = ep  # the endpoint: its transport, parameters and counters
         self.waiting = []
-        self._task = None
-        self._at = None  # when the task wakes next; None: it waits for work
-        self._work = asyncio.Event()
+        self.task = None
 
     def add(self, ex):
         """Time ex from its send: its first retransmission timeout is random in
@@ -63,46 +58,26 @@ class Timer:
         ep = self.ep
         if ex.rto == 0:
             ex.rto = ep.ack_timeout_ms + ((random.getrandbits(16) * ep.ack_span) >> 16)
-            ex.rto_at = ticks_add(ex.sent_at, ex.rto)
+            ex.rto_at = ticks_add(ex.rto_at, ex.rto)
             ex.tries = 0
         self.waiting.append(ex)
-        due = ex.deadline
-        if not ex.acked and ticks_diff(ex.rto_at, due) < 0:
-            due = ex.rto_at
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-        elif self._at is None:
-            self._work.set()
-        elif ticks_diff(due, self._at) < 0:
-            self.stop()
-            self._task = asyncio.create_task(self._run())
-
-    def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-        self._task = self._at = None
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
 
     async def _run(self):
-        while True:
-            ms = self._expire()
-            if ms < 0:
-                self._at = None
-                self._work.clear()
-                await self._work.wait()
-            else:
-                ms = min(ms, self.ep.ack_timeout_ms // 2 or 1)
-                self._at = ticks_add(ticks_ms(), ms)
-                await asyncio.sleep_ms(ms)
+        while self.waiting:
+            await asyncio.sleep_ms(self._expire())
+        self.task = None
 
     def _expire(self):
         # Retransmit what is due, fail what is out of time or tries; ms until the next due
-        # time, or -1 when nothing waits.
+        # time, at most the tick.
         ep = self.ep
         now = ticks_ms()
-        nxt = -1
+        nxt = min(_TICK_MS, ep.ack_timeout_ms // 2 or 1)
         for ex in self.waiting:
-            if ex.over():
-                continue
+            if ex.code or ex.err is not None or (ex.ack_only and ex.acked):
+                continue  # its wait is over
             if ticks_diff(ex.deadline, now) <= 0:
                 ex.err = Timeout("no response") if ex.acked else NoAck("no ACK")
                 ex.wake()
@@ -128,6 +103,6 @@ class Timer:
                 if ticks_diff(ex.rto_at, due) < 0:
                     due = ex.rto_at
             left = ticks_diff(due, now)
-            if nxt < 0 or left < nxt:
+            if left < nxt:
                 nxt = left
         return nxt

@@ -15,7 +15,6 @@ CON = const(0)
 NON = const(1)
 ACK = const(2)
 RST = const(3)
-TYPE_NAMES = ("CON", "NON", "ACK", "RST")
 
 # Method and response codes, as the byte on the wire (class << 5 | detail).
 EMPTY = const(0)
@@ -110,13 +109,13 @@ def _opt_value(v):
 
 
 def _nibble(v):
-    # Option delta/length nibble and extension size (RFC 7252 §3.1).
+    # Option delta/length nibble (RFC 7252 §3.1): the value, or 13/14 for a 1/2-byte extension.
     if v < 13:
-        return v, 0
+        return v
     if v < 269:
-        return 13, 1
+        return 13
     if v < 65805:
-        return 14, 2
+        return 14
     raise ValueError("option too long")
 
 
@@ -139,8 +138,8 @@ def encode_options(opts, prev=0):
             raise ValueError("options out of order")
         prev = num
         ln = len(val)
-        dn, _ = _nibble(d)
-        ldn, _ = _nibble(ln)
+        dn = _nibble(d)
+        ldn = _nibble(ln)
         out.append((dn << 4) | ldn)
         _put_ext(out, dn, d)
         _put_ext(out, ldn, ln)
@@ -148,25 +147,19 @@ def encode_options(opts, prev=0):
     return bytes(out)
 
 
-def header_into(buf, mtype, code, mid, token):
-    """Write the fixed header and token into buf; returns the bytes written."""
+def encode_into(buf, mtype, code, mid, token, optbytes, payload):
+    """Whole datagram into a preallocated buffer from pre-encoded option bytes.
+    Returns its length; raises ValueError if it does not fit."""
     tkl = len(token)
-    if tkl:
-        buf[4 : 4 + tkl] = token
+    n = 4 + tkl + len(optbytes) + (len(payload) + 1 if payload else 0)
+    if n > len(buf):
+        raise ValueError("message larger than buffer")
     buf[0] = (_VERSION << 6) | (mtype << 4) | tkl
     buf[1] = code
     buf[2] = (mid >> 8) & 0xFF
     buf[3] = mid & 0xFF
-    return 4 + tkl
-
-
-def encode_into(buf, mtype, code, mid, token, optbytes, payload):
-    """Whole datagram into a preallocated buffer from pre-encoded option bytes.
-    Returns its length; raises ValueError if it does not fit."""
-    n = 4 + len(token) + len(optbytes) + (len(payload) + 1 if payload else 0)
-    if n > len(buf):
-        raise ValueError("message larger than buffer")
-    i = header_into(buf, mtype, code, mid, token)
+    i = 4 + tkl
+    buf[4:i] = token
     j = i + len(optbytes)
     buf[i:j] = optbytes
     if payload:
@@ -196,13 +189,6 @@ class Message:
         while i and opts[i - 1][0] > num:
             i -= 1
         opts.insert(i, (num, _opt_value(value)))
-        return self
-
-    def set(self, num, value):
-        """Replace every occurrence of an option by one value (None removes it)."""
-        self.options = [o for o in self.options if o[0] != num]
-        if value is not None:
-            self.add(num, value)
         return self
 
     def opt(self, num, default=None):
@@ -235,11 +221,11 @@ class Message:
         return bytes(buf)
 
     def __repr__(self):
-        return "<%s %s mid=%d tok=%s opts=%r %dB>" % (
-            TYPE_NAMES[self.mtype],
+        return "<Message type %d %s mid=%d tok=%s opts=%r %dB>" % (
+            self.mtype,
             code_str(self.code),
             self.mid,
-            self.token.hex() if isinstance(self.token, (bytes, bytearray)) else repr(self.token),
+            bytes(self.token).hex(),
             self.options,
             len(self.payload),
         )

@@ -5,16 +5,18 @@ import asyncio
 import random
 import time
 
+from micropython import const
+
 from coap import message as m
 from coap.route import Route
 from coap.errors import CoapError, Timeout
 
-_2_23 = 1 << 23
-_FRESH_MS = 128000  # §3.4: a notification more than 128 s after the last is fresh anyway
-_BACKOFF_MIN_MS = 1000
-_BACKOFF_MAX_MS = 60000
-_MAX_AGE_MARGIN_MS = 2000  # §3.3.1: re-register a little after Max-Age has run out
-_POLL_MS = 1000
+_2_23 = const(1 << 23)
+_FRESH_MS = const(128000)  # §3.4: a notification more than 128 s after the last is fresh anyway
+_BACKOFF_MIN_MS = const(1000)
+_BACKOFF_MAX_MS = const(60000)
+_MAX_AGE_MARGIN_MS = const(2000)  # §3.3.1: re-register a little after Max-Age has run out
+_POLL_MS = const(1000)
 
 
 class Observation:
@@ -162,17 +164,23 @@ class Observation:
             if unheard and time.ticks_diff(self.client.last_rx, since) > 0:
                 return
 
-    async def cancel(self, timeout_ms=5000):
-        """Stop run() and deregister explicitly: GET with Observe=1 and the same token (§3.6)."""
+    async def cancel(self, timeout_ms=250):
+        """Stop run() and deregister explicitly: GET with Observe=1 and the same token (§3.6).
+        Waits until the server acknowledges it, at most timeout_ms, never for a response:
+        ThingsBoard acts on the request at once but answers only with an empty ACK 500 ms
+        later (spec §6.4), and a deregistration that was lost costs nothing (the next
+        notification gets RST, which ends the observation too, §3.6). Returns the response
+        when one came piggybacked in the ACK, else None."""
         self._closed = True
         was = self.active
         self._end()
         if self.token is None or not was:
             return None
         opts = [(m.OBSERVE, 1)] + self.options
+        cl = self.client
         try:
-            return await self.client.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, token=self.token)
+            return await cl.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, self.token, None, True)
         except Timeout:
-            return None  # ThingsBoard answers a deregistration with an empty ACK only (spec §6.4)
+            return None
         finally:
-            self.client.forget(self.token)
+            cl.forget(self.token)

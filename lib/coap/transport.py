@@ -39,6 +39,11 @@ class UdpTransport:
             except TypeError:  # a port whose recv takes no flags (older releases)
                 pass
 
+    def handshake(self, first):
+        """True once the socket can carry datagrams; a transport with a handshake (coap.dtls)
+        takes one step of it per call and then sends `first`. UDP has none."""
+        return True
+
     def send(self, data, n=-1):
         """Send data, or its first n bytes: stream write(buf, n) sends that prefix as one
         datagram without slicing (no memoryview allocated per message)."""

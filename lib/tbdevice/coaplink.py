@@ -25,7 +25,6 @@ _ETIMEDOUT = 110
 _CON_POST = const(0x4002)  # coap.client.header(True, POST)
 _NON_POST = const(0x5002)
 _MAX_AGE_MARGIN_MS = const(2000)  # RFC 7641 §3.3.1: re-register a little after Max-Age has run out
-_CANCEL_MS = const(500)  # how long close() waits for each deregistration's answer
 
 
 async def _raise(e):
@@ -277,11 +276,11 @@ class CoapLink:
         return 0
 
     async def stop_downlink(self):
-        # ThingsBoard answers a deregistration with an empty ACK only (spec §6.4): send each
-        # and wait briefly, so that close() takes about a second, not 5 s per observation.
+        # Observation.cancel() waits briefly for each deregistration's ACK, never for a response
+        # (ThingsBoard sends none, spec §6.4).
         for o in self._obs:
             try:
-                await o.cancel(_CANCEL_MS)
+                await o.cancel()
             except (CoapError, OSError) as e:
                 self._say("unsubscribe: %r" % e)
         self._obs = ()

@@ -3,7 +3,9 @@
 # RPC over the observe loop and its rpc/{id} reply), a server certificate from a foreign CA refused,
 # an unknown client certificate answered 4.01, and the handshake redone after tbsim restarts.
 # Generic CoAP over DTLS against libcoap is tests/interop/test_dtls_libcoap.py.
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -158,3 +160,30 @@ def test_handshake_again_after_a_tbsim_restart(tbsim_factory, pki, tmp_path):
     # records it no longer knows), then a new handshake inside the reconnect loop
     out = dev.output()
     assert "ECONNREFUSED" in out or "DTLS session is gone" in out or "OSError(111" in out, out
+
+
+def _dtls_loop(port, ca):
+    r = mpy.run(["tests/integration/mpy/dtls_loop.py", "127.0.0.1", str(port), str(ca)], heap="256K", timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_the_handshake_does_not_block_the_event_loop(sim):
+    # Driven step by step from asyncio (issue 15 item 10): a 10 ms ticker keeps running meanwhile.
+    # Its longest gap is one step's own computing (ECDHE and the certificate checks, about 0.1 s
+    # here), never a wait for the server's next flight.
+    r = _dtls_loop(sim.dtls_port, sim.tls_ca)
+    assert r.get("ok") is True, r
+    assert r["ticks"] >= 1 and r["max_gap_ms"] < r["ms"], r  # blocking, it ran 0 times: one gap of r["ms"]
+
+
+def test_a_silent_dtls_server_fails_the_handshake_without_blocking(sim):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a port that takes datagrams and never answers
+    s.bind(("127.0.0.1", 0))
+    try:
+        r = _dtls_loop(s.getsockname()[1], sim.tls_ca)
+    finally:
+        s.close()
+    assert r.get("error") == 110, r  # ETIMEDOUT, after the 5 s bound
+    assert 4500 <= r["ms"] <= 7000, r
+    assert r["max_gap_ms"] < 100 and r["ticks"] > 300, r  # the loop ran all along

@@ -5,13 +5,16 @@
 # codecs) on random bytes. Nothing but the documented errors may come out; tables stay bounded.
 import io
 import struct
+import sys
 import time
+import types
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# The MicroPython names lib/coap uses, for CPython: wrapping milliseconds, and a BytesIO that
-# takes the size to reserve and readinto(buf, n).
+# The MicroPython names lib/coap uses, for CPython: const(), wrapping milliseconds, and a
+# BytesIO that takes the size to reserve and readinto(buf, n).
+sys.modules.setdefault("micropython", types.SimpleNamespace(const=lambda x: x))
 if not hasattr(time, "ticks_ms"):
     time.ticks_ms = lambda: int(time.monotonic() * 1000) & 0x3FFFFFFF
     time.ticks_diff = lambda a, b: ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000

@@ -32,7 +32,7 @@ def hx(b):
 def describe(msg, t0):
     return {
         "code": m.code_str(msg.code),
-        "type": m.TYPE_NAMES[msg.mtype],
+        "type": ("CON", "NON", "ACK", "RST")[msg.mtype],
         "mid": msg.mid,
         "token": hx(msg.token),
         "payload": hx(msg.payload),

@@ -38,7 +38,6 @@ async def main(spec):
         codec = ProtoCodec(spec.get("proto"))
     dev = Device(spec["host"], spec.get("token") or "none", client=client, clock=None, codec=codec)
     await dev.connect()
-    closed = False
     for op in spec["ops"]:
         name, args = op[0], _odd(op[1:])
         out = {"op": name}
@@ -59,14 +58,6 @@ async def main(spec):
                 out["result"] = await provision(client, *args, codec=codec)
             elif name == "sleep":
                 await asyncio.sleep_ms(args[0])
-            elif name == "close_subscribed":  # the last op: subscribe, then how long close() takes (ms)
-                dev.subscribe()
-                while not dev.downlink.subscribed:
-                    await asyncio.sleep_ms(20)
-                t0 = time.ticks_ms()
-                await dev.close()
-                out["result"] = time.ticks_diff(time.ticks_ms(), t0)
-                closed = True
             out["ok"] = True
         except Exception as e:  # report every outcome to the test, then go on
             out["ok"] = False
@@ -75,8 +66,7 @@ async def main(spec):
             out["code"] = getattr(e, "code", None)
             out["status"] = getattr(e, "status", None)
         print(json.dumps(out))
-    if not closed:
-        await dev.close()
+    await dev.close()
 
 
 # An argument of 256 bytes or more crashes this unix port ("FATAL: uncaught NLR"): "@file" reads the spec.
