@@ -33,6 +33,7 @@ package(
         "provision.py",
         "queue.py",
         "rpc.py",
+        "spill.py",
         "supervisor.py",
         "tbschema.py",
     ),
