@@ -82,7 +82,8 @@ class Device:
     @property
     def reconnects(self):
         """Times the link was opened again after a fault."""
-        return self.supervisor.reconnects
+        g = self.supervisor.generation
+        return g - 1 if g else 0
 
     # ---- link supervision (DESIGN §4.6, tbdevice/supervisor.py) -------------------------
     async def connect(self):

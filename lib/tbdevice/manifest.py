@@ -35,6 +35,7 @@ package(
         "queue.py",
         "rpc.py",
         "softhash.py",
+        "spill.py",
         "supervisor.py",
         "tbschema.py",
     ),

@@ -11,8 +11,6 @@
 # turns those into epoch milliseconds once the clock is set. One that is sent (or was
 # spilled to a file, or survived a reboot) before that goes without ts: the server
 # stamps it on arrival (spec §5).
-import json
-import os
 
 
 class TelemetryQueue:
@@ -23,40 +21,16 @@ class TelemetryQueue:
         self.batch = batch  # samples per request when flushing
         self.dropped = 0
         self._ram = []
-        self._segments = []  # spill file numbers, oldest first
-        self._spilled = 0
-        self._next = 0
         self.unstamped = 0  # RAM samples holding ticks instead of a timestamp
+        self._files = None  # the spill files (tbdevice/spill.py, loaded only when configured)
         if spill_dir:
-            self._recover()
+            from tbdevice.spill import Spill
+
+            self._files = Spill(self, spill_dir, spill_limit)
 
     def __len__(self):
-        return len(self._ram) + self._spilled
-
-    def _path(self, n):
-        return "%s/tbq-%06d.json" % (self.spill_dir, n)
-
-    def _recover(self):
-        # Spill files left by an earlier boot are still to be sent, oldest first.
-        try:
-            names = os.listdir(self.spill_dir)
-        except OSError:
-            return
-        nums = sorted(int(n[4:10]) for n in names if n.startswith("tbq-") and n.endswith(".json") and len(n) == 15)
-        for n in nums:
-            k = len(self._load(n))
-            if k:
-                self._segments.append(n)
-                self._spilled += k
-        self._next = nums[-1] + 1 if nums else 0
-
-    def _load(self, n):
-        try:
-            with open(self._path(n)) as f:
-                items = json.load(f)
-            return items if isinstance(items, list) else []
-        except (OSError, ValueError):
-            return []  # a torn or foreign file holds nothing we can send
+        f = self._files
+        return len(self._ram) + (f.count if f else 0)
 
     def put(self, values, ts=None, ticks=None):
         """Queue one sample: ts in epoch ms, or None with the ticks_ms() it was taken at."""
@@ -77,9 +51,11 @@ class TelemetryQueue:
         self.unstamped = 0
 
     def _overflow(self):
-        if self.spill_dir:
+        if self._files:
             try:
-                self._spill()
+                self._files.spill(self._ram)
+                self._ram = []
+                self.unstamped = 0  # ticks mean nothing after a reboot: spilled ones go without ts
                 return
             except OSError:
                 pass  # no space: fall back to dropping from RAM
@@ -90,48 +66,18 @@ class TelemetryQueue:
         if len(it) == 3:
             self.unstamped -= 1
 
-    def _spill(self):
-        n = self._next
-        tmp = self._path(n) + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self._ram, f)
-        os.rename(tmp, self._path(n))
-        self._next += 1
-        self._segments.append(n)
-        self._spilled += len(self._ram)
-        self._ram = []
-        self.unstamped = 0  # ticks mean nothing after a reboot: spilled ones go without ts
-        while self._spilled > self.spill_limit and len(self._segments) > 1:
-            old = self._segments.pop(0)
-            k = len(self._load(old))
-            self._remove(old)
-            self._spilled -= k
-            self.dropped += k
-
-    def _remove(self, n):
-        try:
-            os.remove(self._path(n))
-        except OSError:
-            pass
-
     def peek(self):
         """The oldest samples, up to `batch`, as [[ts, values], ...]."""
-        if self._segments:
-            return self._load(self._segments[0])[: self.batch]
+        f = self._files
+        if f and f.segments:
+            return f.peek(self.batch)
         return self._ram[: self.batch]
 
     def pop(self, k):
         """Forget the k oldest samples (those peek() returned and the server took)."""
-        if self._segments:
-            n = self._segments[0]
-            rest = self._load(n)[k:]
-            if rest:
-                with open(self._path(n), "w") as f:
-                    json.dump(rest, f)
-            else:
-                self._segments.pop(0)
-                self._remove(n)
-            self._spilled -= k
+        f = self._files
+        if f and f.segments:
+            f.pop(k)
         else:
             for it in self._ram[:k]:
                 self._forget(it)
@@ -145,14 +91,9 @@ class TelemetryQueue:
         while len(self):
             items = self.peek()
             if not items:  # an unreadable spill file: skip it
-                self._drop_segment()
+                self._files.drop_first()
                 continue
             await send([it[1] if it[0] is None else {"ts": it[0], "values": it[1]} for it in items])
             self.pop(len(items))
             sent += len(items)
         return sent
-
-    def _drop_segment(self):
-        n = self._segments.pop(0)
-        self._remove(n)
-        self._spilled = sum(len(self._load(s)) for s in self._segments)

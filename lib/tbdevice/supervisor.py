@@ -34,8 +34,7 @@ class Supervisor:
         self.hal = None
         self.up = False  # the link is open
         self.online = True  # the server is taken to answer until a fault, a failed open or probe says not
-        self.generation = 0  # counts opens of the link
-        self.reconnects = 0  # opens after the first
+        self.generation = 0  # counts opens of the link (the Device's reconnects: all but the first)
         self.pings = 0
         self.fails = 0  # faults and failed opens since the link last worked (Device resets it)
         self.misses = 0  # unanswered probes since the server was last heard
@@ -54,7 +53,6 @@ class Supervisor:
         self._opening = False  # one open at a time; the others wait for it (_up)
         self._task = None
         self._napping = False
-        self._stopping = False
 
     def _say(self, text):
         if self.log:
@@ -72,7 +70,6 @@ class Supervisor:
             self.downlink = self._renew = True
             self.link.ended = self._ended
         if self._task is None:
-            self._stopping = False
             self._task = asyncio.create_task(self._run())
         self.wake()
 
@@ -80,7 +77,6 @@ class Supervisor:
         t, self._task = self._task, None
         self._napping = False
         if t is not None:
-            self._stopping = True
             t.cancel()
         r, self._reg = self._reg, None
         if r is not None:
@@ -139,8 +135,6 @@ class Supervisor:
             return
         finally:
             self._opening = False
-        if self.generation:
-            self.reconnects += 1
         self.generation += 1
         self.up = True
         self._quiet = time.ticks_ms()
@@ -289,7 +283,7 @@ class Supervisor:
         try:
             await asyncio.sleep_ms(ms)
         except asyncio.CancelledError:
-            if self._stopping:
+            if self._task is None:  # stop()
                 raise
         self._napping = False
 
