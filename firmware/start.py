@@ -1,6 +1,7 @@
 # The boot after the slot choice (firmware/main.py): config, board, app, run. Compiled
 # (.mpy, or in the ROMFS image) so that main.py, which a board compiles from source at
 # every boot, stays a few lines. Importing it runs the firmware.
+import gc
 import sys
 
 import asyncio
@@ -40,6 +41,7 @@ def _config(path):
 
 def main(argv):
     cfg = _config(argv[1] if len(argv) > 1 else "config.json")
+    gc.collect()  # config.py's code and the parsed file's garbage, before the app's imports (app.py: start)
     if cfg is None:
         if bootslot.on_trial():
             _reboot()  # a new image whose config check fails falls back like any other fault
@@ -48,6 +50,7 @@ def main(argv):
         import hal
         from app import App
 
+        gc.collect()
         app = App(cfg, hal.Hal(cfg))
     except Exception as e:  # noqa: a broken image on trial must still reboot into the old one
         return _fatal(e)
