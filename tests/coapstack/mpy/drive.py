@@ -1,7 +1,7 @@
 # Drives lib/coap on the MicroPython unix port from a JSON script (in the file argv[1];
 # the unix-port launcher crashes on a command-line argument of 256 bytes or more) and prints one
 # JSON line per step, then one with the client's counters. The pytest side
-# (tests/coap/coapdrive.py) builds the script and asserts on the output.
+# (tests/coapstack/coapdrive.py) builds the script and asserts on the output.
 #
 # script: {"port": n, "host": "127.0.0.1", "client": {Client kwargs}, "steps": [step, ...]}
 # steps:  {"op": "request", "method": "get", "path": "a/b", "query": [..], "payload": str,
