@@ -64,6 +64,8 @@ async def duty_cycle(app, window_ms):
             _say(app, "telemetry: %s, %d queued for the next wake" % (err, len(app.forward.queue)))
             await app.device.reconnect()  # no answer: a new socket, the observations re-register
         heard = link.heard()  # a link that cannot tell (HTTP) has no window to wait out
+        if err is not None and heard is not None:
+            heard = time.ticks_ms()  # a new socket: listen a window for the re-registrations' answers
         while heard is not None and time.ticks_diff(time.ticks_ms(), heard) < window_ms:
             await asyncio.sleep_ms(window_ms - time.ticks_diff(time.ticks_ms(), heard))
             heard = link.heard()

@@ -3,11 +3,6 @@
 # Prints one line per test and a closing "N passed, N failed" line; exits 1 on failure.
 import sys
 
-# The script's own folder (tests/) is first on sys.path, where tests/coap/ (the CoAP
-# client tests) would shadow lib/coap. Everything this runner imports is on MICROPYPATH.
-if sys.path and sys.path[0].rstrip("/").endswith("tests"):
-    sys.path.pop(0)
-
 def run(names):
     passed = failed = 0
     for name in names:

@@ -4,12 +4,6 @@
 # file system (boot runs /main.py; copy firmware/main.py there).
 include("$(PORT_DIR)/boards/manifest.py")
 require("ntptime")  # in the port's bundle-networking already; named because the HAL needs it
-include("../../lib/tbdevice")  # and lib/coap through it
-package("httpclient", base_path="../../lib")
+include("../common")  # the library and the firmware, as on every board
 module("hal.py")
 module("wifihal.py", base_path="../common")
-import os  # noqa: E402 (manifests are Python run by the build, in this file's directory)
-
-for _m in sorted(os.listdir("../../firmware")):  # every firmware module but main.py (it stays on the file system)
-    if _m.endswith(".py") and _m != "main.py":
-        module(_m, base_path="../../firmware")

@@ -80,7 +80,7 @@ class Endpoint:
         self.oversized = 0  # datagrams longer than bufsize, dropped
         self.nomem = 0  # reads that found no heap for the datagram (it waits in the socket)
         self.generation = 0  # counts connect(): observers re-register when it changes
-        self.last_rx = ticks_ms()  # when the peer was last heard from (liveness)
+        self.last_rx = ticks_ms()  # when the peer was last heard from (liveness); only _read_one moves it
 
     # ---- the link ---------------------------------------------------------------
     async def connect(self):
@@ -92,8 +92,7 @@ class Endpoint:
         ping = bytes((0x40, 0, mid >> 8, mid & 0xFF))  # a CoAP ping: the first datagram of a new session
         while not self.transport.handshake(ping):
             await asyncio.sleep_ms(20)
-        self.generation += 1
-        self.last_rx = ticks_ms()
+        self.generation += 1  # last_rx stays: a new socket is not a word from the peer
         self._poll = select.poll()
         self._poll.register(self.transport.sock, select.POLLIN)
         self.start_rx()

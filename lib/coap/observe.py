@@ -1,8 +1,9 @@
 # Client side of RFC 7641: register with Observe=0, receive notifications on the same
-# token, order them (§3.4), keep the observation alive (re-register when it ends, after
-# Max-Age or a silence limit, after every reconnect), deregister with Observe=1 (§3.6).
+# token, order them (§3.4), deregister with Observe=1 (§3.6). Keeping an observation alive
+# (registering again when it ended, after Max-Age or a silence limit, after a reconnect) is
+# the caller's: tbdevice.supervisor does it for the device, from `active`, `max_age_ms`,
+# `last_ms` and `silence_ms`.
 import asyncio
-import random
 import time
 
 from micropython import const
@@ -13,10 +14,6 @@ from coap.errors import CoapError, Timeout
 
 _2_23 = const(1 << 23)
 _FRESH_MS = const(128000)  # §3.4: a notification more than 128 s after the last is fresh anyway
-_BACKOFF_MIN_MS = const(1000)
-_BACKOFF_MAX_MS = const(60000)
-_MAX_AGE_MARGIN_MS = const(2000)  # §3.3.1: re-register a little after Max-Age has run out
-_POLL_MS = const(1000)
 
 
 class Observation:
@@ -24,9 +21,9 @@ class Observation:
     for each fresh notification and the response that ends the observation
     (initial=False). It runs in the receive loop: keep it short (queue the message).
 
-    Use register()/cancel() for a single registration, or run() to keep the observation
-    alive until cancel(). `silence_ms` (0: never) re-registers an observation that has
-    been silent that long and carries no Max-Age of its own."""
+    register() again (same token) to keep it alive; cancel() to end it. `silence_ms` (0:
+    never) is kept for the caller: how long an observation without a Max-Age of its own
+    may stay silent before it is registered again."""
 
     def __init__(self, client, route, callback, options=(), con=True, silence_ms=0):
         self.client = client
@@ -43,9 +40,6 @@ class Observation:
         self.notifications = 0
         self.registrations = 0
         self.error = None
-        self._gen = -1
-        self._closed = False
-        self._wake = asyncio.Event()
 
     async def register(self, timeout_ms=None):
         """One registration; returns the response. `active` tells whether the server
@@ -54,7 +48,6 @@ class Observation:
         if self.token is None:
             self.token = cl.new_token()  # kept for re-registrations (§3.3.1)
         self.last = -1  # a re-registration restarts the server's counter (spec §6.2)
-        self._gen = cl.generation
         opts = [(m.OBSERVE, 0)] + self.options
         msg = await cl.exchange(m.GET, self.route, b"", opts, self.con, timeout_ms, self.token, self._on)
         obs = msg.uint(m.OBSERVE)
@@ -93,7 +86,7 @@ class Observation:
         v = msg.uint(m.OBSERVE)
         if msg.code >> 5 != 2 or v is None:
             # 2.02 Deleted (ThingsBoard ending it), 4.04, 5.00, or a plain response:
-            # the observation is over (§3.2); run() re-registers.
+            # the observation is over (§3.2); the caller registers again.
             self._end()
             self.callback(msg, False)
             return
@@ -116,62 +109,14 @@ class Observation:
         self.active = False
         if self.token is not None:
             self.client.forget(self.token)
-        self._wake.set()
-
-    def _expired(self):
-        limit = self.max_age_ms + _MAX_AGE_MARGIN_MS if self.max_age_ms else self.silence_ms
-        return limit and time.ticks_diff(time.ticks_ms(), self.last_ms) > limit
-
-    async def run(self):
-        """Keep the observation registered until cancel(): re-register with jittered
-        back-off after a failure or an end, at once after a reconnect or expiry, and as
-        soon as the server is heard from again when the last attempt got no answer at all
-        (a server restart must not leave the device waiting out a long back-off)."""
-        delay = _BACKOFF_MIN_MS
-        while not self._closed:
-            unheard = False
-            try:
-                await self.register()
-            except (CoapError, OSError) as e:
-                self.active = False
-                self.error = e
-                unheard = isinstance(e, (Timeout, OSError))  # no answer: not a refusal
-            if self.active:
-                delay = _BACKOFF_MIN_MS
-                while self.active and not self._closed:
-                    if self.client.generation != self._gen or self._expired():
-                        break  # re-register now, with the same token
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for_ms(self._wake.wait(), _POLL_MS)
-                    except asyncio.TimeoutError:
-                        pass
-                if self.active:
-                    continue
-            if self._closed:
-                break
-            await self._backoff(delay // 2 + random.getrandbits(16) % (delay // 2 + 1), unheard)
-            delay = min(delay * 2, _BACKOFF_MAX_MS)
-
-    async def _backoff(self, ms, unheard):
-        # Sleep ms, in steps; cut short when the attempt got no answer and anything has been
-        # received since (client.last_rx): the server is back.
-        since = time.ticks_ms()
-        while ms > 0 and not self._closed:
-            step = min(ms, _POLL_MS)
-            await asyncio.sleep_ms(step)
-            ms -= step
-            if unheard and time.ticks_diff(self.client.last_rx, since) > 0:
-                return
 
     async def cancel(self, timeout_ms=250):
-        """Stop run() and deregister explicitly: GET with Observe=1 and the same token (§3.6).
+        """Deregister explicitly: GET with Observe=1 and the same token (§3.6).
         Waits until the server acknowledges it, at most timeout_ms, never for a response:
         ThingsBoard acts on the request at once but answers only with an empty ACK 500 ms
         later (spec §6.4), and a deregistration that was lost costs nothing (the next
         notification gets RST, which ends the observation too, §3.6). Returns the response
         when one came piggybacked in the ACK, else None."""
-        self._closed = True
         was = self.active
         self._end()
         if self.token is None or not was:

@@ -7,12 +7,15 @@
 #             query; when the server has forgotten the transfer (its 300 s blockwise
 #             state expired, or the socket changed), block 0 is asked again and the
 #             transfer goes on from where the download was
-# A failure that retrying will not mend raises OtaError; timeouts and link faults raise
-# coap.errors.Timeout / OSError, and the caller retries from the last durable offset.
+# A failure that retrying will not mend raises OtaError; one that may mend (a 5.xx, a transfer
+# the server keeps forgetting) raises tbdevice.errors.Timeout, as every link does (tbdevice/link.py);
+# the CoAP stack's own errors and link faults (OSError) pass through to the link, which turns them
+# into tbdevice.errors too (coapota). The caller retries from the last durable offset.
 from coap import block
 from coap import message as m
 from coap.route import Route
-from coap.errors import Timeout
+from coap.errors import Timeout as NoResponse
+from tbdevice.errors import TbError, Timeout
 from tbdevice.otastate import OtaError
 
 _FOUND = {m.NOT_FOUND: "no package on the server (unassigned, or a URL package)",
@@ -27,7 +30,7 @@ def _check(msg, what):
     why = _FOUND.get(c)
     if why:
         raise OtaError("%s: %s (%s)" % (what, why, m.code_str(c)))
-    raise Timeout("%s: %s" % (what, m.code_str(c)))  # 5.xx: worth another try later
+    raise Timeout("%s: %s" % (what, m.code_str(c)), c)  # 5.xx: worth another try later
 
 
 def coap_route(kind, token, pkg, path="fw", extra=()):
@@ -70,8 +73,6 @@ def coap_chunk_getter(client, route, con=True, timeout_ms=None):
 
 
 def http_chunk_getter(link, kind, pkg, chunk_size, timeout_ms=None):
-    from tbdevice.errors import TbError
-
     what = "firmware" if kind == "fw" else "software"
 
     async def get(k):
@@ -80,7 +81,7 @@ def http_chunk_getter(link, kind, pkg, chunk_size, timeout_ms=None):
         except TbError as e:
             code = getattr(e, "code", 0) or 0
             if code >= 500:
-                raise Timeout("chunk %d: %s" % (k, e))
+                raise Timeout("chunk %d: %s" % (k, e), code)
             raise OtaError("chunk %d: %s" % (k, e))
 
     return get
@@ -120,7 +121,7 @@ async def block2(client, route, size, offset, data, con=True, timeout_ms=None, r
             try:
                 msg = await client.exchange(m.GET, route, b"", ((m.BLOCK2, block.value(num, False, szx)),), con,
                                             timeout_ms)
-            except Timeout:
+            except NoResponse:
                 # The whole image in one datagram too large to arrive (spec §10.2) looks like this.
                 forgot = True
                 break

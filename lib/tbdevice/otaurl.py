@@ -6,7 +6,7 @@
 # in RAM, which an image must never be, hence this small reader.
 import asyncio
 
-from coap.errors import Timeout
+from tbdevice.errors import Timeout
 from tbdevice.otastate import OtaError
 
 _PIECE = 1024

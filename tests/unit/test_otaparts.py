@@ -12,7 +12,8 @@ import esp32_double
 from tbdevice import otapart
 from coap import block
 from coap import message as m
-from coap.errors import Timeout
+from coap.errors import CoapError
+from tbdevice import errors
 from tbdevice import bundle, checksum, otafetch
 from tbdevice import otastate as st
 from tbdevice.otapart import Esp32Sink, PartitionSink
@@ -602,6 +603,46 @@ def test_block2_gives_up_when_the_transfer_keeps_vanishing():
     try:
         asyncio.run(otafetch.block2(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
         raise AssertionError("no Timeout")
-    except Timeout:
-        pass
+    except errors.Timeout as e:
+        assert not isinstance(e, CoapError)  # the application sees tbdevice.errors only (issue 14 item 2)
     assert bytes(out) == IMAGE[:1024]
+
+
+def _raised(coro):
+    try:
+        asyncio.run(coro)
+    except Exception as e:  # the error itself is what the caller checks
+        return e
+    raise AssertionError("nothing raised")
+
+
+def test_download_errors_are_tbdevice_errors():
+    # A 5.xx is worth another try: tbdevice.errors.Timeout (with the code), never the CoAP
+    # stack's own Timeout, whichever link fetched the chunk; a 4.04 will not mend: OtaError.
+    class Server:
+        def __init__(self, code):
+            self.code = code
+
+        async def exchange(self, code, route, payload, options, con, timeout_ms):
+            return _Msg(self.code)
+
+    out, data = _collect()
+    for fetch in (otafetch.chunks(otafetch.coap_chunk_getter(Server(m.INTERNAL_SERVER_ERROR), None), 100, 50, 0, data),
+                  otafetch.block2(Server(m.INTERNAL_SERVER_ERROR), None, 100, 0, data)):
+        e = _raised(fetch)
+        assert isinstance(e, errors.Timeout) and not isinstance(e, CoapError), repr(e)
+        assert e.code == m.INTERNAL_SERVER_ERROR and "5.00" in str(e)
+    assert isinstance(_raised(otafetch.block2(Server(m.NOT_FOUND), None, 100, 0, data)), st.OtaError)
+
+    class HttpLink:
+        def __init__(self, status):
+            self.status = status
+
+        async def fetch_firmware(self, title, version, chunk_size, k, what, timeout_ms):
+            raise errors.for_status(self.status, what)
+
+    pkg = {"title": "t", "version": "1"}
+    e = _raised(otafetch.chunks(otafetch.http_chunk_getter(HttpLink(503), "fw", pkg, 50), 100, 50, 0, data))
+    assert isinstance(e, errors.Timeout) and e.code == 503, repr(e)
+    assert isinstance(_raised(otafetch.chunks(otafetch.http_chunk_getter(HttpLink(404), "fw", pkg, 50), 100, 50, 0,
+                                              data)), st.OtaError)

@@ -1,7 +1,7 @@
 # Drives lib/coap on the MicroPython unix port from a JSON script (in the file argv[1];
 # the unix-port launcher crashes on a command-line argument of 256 bytes or more) and prints one
 # JSON line per step, then one with the client's counters. The pytest side
-# (tests/coap/coapdrive.py) builds the script and asserts on the output.
+# (tests/coapstack/coapdrive.py) builds the script and asserts on the output.
 #
 # script: {"port": n, "host": "127.0.0.1", "client": {Client kwargs}, "steps": [step, ...]}
 # steps:  {"op": "request", "method": "get", "path": "a/b", "query": [..], "payload": str,
@@ -110,6 +110,9 @@ async def step(cl, st):
 async def main(script):
     sched.internals = script.get("sched_internals", True)
     cl = Client(script.get("host", "127.0.0.1"), script["port"], **script.get("client", {}))
+    made = cl.last_rx
+    while time.ticks_ms() == made:  # the next tick: a write of last_rx by connect() would show
+        pass
     await cl.connect()
     try:
         for i, st in enumerate(script["steps"]):
@@ -130,6 +133,7 @@ async def main(script):
                     },
                     "rx_error": None if cl.rx_error is None else str(cl.rx_error),
                     "rx_alive": cl._rx_task is not None and not cl._rx_task.done(),
+                    "heard": time.ticks_diff(cl.last_rx, made) > 0,  # anything received since the Client was made
                 }
             )
         )

@@ -1,5 +1,5 @@
 # Fixtures for the CoAP client tests: a scripted CPython peer (tests/peers) and a runner
-# for tests/coap/mpy/drive.py on the MicroPython unix port.
+# for tests/coapstack/mpy/drive.py on the MicroPython unix port.
 import json
 import os
 import sys

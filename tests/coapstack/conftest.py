@@ -1,4 +1,4 @@
-"""Fixtures for tests/coap; the helpers are in coapdrive.py."""
+"""Fixtures for tests/coapstack; the helpers are in coapdrive.py."""
 
 import pytest
 

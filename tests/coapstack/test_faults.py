@@ -152,7 +152,7 @@ def test_no_answer_raises_timeout(peer_factory):
 def test_ping(peer_factory):
     p = peer_factory({})
     r = run_client(p.port, [{"op": "ping"}])
-    assert r[0]["pong"] is True
+    assert r[0]["pong"] is True and r.tail["heard"] is True  # the RST moved last_rx
     pings = [d for d in p.received if d.is_empty(CON)]
     assert len(pings) == 1 and pings[0].data == bytes([0x40, 0, pings[0].mid >> 8, pings[0].mid & 255])
 
@@ -203,3 +203,6 @@ def test_ping_unanswered_is_false(peer_factory):
     p = peer_factory(lambda peer, dg: None)  # swallows everything, pings included
     r = run_client(p.port, [{"op": "ping", "timeout_ms": 300}], {"ack_timeout_ms": 50})
     assert r[0]["pong"] is False and 250 <= r[0]["ms"] <= 450
+    # Nothing was received, so last_rx never moved: connect() does not write it (only the
+    # receive path does, issue 14 item 1), nor does an unanswered ping.
+    assert r.tail["heard"] is False, r.raw
