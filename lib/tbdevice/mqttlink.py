@@ -1,0 +1,692 @@
+# The ThingsBoard device API over MQTT 3.1.1 (docs/wire-mqtt.md): the same link (tbdevice/link.py)
+# as CoapLink and HttpLink, on one asyncio TCP stream (TLS for mqtts). Packets are
+# tbdevice.mqttcodec's; this module owns the connection, the packet ids and what waits for them.
+#
+#   - Telemetry, client attributes, RPC replies and claims are PUBLISHed at QoS 1: post()'s
+#     awaitable ends with the PUBACK, so store and forward knows what the server took. A PUBACK
+#     that does not come within timeout_ms means the connection is dead (TCP delivers or breaks):
+#     a link fault, and the Device sends again on the next connection.
+#   - Attribute requests and client-side RPC carry an id of ours in the topic; the answer comes
+#     on .../response/{id} at QoS 1 with or without a subscription (wire-mqtt §3.3).
+#   - The downlink is two SUBSCRIBEs made again on every new connection, since ThingsBoard keeps
+#     nothing (§2.5), and then an attribute request standing in for CoAP's first notification
+#     (no snapshot comes over MQTT, §6). Server-side RPCs carry their id in the topic only (§7).
+#   - Keep-alive: the Supervisor's probe() sends PINGREQ; heard() is the last packet received.
+#   - A CONNACK refusing the credentials (0x02, 0x04, 0x05) leaves the link "open" but refusing:
+#     every call raises errors.Unauthorized, as CoAP's 4.01 does, so samples stay queued; a call
+#     made once the back-off has passed tries CONNECT again.
+# OTA chunks (tbdevice/mqttota.py) and provisioning (tbdevice/mqttprov.py) load only when used.
+import asyncio
+import errno
+import io
+import random
+import socket
+import time
+
+try:
+    from micropython import const
+except ImportError:  # CPython (type checks)
+
+    def const(x):
+        return x
+
+
+from tbdevice import errors
+from tbdevice import mqttcodec as mc
+from tbdevice.jsonenc import dumps
+from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES, ATTRIBUTES_GET, CLAIM, NAMES, PROVISION, RPC_CALL, \
+    RPC_REPLY, RPC_REQUEST, TELEMETRY, backoff
+
+_ECONNRESET = const(104)
+_ENOTCONN = const(107)
+_ETIMEDOUT = const(110)
+_EPROTO = const(71)
+_BUF = const(1088)  # a 1024-byte OTA chunk with its topic and header in one receive
+_BIG = const(4352)  # a larger packet gets a buffer of its own up to this (codec.MAX_BYTES and topic)
+_REFUSED = (2, 4, 5)  # CONNACK codes that refuse the credentials (wire-mqtt §2.3)
+_WATCH_MS = const(500)
+
+_TELEMETRY = b"v1/devices/me/telemetry"
+_ATTRIBUTES = b"v1/devices/me/attributes"
+_ATTR_REQ = b"v1/devices/me/attributes/request/"
+_ATTR_RES = b"v1/devices/me/attributes/response/"
+_RPC_REQ = b"v1/devices/me/rpc/request/"
+_RPC_RES = b"v1/devices/me/rpc/response/"
+_CLAIM = b"v1/devices/me/claim"
+_SUBSCRIPTIONS = (("v1/devices/me/attributes", 1), ("v1/devices/me/rpc/request/+", 1))
+_RPC_TIMEOUT = b'{"error":"timeout"}'  # the server's own client-RPC timeout (wire-mqtt §8)
+
+
+class Wire:
+    """One TCP (or TLS) stream of MQTT packets and the buffer they are read into."""
+
+    def __init__(self, bufsize=_BUF):
+        self.buf = bytearray(bufsize)
+        self.mv = memoryview(self.buf)
+        self.st = None
+        self.sock = None
+        self.a = 0  # unread bytes are buf[a:b]
+        self.b = 0
+        self.too_big = 0  # packets skipped: larger than _BIG
+
+    async def dial(self, host, port, tls, hostname):
+        """Connect (TLS when tls is an SSLContext); what asyncio.open_connection does, with Nagle
+        off: a PUBACK of ours followed by a PUBLISH would otherwise wait for the server's
+        delayed ACK (40 ms on Linux) before the PUBLISH leaves."""
+        self.close()
+        self.a = self.b = 0
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # once per connection (DESIGN §5)
+        s = socket.socket(ai[0], socket.SOCK_STREAM)
+        self.sock = s
+        try:
+            s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+        except OSError:
+            pass  # a port without the option sends with Nagle's algorithm: slower, not wrong
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        if tls:
+            try:
+                s = self.sock = tls.wrap_socket(s, server_hostname=hostname, do_handshake_on_connect=False)
+            except ValueError as e:
+                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
+            s.setblocking(False)
+        # The first write waits for the connection (and the TLS handshake) in drain().
+        self.st = asyncio.StreamReader(s)  # MicroPython's Stream, reader and writer in one
+
+    def close(self):
+        s, self.sock = self.sock, None
+        self.st = None
+        if s is not None:
+            s.close()
+
+    def write(self, data):
+        # One write per packet: several small segments would meet Nagle and delayed ACKs.
+        st = self.st
+        if st is None:
+            raise OSError(_ENOTCONN, "mqtt: not connected")
+        st.write(data)
+
+    async def _fill(self):
+        if self.a == self.b:
+            self.a = self.b = 0
+        elif self.b == len(self.buf):
+            n = self.b - self.a
+            self.mv[:n] = self.mv[self.a:self.b]
+            self.a, self.b = 0, n
+        while True:
+            try:
+                n = await self.st.readinto(self.mv[self.b:])
+            except ValueError as e:  # TLS
+                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
+            if n is None:  # TLS: a record without application data yet
+                continue
+            if n == 0:
+                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
+            self.b += n
+            return
+
+    async def packet(self):
+        """The next packet: (buf, type, first byte, body start, body end), the body in
+        buf[start:end] until the next call. Nothing is consumed until the whole packet is in,
+        so a cancelled read (pause()) loses nothing. Malformed for what 3.1.1 forbids."""
+        while True:
+            buf = self.buf
+            h = mc.header(buf, self.a, self.b)
+            if h is not None:
+                first, rl, hl = h
+                t = mc.kind(first, rl)
+                i = self.a + hl
+                if hl + rl <= len(buf):
+                    if i + rl <= self.b:
+                        self.a = i + rl
+                        return buf, t, first, i, i + rl
+                    if i + rl > len(buf) and self.a:
+                        n = self.b - self.a  # make room: the packet fits once moved to the front
+                        self.mv[:n] = self.mv[self.a:self.b]
+                        self.a, self.b = 0, n
+                        continue
+                elif rl <= _BIG:
+                    return await self._big(t, first, hl, rl)
+                else:
+                    await self._skip(hl + rl)
+                    continue
+            await self._fill()
+
+    async def _big(self, t, first, hl, rl):
+        # A packet above the buffer (a big attribute answer or RPC): a buffer of its own.
+        out = bytearray(rl)
+        start = self.a + hl
+        have = min(self.b - start, rl)
+        out[:have] = self.mv[start:start + have]
+        self.a = start + have
+        mv = memoryview(out)
+        while have < rl:
+            n = await self.st.readinto(mv[have:])
+            if n == 0:
+                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
+            if n:
+                have += n
+        return out, t, first, 0, rl
+
+    async def _skip(self, n):
+        # Larger than the device takes: read past it (counted), the connection goes on.
+        self.too_big += 1
+        while True:
+            k = min(n, self.b - self.a)
+            self.a += k
+            n -= k
+            if not n:
+                return
+            await self._fill()
+
+
+class MqttLink:
+    """tls: an ssl.SSLContext for mqtts (its client certificate, if any, is the device's X.509
+    credentials), None for mqtt. Credentials: the access token as user name (set_token), or
+    MQTT_BASIC client_id / username / password. timeout_ms bounds CONNACK, PUBACK and SUBACK
+    (a connection that leaves them out is dead) and is the default answer time of a request."""
+
+    def __init__(self, host, port=1883, token=None, tls=None, client_id=None, username=None, password=None,
+                 keepalive_s=60, timeout_ms=10000, log=None, x509=False, bufsize=_BUF):
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.x509 = x509  # tls carries a client certificate: the credentials (wire-mqtt §2.2)
+        self.client_id = client_id
+        self.username = username
+        self.password = password
+        self.keepalive_s = keepalive_s
+        self.timeout_ms = timeout_ms
+        self.log = log
+        self.token = None
+        self.codec = None  # set by the Device: what post() writes telemetry and attributes with
+        self.ended = None  # (the Supervisor's hook; subscriptions end only with the connection)
+        self.wire = Wire(bufsize)
+        self._out = bytearray(bufsize)
+        self._omv = memoryview(self._out)
+        self._body = io.BytesIO(bufsize)
+        self._small = bytearray(4)  # PUBACKs
+        self._alive = False
+        self._gen = 0  # counts connections made and lost: a waiter from another one fails
+        self._pid = 0
+        self._id = 0  # request ids (attribute requests, client RPC, OTA)
+        self._pend = {}  # packet id -> ticks sent, until its PUBACK
+        self._answers = {}  # request id -> None while waited for, then the answer's payload
+        self._suback = None
+        self._pong = False
+        self._ev = asyncio.Event()  # an awaited packet came, or the connection ended
+        self._rx = None
+        self._watcher = None
+        self._heard = time.ticks_ms()
+        self._refused = None  # the CONNACK code that refused the credentials
+        self._refusals = 0
+        self._retry_at = 0
+        self._opening = False
+        self._put = None
+        self._subbed = -1  # the connection (_gen) the subscriptions were made on
+        self._state = -1  # the connection the shared attributes were read on
+        self._subscribing = False
+        self.v2 = None  # an OTA download (tbdevice.mqttota) takes v2/... topics while it runs
+        self.connects = 0
+        self.received = 0
+        if token:
+            self.set_token(token)
+
+    def _say(self, text):
+        if self.log:
+            self.log(text)
+
+    client = None  # no CoAP client underneath (Device.client)
+    retransmissions = 0  # TCP retransmits; a PUBLISH lost with its connection is sent again by the Device
+
+    def set_token(self, token):
+        """The access token goes in the user name (wire-mqtt §2.2). A new one ends the session
+        made with the old: the next call re-opens the link with it."""
+        if token == self.token:
+            return
+        self.token = token
+        if self._alive or self._refused is not None:
+            self._refused = None
+            self._lost("new credentials")
+
+    def stats(self):
+        return {"connects": self.connects, "received": self.received, "pending": len(self._pend),
+                "rx_too_big": self.wire.too_big}
+
+    # ---- the connection ---------------------------------------------------------------
+    def _credentials(self):
+        user = self.username or self.token
+        if user is None and self.client_id is None and not self.x509:
+            return None
+        cid = self.client_id
+        if cid is None:
+            cid = "tb-%08x" % random.getrandbits(32)  # any, unique enough: sessions go by credentials
+        return cid, user, self.password if user is not None else None
+
+    async def open(self):
+        """Connect, CONNECT, read the CONNACK. OSError when that fails (the supervisor backs
+        off and tries again); a refusal of the credentials returns, and leaves the link
+        refusing (see the top). Without credentials yet (provisioning first) nothing is done."""
+        self._lost(None)
+        creds = self._credentials()
+        if creds is None:
+            return
+        self._opening = True
+        try:
+            code = await asyncio.wait_for_ms(self._connect(creds), self.timeout_ms)
+        except asyncio.TimeoutError:
+            self.wire.close()
+            raise OSError(_ETIMEDOUT, "mqtt: no CONNACK in %d ms" % self.timeout_ms)
+        except ValueError as e:  # mqttcodec.Malformed: not an MQTT server
+            self.wire.close()
+            raise OSError(_EPROTO, "mqtt: %s" % e)
+        except BaseException:
+            self.wire.close()
+            raise
+        finally:
+            self._opening = False
+        self._heard = time.ticks_ms()
+        if code == 0:
+            self._refused = None
+            self._refusals = 0
+            self._alive = True
+            self._gen += 1
+            self.connects += 1
+            self.resume()
+            return
+        self.wire.close()
+        if code in _REFUSED:
+            self._refused = code
+            self._refusals += 1
+            self._retry_at = time.ticks_add(self._heard, backoff(self._refusals, 1000, 15000))
+            self._say("mqtt: CONNACK %d: the server refuses the credentials" % code)
+            return
+        # 0x03 (server unavailable), 0x01 (protocol): the server's trouble, tried again later
+        raise OSError(_ECONNRESET, "mqtt: CONNACK %d" % code)
+
+    async def _connect(self, creds):
+        w = self.wire
+        await w.dial(self.host, self.port, self.tls, self.host)
+        w.write(mc.connect(creds[0], creds[1], creds[2], self.keepalive_s))
+        await w.st.drain()
+        buf, t, first, i, end = await w.packet()
+        if t != mc.CONNACK:
+            raise mc.Malformed("packet type %d before the CONNACK" % t)
+        return mc.connack(buf, i)[1]
+
+    def _lost(self, why):
+        # The connection is over (a fault, the server closed it, drop(), close()): every waiter
+        # of it fails with a link fault, the Device sends again on the next one.
+        if not self._alive:
+            self.wire.close()
+            return
+        self._alive = False
+        self._gen += 1
+        self.wire.close()
+        self._pend.clear()
+        t, self._rx = self._rx, None
+        if t is not None and t is not asyncio.current_task():
+            t.cancel()
+        self._ev.set()
+        if why:
+            self._say("mqtt: connection lost: %s" % why)
+
+    def drop(self):
+        self._lost(None)
+
+    async def close(self):
+        await self.stop_downlink()
+        if self._alive:
+            try:
+                self.wire.write(mc.DISCONNECT_PACKET)
+                await asyncio.wait_for_ms(self.wire.st.drain(), 1000)
+            except (OSError, asyncio.TimeoutError):
+                pass  # closing anyway
+        self._lost(None)
+        self._refused = None
+
+    def pause(self):
+        t, self._rx = self._rx, None
+        if t is not None:
+            t.cancel()
+
+    def resume(self):
+        if self._rx is None and self._alive:
+            self._rx = asyncio.create_task(self._receive(self._gen))
+
+    def heard(self):
+        return self._heard
+
+    async def probe(self, timeout_ms):
+        """PINGREQ; True when the PINGRESP comes within timeout_ms. A refusing server answered."""
+        if self._refused is not None:
+            return True
+        if not self._alive:
+            return False
+        gen = self._gen
+        self._pong = False
+        try:
+            self.wire.write(mc.PINGREQ_PACKET)
+            await asyncio.wait_for_ms(self._until(self._ponged, gen), timeout_ms)
+            return True
+        except (OSError, asyncio.TimeoutError):
+            return False
+
+    def _ponged(self):
+        return self._pong
+
+    async def _until(self, done, gen):
+        # Until done() holds; OSError once this connection is over.
+        while True:
+            if gen != self._gen:
+                raise OSError(_ECONNRESET, "mqtt: connection lost")
+            if done():
+                return
+            self._ev.clear()
+            await self._ev.wait()
+
+    # ---- receiving ----------------------------------------------------------------------
+    async def _receive(self, gen):
+        w = self.wire
+        try:
+            while gen == self._gen:
+                buf, t, first, i, end = await w.packet()
+                self._heard = time.ticks_ms()
+                self.received += 1
+                if t == mc.PUBACK:
+                    if self._pend.pop(mc.packet_id(buf, i), None) is not None:
+                        self._ev.set()
+                elif t == mc.PUBLISH:
+                    self._publish(buf, first, i, end)
+                elif t == mc.SUBACK:
+                    self._suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
+                    self._ev.set()
+                elif t == mc.PINGRESP:
+                    self._pong = True
+                    self._ev.set()
+                elif t == mc.CONNACK:
+                    raise mc.Malformed("a second CONNACK")  # §3.2: the connection must close
+                # PUBREC, PUBREL, PUBCOMP, UNSUBACK: nothing of ours asks for them
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ValueError) as e:  # ValueError: mqttcodec.Malformed
+            if gen == self._gen:
+                self._lost(e)
+
+    def _publish(self, buf, first, i, end):
+        qos, a, b, pid, p = mc.publish_parts(first, buf, i, end)
+        if qos == 2:
+            raise mc.Malformed("QoS 2 PUBLISH: the subscriptions asked for 1")  # §3.8.4
+        if qos:
+            # At once: a server RPC counts as delivered with it (wire-mqtt §7).
+            mc.puback_into(self._small, pid)
+            self.wire.write(self._small)
+        n = b - a
+        if buf.startswith(_ATTRIBUTES, a) and n == len(_ATTRIBUTES):
+            if self._put is not None:
+                self._put(ATTRIBUTE_UPDATE, bytes(buf[p:end]), False)
+        elif buf.startswith(_RPC_REQ, a):
+            if self._put is not None:
+                # The id is only in the topic (wire-mqtt §7): into the payload, where the codec reads it.
+                rid = bytes(buf[a + len(_RPC_REQ):b])
+                body = buf[p:end]
+                if rid.isdigit() and body[:1] == b"{":
+                    self._put(RPC_REQUEST, b'{"id":' + rid + (b"," if len(body) > 2 else b"") + body[1:], False)
+        elif buf.startswith(_ATTR_RES, a) or buf.startswith(_RPC_RES, a):
+            k = _ATTR_RES if buf[a + 14] == 97 else _RPC_RES  # "a" of .../me/attributes/...
+            rid = bytes(buf[a + len(k):b])
+            if rid.isdigit():
+                rid = int(rid)
+                if rid in self._answers:
+                    self._answers[rid] = bytes(buf[p:end])
+                    self._ev.set()
+        elif self.v2 is not None and buf.startswith(b"v2/", a):
+            self.v2.received(buf, a, b, p, end)
+            self._ev.set()
+
+    # ---- sending ------------------------------------------------------------------------
+    def _next_pid(self):
+        # 1..65535: id 0 makes ThingsBoard's decoder close the connection (wire-mqtt §2.1, §15)
+        p = self._pid % 65535 + 1
+        while p in self._pend:
+            p = p % 65535 + 1
+        self._pid = p
+        return p
+
+    def _send(self, topic, n):
+        # The payload is in _body[0:n]: one PUBLISH at QoS 1; returns its packet id.
+        pid = self._next_pid()
+        b = self._body
+        b.seek(0)
+        if len(topic) + n + 9 <= len(self._out):
+            i = mc.publish_head(self._out, topic, n, 1, pid)
+            b.readinto(self._omv[i:i + n])
+            self.wire.write(self._omv[:i + n])
+        else:  # above the buffer: a packet of its own
+            out = bytearray(len(topic) + n + 9)
+            i = mc.publish_head(out, topic, n, 1, pid)
+            b.readinto(memoryview(out)[i:i + n])
+            self.wire.write(memoryview(out)[:i + n])
+        self._pend[pid] = time.ticks_ms()
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+        return pid
+
+    async def _watch(self):
+        # While PUBLISHes wait for their PUBACK: one left unanswered for timeout_ms means the
+        # connection is dead (a half-open TCP connection looks just like a slow server).
+        try:
+            while self._pend:
+                await asyncio.sleep_ms(_WATCH_MS)
+                now = time.ticks_ms()
+                for t in self._pend.values():
+                    if time.ticks_diff(now, t) > self.timeout_ms:
+                        self._lost("no PUBACK in %d ms" % self.timeout_ms)
+                        break
+        finally:
+            self._watcher = None
+
+    def _unusable(self):
+        # Why nothing can be sent now, or None.
+        if self._refused is not None:
+            return errors.Unauthorized("mqtt: CONNACK %d: the server refuses the credentials" % self._refused, 129)
+        if not self._alive:
+            return OSError(_ENOTCONN, "mqtt: not connected")
+        return None
+
+    def post(self, op, body, arg=None):
+        """An uplink answered by a PUBACK only (telemetry, attributes, RPC reply, claim; arg:
+        the telemetry's ts or the reply's id): the awaitable ends with the PUBACK. A value the
+        codec cannot encode raises here, before anything is sent."""
+        e = self._unusable()
+        if e is not None:
+            return self._again(e, op, body, arg)
+        b = self._body
+        b.seek(0)
+        if op == TELEMETRY:
+            self.codec.write_telemetry(b, body, arg)
+            topic = _TELEMETRY
+        elif op == ATTRIBUTES:
+            self.codec.write_attributes(b, body)
+            topic = _ATTRIBUTES
+        else:
+            if body:
+                b.write(body)
+            topic = _CLAIM if op == CLAIM else _RPC_RES + str(arg).encode()
+        try:
+            pid = self._send(topic, b.tell())
+        except OSError as e:
+            self._lost(e)
+            return self._fail(e)
+        return self._acked(pid, self._gen)
+
+    async def _fail(self, e):
+        raise e
+
+    async def _acked(self, pid, gen):
+        while True:
+            if gen != self._gen:
+                raise OSError(_ECONNRESET, "mqtt: connection lost before the PUBACK")
+            if pid not in self._pend:
+                return
+            self._ev.clear()
+            await self._ev.wait()
+
+    async def _again(self, e, op, body, arg):
+        # Not connected (a link fault for the Device), or refusing: CONNECT again when due.
+        if isinstance(e, OSError):
+            raise e
+        await self._retry()
+        r = self.post(op, body, arg)
+        if r is not None:
+            await r
+
+    async def _retry(self):
+        # While the server refuses the credentials: one CONNECT after each back-off, else the refusal.
+        if self._opening or time.ticks_diff(time.ticks_ms(), self._retry_at) < 0:
+            raise self._unusable()
+        await self.open()
+        e = self._unusable()
+        if e is not None:
+            raise e
+
+    def new_id(self):
+        self._id = self._id % 99999999 + 1
+        return self._id
+
+    async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
+        """One operation; the answer's payload (None for an attribute request that found
+        nothing: {} over MQTT). No answer within timeout_ms raises errors.Timeout, as does the
+        server's own {"error":"timeout"} for a client-side RPC (wire-mqtt §8)."""
+        if op == PROVISION:
+            from tbdevice.mqttprov import provision
+
+            return await provision(self, body, timeout_ms or self.timeout_ms)
+        e = self._unusable()
+        if e is not None:
+            if isinstance(e, OSError):
+                raise e
+            await self._retry()
+        if op != ATTRIBUTES_GET and op != RPC_CALL:
+            b = self._body
+            b.seek(0)
+            if body:
+                b.write(body)
+            topic = _TELEMETRY if op == TELEMETRY else _ATTRIBUTES if op == ATTRIBUTES else _CLAIM if op == CLAIM \
+                else _RPC_RES + str(rid).encode()
+            await self._acked(self._send(topic, b.tell()), self._gen)
+            return None
+        i = self.new_id()
+        if op == ATTRIBUTES_GET:
+            topic = _ATTR_REQ
+            # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5)
+            body = dumps({k: ",".join(v) for k, v in query or () if v})
+        else:
+            topic = _RPC_REQ
+        return await self.ask(topic + str(i).encode(), body, i, timeout_ms or self.timeout_ms, NAMES[op], op)
+
+    async def ask(self, topic, body, i, timeout_ms, what, op=None):
+        """PUBLISH body on topic and return the answer keyed i (request id), up to timeout_ms."""
+        self._answers[i] = None
+        try:
+            await self.exchange(topic, body, lambda: self._answers.get(i) is not None, timeout_ms, what)
+            p = self._answers[i]
+        finally:
+            self._answers.pop(i, None)
+        if op == ATTRIBUTES_GET and p.strip() == b"{}":
+            return None
+        if op == RPC_CALL and p == _RPC_TIMEOUT:
+            raise errors.Timeout("rpc: the server's client-side RPC timeout")
+        return p
+
+    async def exchange(self, topic, body, done, timeout_ms, what):
+        """PUBLISH body (bytes or str) on topic at QoS 1, then wait until done() holds, up to
+        timeout_ms (errors.Timeout); OSError when the connection ends meanwhile."""
+        e = self._unusable()
+        if e is not None:
+            raise e
+        gen = self._gen
+        b = self._body
+        b.seek(0)
+        b.write(body)
+        self._send(topic, b.tell())
+        try:
+            await asyncio.wait_for_ms(self._until(done, gen), timeout_ms)
+        except asyncio.TimeoutError:
+            raise errors.Timeout("%s: no answer in %d ms" % (what, timeout_ms))
+
+    def download(self, kind, pkg, offset, data, mode="chunk", chunk_size=1024, path="fw", timeout_ms=None):
+        """An OTA package from byte `offset` on, in chunks over v2/fw/request/{id}/chunk/{n}
+        (wire-mqtt §11; tbdevice/mqttota.py, loaded only for a download; mode and path are CoAP's)."""
+        from tbdevice.mqttota import download
+
+        return download(self, kind, pkg, offset, data, chunk_size, timeout_ms or self.timeout_ms)
+
+    # ---- downlink ------------------------------------------------------------------------
+    @property
+    def subscribed(self):
+        return self._alive and self._subbed == self._gen and self._state == self._gen
+
+    def start_downlink(self, put, silence_ms=300000):
+        """put(kind, payload, initial) gets shared-attribute updates and RPC requests; the
+        Supervisor subscribes (keep_downlink). silence_ms is CoAP's."""
+        self._put = put
+
+    def keep_downlink(self, renew=False):
+        """None while this connection's subscriptions and attribute state stand; else the
+        coroutine making them: 0 when done, 129 when the credentials are refused, -1 for no
+        answer, 128 for a refused filter. A lost connection raises OSError (a link fault)."""
+        if self._put is None or self._subscribing:
+            return None
+        e = self._unusable()
+        if e is None and self._subbed == self._gen and self._state == self._gen:
+            return None
+        return self._subscribe(e)
+
+    async def _subscribe(self, e):
+        if e is not None:
+            if isinstance(e, OSError):
+                raise e
+            try:
+                await self._retry()
+            except errors.Unauthorized:
+                return 129
+        self._subscribing = True
+        try:
+            gen = self._gen
+            if self._subbed != gen:
+                # Once per connection: each RPC SUBSCRIBE makes the server send every pending RPC again (§7).
+                pid = self._next_pid()
+                self._suback = None
+                self.wire.write(mc.subscribe(pid, _SUBSCRIPTIONS))
+                try:
+                    await asyncio.wait_for_ms(self._until(lambda: self._suback is not None, gen), self.timeout_ms)
+                except asyncio.TimeoutError:
+                    self._lost("no SUBACK in %d ms" % self.timeout_ms)
+                    raise OSError(_ETIMEDOUT, "mqtt: no SUBACK")
+                if self._suback[0] != pid or 0x80 in self._suback[1]:
+                    self._say("mqtt: subscriptions refused: %r" % (self._suback,))
+                    return 128
+                self._subbed = gen
+            # No snapshot comes after the SUBACK (wire-mqtt §6): the shared attributes are asked for.
+            try:
+                i = self.new_id()
+                state = await self.ask(_ATTR_REQ + str(i).encode(), b"{}", i, self.timeout_ms, "attribute state",
+                                       ATTRIBUTES_GET)
+            except errors.Timeout:
+                return -1
+            shared = self.codec.attribute_response(state)["shared"] if state else {}
+            if self._put is not None and gen == self._gen:
+                self._put(ATTRIBUTE_UPDATE, dumps(shared), True)
+                self._state = gen
+            return 0
+        finally:
+            self._subscribing = False
+
+    async def stop_downlink(self):
+        self._put = None
+        self._subbed = self._state = -1
