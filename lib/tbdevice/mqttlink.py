@@ -17,10 +17,8 @@
 #     made once the back-off has passed tries CONNECT again.
 # OTA chunks (tbdevice/mqttota.py) and provisioning (tbdevice/mqttprov.py) load only when used.
 import asyncio
-import errno
 import io
 import random
-import socket
 import time
 
 try:
@@ -33,6 +31,7 @@ except ImportError:  # CPython (type checks)
 
 from tbdevice import errors
 from tbdevice import mqttcodec as mc
+from tbdevice.mqttconn import Wire
 from tbdevice.jsonenc import dumps
 from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES, ATTRIBUTES_GET, CLAIM, NAMES, PROVISION, RPC_CALL, \
     RPC_REPLY, RPC_REQUEST, TELEMETRY, backoff
@@ -41,8 +40,7 @@ _ECONNRESET = const(104)
 _ENOTCONN = const(107)
 _ETIMEDOUT = const(110)
 _EPROTO = const(71)
-_BUF = const(1088)  # a 1024-byte OTA chunk with its topic and header in one receive
-_BIG = const(4352)  # a larger packet gets a buffer of its own up to this (codec.MAX_BYTES and topic)
+_BUF = const(1088)  # the send buffer; the receive buffer's size is mqttconn's
 _REFUSED = (2, 4, 5)  # CONNACK codes that refuse the credentials (wire-mqtt §2.3)
 _WATCH_MS = const(500)
 
@@ -55,133 +53,6 @@ _RPC_RES = b"v1/devices/me/rpc/response/"
 _CLAIM = b"v1/devices/me/claim"
 _SUBSCRIPTIONS = (("v1/devices/me/attributes", 1), ("v1/devices/me/rpc/request/+", 1))
 _RPC_TIMEOUT = b'{"error":"timeout"}'  # the server's own client-RPC timeout (wire-mqtt §8)
-
-
-class Wire:
-    """One TCP (or TLS) stream of MQTT packets and the buffer they are read into."""
-
-    def __init__(self, bufsize=_BUF):
-        self.buf = bytearray(bufsize)
-        self.mv = memoryview(self.buf)
-        self.st = None
-        self.sock = None
-        self.a = 0  # unread bytes are buf[a:b]
-        self.b = 0
-        self.too_big = 0  # packets skipped: larger than _BIG
-
-    async def dial(self, host, port, tls, hostname):
-        """Connect (TLS when tls is an SSLContext); what asyncio.open_connection does, with Nagle
-        off: a PUBACK of ours followed by a PUBLISH would otherwise wait for the server's
-        delayed ACK (40 ms on Linux) before the PUBLISH leaves."""
-        self.close()
-        self.a = self.b = 0
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # once per connection (DESIGN §5)
-        s = socket.socket(ai[0], socket.SOCK_STREAM)
-        self.sock = s
-        try:
-            s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-        except OSError:
-            pass  # a port without the option sends with Nagle's algorithm: slower, not wrong
-        s.setblocking(False)
-        try:
-            s.connect(ai[-1])
-        except OSError as e:
-            if e.errno != errno.EINPROGRESS:
-                raise
-        if tls:
-            try:
-                s = self.sock = tls.wrap_socket(s, server_hostname=hostname, do_handshake_on_connect=False)
-            except ValueError as e:
-                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
-            s.setblocking(False)
-        # The first write waits for the connection (and the TLS handshake) in drain().
-        self.st = asyncio.StreamReader(s)  # MicroPython's Stream, reader and writer in one
-
-    def close(self):
-        s, self.sock = self.sock, None
-        self.st = None
-        if s is not None:
-            s.close()
-
-    def write(self, data):
-        # One write per packet: several small segments would meet Nagle and delayed ACKs.
-        st = self.st
-        if st is None:
-            raise OSError(_ENOTCONN, "mqtt: not connected")
-        st.write(data)
-
-    async def _fill(self):
-        if self.a == self.b:
-            self.a = self.b = 0
-        elif self.b == len(self.buf):
-            n = self.b - self.a
-            self.mv[:n] = self.mv[self.a:self.b]
-            self.a, self.b = 0, n
-        while True:
-            try:
-                n = await self.st.readinto(self.mv[self.b:])
-            except ValueError as e:  # TLS
-                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
-            if n is None:  # TLS: a record without application data yet
-                continue
-            if n == 0:
-                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
-            self.b += n
-            return
-
-    async def packet(self):
-        """The next packet: (buf, type, first byte, body start, body end), the body in
-        buf[start:end] until the next call. Nothing is consumed until the whole packet is in,
-        so a cancelled read (pause()) loses nothing. Malformed for what 3.1.1 forbids."""
-        while True:
-            buf = self.buf
-            h = mc.header(buf, self.a, self.b)
-            if h is not None:
-                first, rl, hl = h
-                t = mc.kind(first, rl)
-                i = self.a + hl
-                if hl + rl <= len(buf):
-                    if i + rl <= self.b:
-                        self.a = i + rl
-                        return buf, t, first, i, i + rl
-                    if i + rl > len(buf) and self.a:
-                        n = self.b - self.a  # make room: the packet fits once moved to the front
-                        self.mv[:n] = self.mv[self.a:self.b]
-                        self.a, self.b = 0, n
-                        continue
-                elif rl <= _BIG:
-                    return await self._big(t, first, hl, rl)
-                else:
-                    await self._skip(hl + rl)
-                    continue
-            await self._fill()
-
-    async def _big(self, t, first, hl, rl):
-        # A packet above the buffer (a big attribute answer or RPC): a buffer of its own.
-        out = bytearray(rl)
-        start = self.a + hl
-        have = min(self.b - start, rl)
-        out[:have] = self.mv[start:start + have]
-        self.a = start + have
-        mv = memoryview(out)
-        while have < rl:
-            n = await self.st.readinto(mv[have:])
-            if n == 0:
-                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
-            if n:
-                have += n
-        return out, t, first, 0, rl
-
-    async def _skip(self, n):
-        # Larger than the device takes: read past it (counted), the connection goes on.
-        self.too_big += 1
-        while True:
-            k = min(n, self.b - self.a)
-            self.a += k
-            n -= k
-            if not n:
-                return
-            await self._fill()
 
 
 class MqttLink:

@@ -7,7 +7,7 @@ import asyncio
 
 from tbdevice import errors
 from tbdevice import mqttcodec as mc
-from tbdevice.mqttlink import Wire
+from tbdevice.mqttconn import Wire
 
 _REQUEST = "/provision/request"
 _RESPONSE = b"/provision/response"

@@ -213,3 +213,193 @@ def test_downlink_updates_rpc_and_raising_callbacks(sim, device, tmp_path):
     assert "Traceback" not in d.output()
     log = sim.log_text()
     assert log.count("SUBSCRIBE v1/devices/me/attributes q1, v1/devices/me/rpc/request/+ q1") == 1, log
+
+
+# ---- credentials: TLS, X.509, MQTT_BASIC, refused ---------------------------------------------
+
+X509_DEVICE = "x509-sensor"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    _tls(d / "tb", "known", "unknown")  # tbsim's CA and server certificate, two client certificates
+    return d / "tb"
+
+
+def test_mqtts_with_a_token_and_with_an_x509_certificate(tbsim_factory, pki, device):
+    sim = tbsim_factory("--mqtts-port", "0", "--tls-dir", str(pki), "--x509-device",
+                        "%s=%s" % (X509_DEVICE, pki / "known.pem"))
+    tls = {"transport": "mqtts", "host": "localhost", "port": sim.mqtts_port, "ca": sim.tls_ca}
+    ops, d = run(device, spec(sim, ops=[["telemetry", {"over": "tls"}], ["request", None, None]], **tls))
+    assert [o["ok"] for o in ops] == [True, True], d.output()
+    assert latest(sim, ["over"]) == {"over": "tls"}
+    # the client certificate is the credentials: no token, no user name (wire-mqtt §2.2)
+    x509 = dict(tls, token=None, cert=str(pki / "known.pem"), key=str(pki / "known.key"))
+    ops, d = run(device, spec(sim, subscribe=True, ops=[["telemetry", {"by": "x509"}]], **x509))
+    assert ops[0]["ok"], d.output()
+    did = sim.rest.device_id(X509_DEVICE)
+    got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys="by")
+    assert got["by"][0]["value"] == "x509", got
+    # a certificate bound to no device: CONNACK 0x05, which the Device raises as Unauthorized
+    bad = dict(x509, cert=str(pki / "unknown.pem"), key=str(pki / "unknown.key"))
+    ops, d = run(device, spec(sim, ops=[["telemetry", {"by": "nobody"}]], **bad))
+    assert (ops[0]["ok"], ops[0]["error"]) == (False, "Unauthorized"), d.output()
+    assert "CONNACK 5" in ops[0]["message"], ops[0]
+
+
+def test_mqtt_basic_credentials_and_refusals(sim, device, tmp_path):
+    did = sim.rest.device_id(sim.device_name)
+    sim.rest.post("/api/device/credentials", {"deviceId": {"id": did, "entityType": "DEVICE"},
+                                              "credentialsType": "MQTT_BASIC", "credentialsValue": json.dumps(
+                                                  {"clientId": "c1", "userName": "u1", "password": "p1"})})
+    basic = {"client_id": "c1", "username": "u1", "password": "p1", "timeout_ms": 3000}
+    ops, d = run(device, spec(sim, token=None, mqtt=basic, ops=[["telemetry", {"basic": 1}]]))
+    assert ops[0]["ok"], d.output()
+    assert latest(sim, ["basic"]) == {"basic": 1}
+    # a wrong password, and the old token (gone with the new credentials): refused, said as 4.01 is over CoAP
+    wrong = dict(basic, password="p2")
+    ops, d = run(device, spec(sim, token=None, mqtt=wrong, ops=[["telemetry", {"basic": 2}], ["request", None, None]]))
+    assert [(o["ok"], o["error"], o["code"]) for o in ops] == [(False, "Unauthorized", 129)] * 2, d.output()
+    # refused, then taken once the server knows the token: the next call after the back-off connects
+    go = str(tmp_path / "go")
+    d = device(spec(sim, ops=[["telemetry", {"n": 1}], ["wait_file", go],
+                              ["until_ok", 20000, "telemetry", {"after": "fix"}]]))
+    first = d.op("telemetry")
+    assert first and first["error"] == "Unauthorized", d.output()
+    sim.rest.post("/api/device/credentials", {"deviceId": {"id": did, "entityType": "DEVICE"},
+                                              "credentialsType": "ACCESS_TOKEN", "credentialsId": sim.token})
+    open(go, "w").close()
+    done = d.op("until_ok", timeout=30)
+    assert done and done["ok"], d.output()
+    assert latest(sim, ["after"]) == {"after": "fix"}
+
+
+# ---- OTA chunks and provisioning ----------------------------------------------------------------
+
+IMAGE = bytes(range(256)) * 12 + b"tail"  # 3076 bytes: three full 1000-byte chunks and a short one
+
+
+def test_firmware_chunks_from_an_offset_and_no_package(sim, device):
+    import hashlib
+
+    ops, d = run(device, spec(sim, ops=[["firmware", "fw", "tb-fw", "1.1.0", len(IMAGE), 1000, 0],
+                                        ["telemetry", {"after": "error"}]]))
+    # nothing assigned: ThingsBoard's v2/fw/error NOT_FOUND, then it closes the connection; the Device reconnects
+    assert not ops[0]["ok"] and ops[0]["error"] == "OtaError" and "NOT_FOUND" in ops[0]["message"], d.output()
+    assert ops[1]["ok"], d.output()
+    upload_and_assign(sim, IMAGE)
+    ops, d = run(device, spec(sim, ops=[["firmware", "fw", "tb-fw", "1.1.0", len(IMAGE), 1000, 0],
+                                        ["firmware", "fw", "tb-fw", "1.1.0", len(IMAGE), 512, 2500],
+                                        ["firmware", "fw", "tb-fw", "1.1.0", len(IMAGE) + 1, 1000, 0]]))
+    assert ops[0]["result"] == {"bytes": len(IMAGE), "pieces": 4, "sha256": hashlib.sha256(IMAGE).hexdigest()}, ops
+    # resumed at byte 2500: chunks of 512 from the one holding it, the first one cut
+    assert ops[1]["result"] == {"bytes": len(IMAGE) - 2500, "pieces": 3,
+                                "sha256": hashlib.sha256(IMAGE[2500:]).hexdigest()}, ops
+    assert not ops[2]["ok"] and "truncated" in ops[2]["message"], ops[2]  # fw_size one byte too many
+    log = sim.log_text()
+    # a new request id per download, one chunk at a time, the size in ASCII ("512": 3 bytes)
+    assert "v2/fw/request/2/chunk/4 <3 bytes> -> PUBACK then PUBLISH q1 v2/fw/response/2/chunk/4 <512 bytes>" in log, log
+
+
+def test_provisioning_in_a_session_of_its_own(sim, device):
+    ops, d = run(device, spec(sim, token=None, ops=[
+        ["provision", sim.provision_key, sim.provision_secret, "mqtt-prov-1"],
+        ["provision", sim.provision_key, "wrong", "mqtt-prov-2"]]))
+    assert ops[0]["ok"] and ops[0]["result"]["device_name"] == "mqtt-prov-1", d.output()
+    assert (ops[1]["ok"], ops[1]["error"], ops[1]["status"]) == (False, "ProvisionError", "NOT_FOUND"), ops[1]
+    token = ops[0]["result"]["token"]
+    ops, d = run(device, spec(sim, token=token, ops=[["telemetry", {"provisioned": 1}]]))
+    assert ops[0]["ok"], d.output()
+    did = sim.rest.device_id("mqtt-prov-1")
+    got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys="provisioned")
+    assert got["provisioned"][0]["value"] in (1, "1"), got
+    assert "CONNECT client id 'provision' user prov... -> CONNACK 0x00 (provisioning session)" in sim.log_text()
+
+
+# ---- faults: a restart, a reset, a half-open connection ------------------------------------------
+
+def has_attrs(d, changed, start=0, timeout=15):
+    return d.wait(lambda e: e["ev"] == "attrs" and all(e["changed"].get(k) == v for k, v in changed.items()),
+                  timeout, start)
+
+
+def test_reconnects_and_resubscribes_after_a_tbsim_restart(tbsim_factory, device, tmp_path):
+    port = free_port(kind=__import__("socket").SOCK_STREAM)
+    args = ("--mqtt-port", str(port), "--db", str(tmp_path / "tbsim.sqlite"))
+    sim = tbsim_factory(*args)
+    go = str(tmp_path / "go")
+    d = device(spec(sim, subscribe=True, keepalive_ms=1000, ops=[["wait_file", go], ["telemetry", {"after": 1}]]))
+    assert d.wait(lambda e: e["ev"] == "ready"), d.output()
+    m = d.mark()
+    sim.stop()  # its connections close with it
+    assert d.logged("mqtt: connection lost", start=m), d.output()
+    sim = tbsim_factory(*args)  # same port, same database: the device exists, its session does not
+    set_shared(sim, {"v": 2})
+    # a new connection, subscribed again, and the state asked for again (nothing survives, wire-mqtt §2.5)
+    assert has_attrs(d, {"v": 2}, start=m), d.output()
+    assert wait_until(lambda: rpc(sim, "echo", {"back": 1}, 2000) == (200, {"back": 1}), 10), d.output()
+    open(go, "w").close()
+    assert d.op("telemetry")["ok"], d.output()
+    end = d.end()
+    assert end["reconnects"] >= 1, end
+    assert latest(sim, ["after"]) == {"after": 1}
+
+
+def test_a_reset_connection_is_made_again(sim, device, tmp_path):
+    px = TcpProxy(sim.mqtt_port)
+    try:
+        go = str(tmp_path / "go")
+        d = device(spec(sim, port=px.port, subscribe=True, ops=[["wait_file", go], ["telemetry", {"n": 2}]]))
+        assert d.wait(lambda e: e["ev"] == "ready"), d.output()
+        m = d.mark()
+        px.reset()
+        assert d.logged("mqtt: connection lost", start=m), d.output()
+        assert wait_until(lambda: px.accepted >= 2 and rpc(sim, "echo", {"n": 1}, 2000) == (200, {"n": 1}), 15), \
+            d.output()
+        open(go, "w").close()
+        assert d.op("telemetry")["ok"], d.output()
+        assert d.end()["reconnects"] == 1
+    finally:
+        px.stop()
+    assert latest(sim, ["n"]) == {"n": 2}
+
+
+def test_a_half_open_connection_is_noticed_by_the_keepalive(sim, device, tmp_path):
+    px = TcpProxy(sim.mqtt_port)
+    try:
+        go = str(tmp_path / "go")
+        d = device(spec(sim, port=px.port, subscribe=True, keepalive_ms=1000, ping_timeout_ms=1500,
+                        ops=[["wait_file", go], ["telemetry", {"after": "freeze"}]]))
+        assert d.wait(lambda e: e["ev"] == "ready"), d.output()
+        # nothing from the server for keepalive_ms: a PINGREQ; no PINGRESP in time: a new connection
+        m = d.mark()
+        px.freeze()
+        assert d.logged("keepalive: no answer to a ping", start=m), d.output()
+        assert wait_until(lambda: px.accepted >= 2 and rpc(sim, "echo", {"n": 1}, 2000) == (200, {"n": 1}), 15), \
+            d.output()
+        open(go, "w").close()
+        assert d.op("telemetry")["ok"], d.output()
+        assert px.dropped > 0
+    finally:
+        px.stop()
+    assert latest(sim, ["after"]) == {"after": "freeze"}
+
+
+def test_a_missing_puback_ends_the_connection_and_the_sample_goes_again(sim, device, tmp_path):
+    # No supervisor task here (nothing subscribed): the PUBACK's time limit alone notices the dead link.
+    px = TcpProxy(sim.mqtt_port)
+    try:
+        go = str(tmp_path / "go")
+        d = device(spec(sim, port=px.port, ops=[["telemetry", {"n": 1}], ["wait_file", go],
+                                                ["telemetry", {"during": "freeze"}]]))
+        assert d.wait(lambda e: e["ev"] == "waiting"), d.output()
+        px.freeze()
+        m = d.mark()
+        open(go, "w").close()
+        done = d.op("telemetry", timeout=20, start=m)
+        assert done and done["ok"], d.output()
+        assert d.logged("mqtt: connection lost: no PUBACK in 3000 ms", start=m) and px.accepted == 2, d.output()
+    finally:
+        px.stop()
+    assert latest(sim, ["during"]) == {"during": "freeze"}

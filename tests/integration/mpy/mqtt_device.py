@@ -107,6 +107,17 @@ async def op(dev, link, name, args, out):
     if name == "reconnects":
         await until(lambda: dev.reconnects >= args[0])
         return dev.reconnects
+    if name == "until_ok":  # [timeout_ms, op, args..]: the op again every 200 ms until it works
+        ms = args[0]
+        while True:
+            try:
+                return await op(dev, link, args[1], args[2:], out)
+            except Exception as e:  # the test wants the first success; a late one shows as the last error
+                ms -= 200
+                if ms < 0:
+                    raise
+                out["retried"] = out.get("retried", 0) + 1
+                await asyncio.sleep_ms(200)
     if name == "stats":
         return link.stats()
     raise ValueError("unknown op " + name)
@@ -134,6 +145,7 @@ async def main(spec):
         dev.on_rpc("boom", boom)
         dev.on_attribute("crash_key", lambda v: 1 / 0)
         dev.subscribe(keepalive_ms=spec.get("keepalive_ms", 30000))
+        dev.supervisor.ping_timeout_ms = spec.get("ping_timeout_ms", 10000)
         while not dev.downlink.subscribed:
             await asyncio.sleep_ms(20)
         emit(ev="ready")
