@@ -146,3 +146,56 @@ class Wire:
             if not n:
                 return
             await self._fill()
+
+
+def der(data):
+    """DER bytes from PEM (the first block) or DER: MicroPython's mbedTLS takes DER only."""
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    import binascii
+
+    body = []
+    inside = False
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN"):
+            inside = True
+        elif line.startswith(b"-----END"):
+            return binascii.a2b_base64(b"".join(body))
+        elif inside and line:
+            body.append(line)
+    raise ValueError("PEM block without an END line")
+
+
+def tls_context(ca, cert=None, key=None):
+    """A client TLS context that verifies the server against the CA certificate `ca` (PEM or DER
+    bytes); cert and key: the device's X.509 client certificate, its credentials (wire-mqtt §2.2).
+    The server's host name is checked per connection."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cert is not None:
+        ctx.load_cert_chain(der(cert), der(key))
+    ctx.load_verify_locations(cadata=der(ca))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def link_from_config(cfg, log):
+    """The MqttLink of a validated config (firmware/config.py): transport mqtt or mqtts, the
+    token (or the mqtt section's MQTT_BASIC credentials, or tls.cert for X.509) and tuning."""
+    from tbdevice.mqttlink import MqttLink
+
+    tls = None
+    t = cfg.get("tls") or {}
+    if cfg["transport"] == "mqtts":
+        files = []
+        for k in ("ca", "cert", "key"):
+            if t.get(k):
+                with open(t[k], "rb") as f:
+                    files.append(f.read())
+            else:
+                files.append(None)
+        tls = tls_context(*files)
+    return MqttLink(cfg["host"], cfg["port"], cfg.get("token"), tls, log=log, x509=bool(tls and t.get("cert")),
+                    **(cfg.get("mqtt") or {}))

@@ -38,21 +38,15 @@ def hexdigest(h):
 
 
 def tls_context(spec):
-    import ssl
+    from tbdevice.mqttconn import tls_context as ctx
 
-    from coap.dtls import der
+    def read(k):
+        if not spec.get(k):
+            return None
+        with open(spec[k], "rb") as f:
+            return f.read()
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if spec.get("cert"):
-        with open(spec["cert"], "rb") as f:
-            cert = der(f.read())
-        with open(spec["key"], "rb") as f:
-            key = der(f.read())
-        ctx.load_cert_chain(cert, key)
-    with open(spec["ca"], "rb") as f:
-        ctx.load_verify_locations(cadata=der(f.read()))
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    return ctx(read("ca"), read("cert"), read("key"))
 
 
 async def until(cond, ms=30000):
