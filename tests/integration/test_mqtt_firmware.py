@@ -86,3 +86,50 @@ def test_mqtt_modules_load_only_for_an_mqtt_config(sim, tmp_path):
     mqtt = _modules(tmp_path, transport="mqtt", port=sim.mqtt_port, token=sim.token)
     assert {"tbdevice.mqttlink", "tbdevice.mqttcodec", "tbdevice.mqttconn"} <= set(mqtt), mqtt
     assert "tbdevice.coaplink" not in mqtt and "tbdevice.mqttota" not in mqtt and "tbdevice.mqttprov" not in mqtt
+
+
+def _bundle_tool():
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("bundle_tool_mqtt", os.path.join(mpy.ROOT, "tools", "bundle.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _history(sim, key):
+    did = sim.rest.device_id(sim.device_name)
+    got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys=key, startTs="0",
+                       endTs=str(int(time.time() * 1000) + 60000), limit="1000", orderBy="ASC")
+    return [p["value"] for p in got.get(key, [])]
+
+
+def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
+    from test_http_device import upload_and_assign
+
+    bt = _bundle_tool()
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bt.install(bt.build("1.0.0", "UNIX", out=str(tmp_path / "a.tbb")), str(sd))
+    data = open(bt.build("1.0.1", "UNIX", out=str(tmp_path / "b.tbb")), "rb").read()
+    dev = Device(write_config(tmp_path, transport="mqtt", port=sim.mqtt_port, token=sim.token, state_dir=str(sd),
+                              ota={"timeout_ms": 3000, "retry_ms": 200, "health_timeout_ms": 15000, "chunk_size": 1024}))
+    try:
+        assert wait_until(lambda: (_history(sim, "current_fw_version") or [None])[-1] == "1.0.0", 20), dev.output()
+        upload_and_assign(sim, data, title="tb-micropython", version="1.0.1")
+        ok = wait_until(lambda: (_history(sim, "fw_state") or [None])[-1] == "UPDATED", 90, 0.2)
+        assert ok, dev.output() + "\n" + sim.log_text()[-3000:]
+        states = [s for s in _history(sim, "fw_state") if s not in ("QUEUED", "INITIATED")]
+        order = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+        assert order == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"], states
+        assert _history(sim, "current_fw_version")[-1] == "1.0.1"
+        out = dev.output()
+        assert "run-device: reset, booting again" in out and "fw 1.0.1 confirmed" in out, out
+    finally:
+        dev.stop()
+    log = sim.log_text()
+    n = (len(data) + 1023) // 1024
+    # every chunk once, 1024 bytes (ASCII "1024"), one request id for the download
+    assert "v2/fw/request/" in log and "chunk/%d <4 bytes> -> PUBACK then PUBLISH q1" % (n - 1) in log, log[-3000:]
+    assert "chunk/%d <4 bytes>" % n not in log
