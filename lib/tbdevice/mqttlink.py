@@ -97,6 +97,7 @@ class MqttLink:
         self._refusals = 0
         self._retry_at = 0
         self._opening = False
+        self._idle = False  # opened without credentials: connects at the first use once it has them
         self._put = None
         self._subbed = -1  # the connection (_gen) the subscriptions were made on
         self._state = -1  # the connection the shared attributes were read on
@@ -142,8 +143,15 @@ class MqttLink:
         """Connect, CONNECT, read the CONNACK. OSError when that fails (the supervisor backs
         off and tries again); a refusal of the credentials returns, and leaves the link
         refusing (see the top). Without credentials yet (provisioning first) nothing is done."""
+        if self._opening:
+            # One open at a time (the Supervisor's, or a call's, _ready): its outcome is this one's.
+            await self._wait_open()
+            if self._alive or self._refused is not None:
+                return
+            raise OSError(_ENOTCONN, "mqtt: not connected")
         self._lost(None)
         creds = self._credentials()
+        self._idle = creds is None
         if creds is None:
             return
         self._opening = True
@@ -160,6 +168,7 @@ class MqttLink:
             raise
         finally:
             self._opening = False
+            self._ev.set()
         self._heard = time.ticks_ms()
         if code == 0:
             self._refused = None
@@ -193,7 +202,8 @@ class MqttLink:
         # The connection is over (a fault, the server closed it, drop(), close()): every waiter
         # of it fails with a link fault, the Device sends again on the next one.
         if not self._alive:
-            self.wire.close()
+            if not self._opening:  # an open under way is the new connection: not this one's to end
+                self.wire.close()
             return
         self._alive = False
         self._gen += 1
@@ -228,6 +238,11 @@ class MqttLink:
     def resume(self):
         if self._rx is None and self._alive:
             self._rx = asyncio.create_task(self._receive(self._gen))
+
+    async def _wait_open(self):
+        while self._opening:
+            self._ev.clear()
+            await self._ev.wait()
 
     def heard(self):
         return self._heard
@@ -373,9 +388,8 @@ class MqttLink:
         """An uplink answered by a PUBACK only (telemetry, attributes, RPC reply, claim; arg:
         the telemetry's ts or the reply's id): the awaitable ends with the PUBACK. A value the
         codec cannot encode raises here, before anything is sent."""
-        e = self._unusable()
-        if e is not None:
-            return self._again(e, op, body, arg)
+        if self._unusable() is not None:
+            return self._again(op, body, arg)
         b = self._body
         b.seek(0)
         if op == TELEMETRY:
@@ -407,20 +421,23 @@ class MqttLink:
             self._ev.clear()
             await self._ev.wait()
 
-    async def _again(self, e, op, body, arg):
-        # Not connected (a link fault for the Device), or refusing: CONNECT again when due.
-        if isinstance(e, OSError):
-            raise e
-        await self._retry()
+    async def _again(self, op, body, arg):
+        await self._ready()
         r = self.post(op, body, arg)
         if r is not None:
             await r
 
-    async def _retry(self):
-        # While the server refuses the credentials: one CONNECT after each back-off, else the refusal.
-        if self._opening or time.ticks_diff(time.ticks_ms(), self._retry_at) < 0:
-            raise self._unusable()
-        await self.open()
+    async def _ready(self):
+        # Connected, or made so: a link opened before it had credentials (provisioning first)
+        # connects once it has them; while the server refuses them, one CONNECT after each
+        # back-off, else the refusal. Otherwise not connected is a link fault (the Device's).
+        if self._opening:
+            await self._wait_open()
+        elif self._refused is not None:
+            if time.ticks_diff(time.ticks_ms(), self._retry_at) >= 0:
+                await self.open()
+        elif not self._alive and self._idle and self._credentials() is not None:
+            await self.open()
         e = self._unusable()
         if e is not None:
             raise e
@@ -437,11 +454,8 @@ class MqttLink:
             from tbdevice.mqttprov import provision
 
             return await provision(self, body, timeout_ms or self.timeout_ms)
-        e = self._unusable()
-        if e is not None:
-            if isinstance(e, OSError):
-                raise e
-            await self._retry()
+        if self._unusable() is not None:
+            await self._ready()
         if op != ATTRIBUTES_GET and op != RPC_CALL:
             b = self._body
             b.seek(0)
@@ -513,17 +527,14 @@ class MqttLink:
         answer, 128 for a refused filter. A lost connection raises OSError (a link fault)."""
         if self._put is None or self._subscribing:
             return None
-        e = self._unusable()
-        if e is None and self._subbed == self._gen and self._state == self._gen:
+        if self._unusable() is None and self._subbed == self._gen and self._state == self._gen:
             return None
-        return self._subscribe(e)
+        return self._subscribe()
 
-    async def _subscribe(self, e):
-        if e is not None:
-            if isinstance(e, OSError):
-                raise e
+    async def _subscribe(self):
+        if self._unusable() is not None:
             try:
-                await self._retry()
+                await self._ready()
             except errors.Unauthorized:
                 return 129
         self._subscribing = True

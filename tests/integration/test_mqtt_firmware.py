@@ -98,7 +98,7 @@ def _bundle_tool():
     return mod
 
 
-def _history(sim, key):
+def _values(sim, key):
     did = sim.rest.device_id(sim.device_name)
     got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys=key, startTs="0",
                        endTs=str(int(time.time() * 1000) + 60000), limit="1000", orderBy="ASC")
@@ -116,14 +116,14 @@ def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
     dev = Device(write_config(tmp_path, transport="mqtt", port=sim.mqtt_port, token=sim.token, state_dir=str(sd),
                               ota={"timeout_ms": 3000, "retry_ms": 200, "health_timeout_ms": 15000, "chunk_size": 1024}))
     try:
-        assert wait_until(lambda: (_history(sim, "current_fw_version") or [None])[-1] == "1.0.0", 20), dev.output()
+        assert wait_until(lambda: (_values(sim, "current_fw_version") or [None])[-1] == "1.0.0", 20), dev.output()
         upload_and_assign(sim, data, title="tb-micropython", version="1.0.1")
-        ok = wait_until(lambda: (_history(sim, "fw_state") or [None])[-1] == "UPDATED", 90, 0.2)
+        ok = wait_until(lambda: (_values(sim, "fw_state") or [None])[-1] == "UPDATED", 90, 0.2)
         assert ok, dev.output() + "\n" + sim.log_text()[-3000:]
-        states = [s for s in _history(sim, "fw_state") if s not in ("QUEUED", "INITIATED")]
+        states = [s for s in _values(sim, "fw_state") if s not in ("QUEUED", "INITIATED")]
         order = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
         assert order == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"], states
-        assert _history(sim, "current_fw_version")[-1] == "1.0.1"
+        assert _values(sim, "current_fw_version")[-1] == "1.0.1"
         out = dev.output()
         assert "run-device: reset, booting again" in out and "fw 1.0.1 confirmed" in out, out
     finally:
@@ -133,3 +133,20 @@ def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
     # every chunk once, 1024 bytes (ASCII "1024"), one request id for the download
     assert "v2/fw/request/" in log and "chunk/%d <4 bytes> -> PUBACK then PUBLISH q1" % (n - 1) in log, log[-3000:]
     assert "chunk/%d <4 bytes>" % n not in log
+
+
+def test_the_app_provisions_itself_over_mqtt_then_connects_with_the_token(sim, tmp_path):
+    cfg = write_config(tmp_path, transport="mqtt", port=sim.mqtt_port, provision={
+        "device_key": sim.provision_key, "device_secret": sim.provision_secret, "device_name": "mqtt-app-1"})
+    dev = Device(cfg)
+    try:
+        assert dev.wait_for('"temperature"'), dev.output()
+        assert dev.wait_for("-> PUBACK"), dev.output()
+    finally:
+        dev.stop()
+    creds = json.loads((tmp_path / "tb_credentials.json").read_text())
+    assert creds["device_name"] == "mqtt-app-1" and stored(sim, "mqtt-app-1", ["temperature"])
+    out = dev.output()
+    assert "provision: stored the new token for mqtt-app-1" in out and "link down" not in out, out
+    log = sim.log_text()
+    assert "(provisioning session)" in log and "PUBLISH q1 /provision/request" in log, log
