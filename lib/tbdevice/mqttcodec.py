@@ -164,10 +164,10 @@ def puback(pid):
 
 
 # ---- decoding ---------------------------------------------------------------------------
-def header(buf, start, end):
-    """The fixed header at buf[start:end] (§2.2): None while incomplete, else (first byte,
-    remaining length, header size). A Remaining Length of more than four bytes is
-    Malformed (§2.2.3)."""
+def frame(buf, start, end):
+    """The fixed header at buf[start:end] (§2.2) without allocating, for the receive path:
+    -1 while incomplete, else remaining length << 3 | header size (2-5 bytes). A Remaining
+    Length of more than four bytes is Malformed (§2.2.3)."""
     n = 0
     shift = 0
     i = start + 1
@@ -176,11 +176,17 @@ def header(buf, start, end):
         n |= (d & 0x7F) << shift
         i += 1
         if not d & 0x80:
-            return buf[start], n, i - start
+            return n << 3 | (i - start)
         shift += 7
         if shift > 21:
             raise Malformed("Remaining Length longer than four bytes")
-    return None
+    return -1
+
+
+def header(buf, start, end):
+    """frame() as (first byte, remaining length, header size), or None while incomplete."""
+    f = frame(buf, start, end)
+    return None if f < 0 else (buf[start], f >> 3, f & 7)
 
 
 def kind(first, rl):

@@ -32,6 +32,11 @@ class Wire:
         self.a = 0  # unread bytes are buf[a:b]
         self.b = 0
         self.too_big = 0  # packets skipped: larger than _BIG
+        # What take() found: type, first byte, and the body in pbuf[i:end] (pbuf: buf, or a
+        # big packet's own buffer, held until taken)
+        self.t = self.first = self.i = self.end = 0
+        self.pbuf = self.buf
+        self.held = None
 
     async def dial(self, host, port, tls, hostname):
         """Connect (TLS when tls is an SSLContext); what asyncio.open_connection does, with Nagle
@@ -39,6 +44,7 @@ class Wire:
         delayed ACK (40 ms on Linux) before the PUBLISH leaves."""
         self.close()
         self.a = self.b = 0
+        self.held = None
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # once per connection (DESIGN §5)
         s = socket.socket(ai[0], socket.SOCK_STREAM)
         self.sock = s
@@ -74,10 +80,42 @@ class Wire:
             raise OSError(_ENOTCONN, "mqtt: not connected")
         st.write(data)
 
-    async def _fill(self):
+    def take(self):
+        """The next packet when all of it is in: its type, with pbuf[i:end] its body and first
+        its first byte; else 0 (more() reads on). Nothing is consumed before the packet is
+        whole, so a cancelled read (pause()) loses nothing. No allocation on this path."""
+        if self.held is not None:
+            self.pbuf, self.held = self.held, None
+            return self.t
+        f = mc.frame(self.buf, self.a, self.b)
+        if f < 0:
+            return 0
+        rl = f >> 3
+        i = self.a + (f & 7)
+        if i + rl > self.b:
+            return 0
+        self.first = self.buf[self.a]
+        self.t = mc.kind(self.first, rl)
+        self.pbuf = self.buf
+        self.i = i
+        self.end = self.a = i + rl
+        return self.t
+
+    async def more(self):
+        """Read what the next packet needs: the buffer's unread bytes moved to its front first
+        when the packet would not fit behind them; a packet above the buffer is read into a
+        buffer of its own up to _BIG (take() returns it), or skipped."""
+        f = mc.frame(self.buf, self.a, self.b)
+        size = len(self.buf)
+        if f >= 0 and (f >> 3) + (f & 7) > size:
+            if f >> 3 <= _BIG:
+                await self._big(f >> 3, f & 7)
+            else:
+                await self._skip((f >> 3) + (f & 7))
+            return
         if self.a == self.b:
             self.a = self.b = 0
-        elif self.b == len(self.buf):
+        elif self.b == size or (f >= 0 and self.a + (f >> 3) + (f & 7) > size):
             n = self.b - self.a
             self.mv[:n] = self.mv[self.a:self.b]
             self.a, self.b = 0, n
@@ -94,34 +132,18 @@ class Wire:
             return
 
     async def packet(self):
-        """The next packet: (buf, type, first byte, body start, body end), the body in
-        buf[start:end] until the next call. Nothing is consumed until the whole packet is in,
-        so a cancelled read (pause()) loses nothing. Malformed for what 3.1.1 forbids."""
+        """The next packet as (buf, type, first byte, body start, body end), the body in
+        buf[start:end] until the next call. Malformed for what 3.1.1 forbids."""
         while True:
-            buf = self.buf
-            h = mc.header(buf, self.a, self.b)
-            if h is not None:
-                first, rl, hl = h
-                t = mc.kind(first, rl)
-                i = self.a + hl
-                if hl + rl <= len(buf):
-                    if i + rl <= self.b:
-                        self.a = i + rl
-                        return buf, t, first, i, i + rl
-                    if i + rl > len(buf) and self.a:
-                        n = self.b - self.a  # make room: the packet fits once moved to the front
-                        self.mv[:n] = self.mv[self.a:self.b]
-                        self.a, self.b = 0, n
-                        continue
-                elif rl <= _BIG:
-                    return await self._big(t, first, hl, rl)
-                else:
-                    await self._skip(hl + rl)
-                    continue
-            await self._fill()
+            t = self.take()
+            if t:
+                return self.pbuf, t, self.first, self.i, self.end
+            await self.more()
 
-    async def _big(self, t, first, hl, rl):
+    async def _big(self, rl, hl):
         # A packet above the buffer (a big attribute answer or RPC): a buffer of its own.
+        first = self.buf[self.a]
+        t = mc.kind(first, rl)
         out = bytearray(rl)
         start = self.a + hl
         have = min(self.b - start, rl)
@@ -134,7 +156,7 @@ class Wire:
                 raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
             if n:
                 have += n
-        return out, t, first, 0, rl
+        self.held, self.t, self.first, self.i, self.end = out, t, first, 0, rl
 
     async def _skip(self, n):
         # Larger than the device takes: read past it (counted), the connection goes on.
@@ -145,7 +167,13 @@ class Wire:
             n -= k
             if not n:
                 return
-            await self._fill()
+            if self.a == self.b:
+                self.a = self.b = 0
+            got = await self.st.readinto(self.mv[self.b:])
+            if got == 0:
+                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
+            if got:
+                self.b += got
 
 
 def der(data):

@@ -280,14 +280,18 @@ class MqttLink:
         w = self.wire
         try:
             while gen == self._gen:
-                buf, t, first, i, end = await w.packet()
+                t = w.take()
+                if not t:
+                    await w.more()
+                    continue
+                buf, i, end = w.pbuf, w.i, w.end
                 self._heard = time.ticks_ms()
                 self.received += 1
                 if t == mc.PUBACK:
                     if self._pend.pop(mc.packet_id(buf, i), None) is not None:
                         self._ev.set()
                 elif t == mc.PUBLISH:
-                    self._publish(buf, first, i, end)
+                    self._publish(buf, w.first, i, end)
                 elif t == mc.SUBACK:
                     self._suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
                     self._ev.set()

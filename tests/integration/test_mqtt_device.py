@@ -403,3 +403,17 @@ def test_a_missing_puback_ends_the_connection_and_the_sample_goes_again(sim, dev
     finally:
         px.stop()
     assert latest(sim, ["during"]) == {"during": "freeze"}
+
+
+def test_answers_above_the_receive_buffer(sim, device):
+    # 1088 bytes are read in place; up to 4352 into a buffer of their own; larger ones are skipped
+    # (counted) and the connection goes on
+    set_shared(sim, {"big": "x" * 2000})
+    ops, d = run(device, spec(sim, ops=[["request", None, ["big"]], ["stats"]]))
+    assert ops[0]["ok"] and ops[0]["result"]["shared"]["big"] == "x" * 2000, d.output()
+    set_shared(sim, {"huge": "y" * 6000})
+    ops, d = run(device, spec(sim, mqtt={"timeout_ms": 1500}, ops=[
+        ["request", None, ["huge"]], ["request", None, ["big"]], ["telemetry", {"still": 1}], ["stats"]]))
+    assert (ops[0]["ok"], ops[0]["error"]) == (False, "Timeout"), d.output()
+    assert ops[1]["ok"] and ops[1]["result"]["shared"] == {"big": "x" * 2000}, d.output()
+    assert ops[2]["ok"] and ops[3]["result"]["rx_too_big"] == 1 and ops[3]["result"]["connects"] == 1, ops[3]
