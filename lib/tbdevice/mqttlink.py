@@ -121,9 +121,9 @@ class MqttLink:
         if token == self.token:
             return
         self.token = token
-        if self._alive or self._refused is not None:
-            self._refused = None
-            self._lost("new credentials")
+        self._refused = None
+        self._lost("new credentials")
+        self._idle = True  # the next call connects with them
 
     def stats(self):
         return {"connects": self.connects, "received": self.received, "pending": len(self._pend),
@@ -183,7 +183,8 @@ class MqttLink:
             self._refused = code
             self._refusals += 1
             self._retry_at = time.ticks_add(self._heard, backoff(self._refusals, 1000, 15000))
-            self._say("mqtt: CONNACK %d: the server refuses the credentials" % code)
+            if self._refusals == 1:  # once, until they are taken (the Supervisor says why)
+                self._say("mqtt: CONNACK %d: the server refuses the credentials" % code)
             return
         # 0x03 (server unavailable), 0x01 (protocol): the server's trouble, tried again later
         raise OSError(_ECONNRESET, "mqtt: CONNACK %d" % code)
@@ -248,8 +249,9 @@ class MqttLink:
         return self._heard
 
     async def probe(self, timeout_ms):
-        """PINGREQ; True when the PINGRESP comes within timeout_ms. A refusing server answered."""
-        if self._refused is not None:
+        """PINGREQ; True when the PINGRESP comes within timeout_ms. A refusing server answered;
+        a link without credentials yet has nothing to probe."""
+        if self._refused is not None or (self._idle and not self._alive):
             return True
         if not self._alive:
             return False
@@ -303,7 +305,7 @@ class MqttLink:
                 # PUBREC, PUBREL, PUBCOMP, UNSUBACK: nothing of ours asks for them
         except asyncio.CancelledError:
             raise
-        except (OSError, ValueError) as e:  # ValueError: mqttcodec.Malformed
+        except (OSError, ValueError, MemoryError) as e:  # ValueError: mqttcodec.Malformed
             if gen == self._gen:
                 self._lost(e)
 
@@ -563,9 +565,14 @@ class MqttLink:
                 i = self.new_id()
                 state = await self.ask(_ATTR_REQ + str(i).encode(), b"{}", i, self.timeout_ms, "attribute state",
                                        ATTRIBUTES_GET)
+                shared = self.codec.attribute_response(state)["shared"] if state else {}
             except errors.Timeout:
                 return -1
-            shared = self.codec.attribute_response(state)["shared"] if state else {}
+            except errors.Unauthorized:
+                return 129
+            except errors.TbError as e:  # an answer the device cannot take (too large): tried again later
+                self._say("mqtt: attribute state: %s" % e)
+                return 128
             if self._put is not None and gen == self._gen:
                 self._put(ATTRIBUTE_UPDATE, dumps(shared), True)
                 self._state = gen
