@@ -417,3 +417,13 @@ def test_answers_above_the_receive_buffer(sim, device):
     assert (ops[0]["ok"], ops[0]["error"]) == (False, "Timeout"), d.output()
     assert ops[1]["ok"] and ops[1]["result"]["shared"] == {"big": "x" * 2000}, d.output()
     assert ops[2]["ok"] and ops[3]["result"]["rx_too_big"] == 1 and ops[3]["result"]["connects"] == 1, ops[3]
+
+
+def test_blocking_device_over_mqtt(sim):
+    set_shared(sim, {"blk_attr": "a"})
+    r = mpy.run(["tests/integration/mpy/mqtt_blocking.py", str(sim.mqtt_port), sim.token], heap=HEAP, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [None, {"client": {}, "shared": {"blk_attr": "a"}}, None,
+                                                            {"x": 1}]
+    assert latest(sim, ["blk"]) == {"blk": 2}
+    assert sim.log_text().count("CONNECT client id") == 1  # one connection for every call
