@@ -150,3 +150,39 @@ def test_the_app_provisions_itself_over_mqtt_then_connects_with_the_token(sim, t
     assert "provision: stored the new token for mqtt-app-1" in out and "link down" not in out, out
     log = sim.log_text()
     assert "(provisioning session)" in log and "PUBLISH q1 /provision/request" in log, log
+
+
+def test_an_update_cut_mid_download_goes_on_from_where_it_was(sim, tmp_path):
+    import re
+
+    from tcpproxy import TcpProxy
+    from test_http_device import upload_and_assign
+
+    bt = _bundle_tool()
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bt.install(bt.build("1.0.0", "UNIX", out=str(tmp_path / "a.tbb")), str(sd))
+    data = open(bt.build("1.0.1", "UNIX", out=str(tmp_path / "b.tbb")), "rb").read()
+    px = TcpProxy(sim.mqtt_port)
+    dev = Device(write_config(tmp_path, transport="mqtt", port=px.port, token=sim.token, state_dir=str(sd),
+                              ota={"timeout_ms": 3000, "retry_ms": 200, "health_timeout_ms": 15000}))
+    try:
+        assert wait_until(lambda: (_values(sim, "current_fw_version") or [None])[-1] == "1.0.0", 20), dev.output()
+        m = sim.mark()
+        upload_and_assign(sim, data, title="tb-micropython", version="1.0.1")
+        # the connection is reset while chunk 20 is being asked for: the download goes on from its offset
+        assert sim.wait_for_log(re.compile(r"v2/fw/request/\d+/chunk/20 "), timeout=30, start=m), sim.log_text()
+        px.reset()
+        ok = wait_until(lambda: (_values(sim, "fw_state") or [None])[-1] == "UPDATED", 90, 0.2)
+        assert ok, dev.output() + "\n" + sim.log_text()[-3000:]
+    finally:
+        dev.stop()
+        px.stop()
+    asked = re.findall(r"v2/fw/request/(\d+)/chunk/(\d+) ", "\n".join(sim.lines[m:]))
+    ids = sorted({int(i) for i, _ in asked})
+    assert len(ids) >= 2, asked  # a new request id after the reset
+    first_after = min(int(k) for i, k in asked if int(i) == ids[-1])
+    assert first_after >= 20, asked  # not from chunk 0 again
+    n = (len(data) + 1023) // 1024
+    assert max(int(k) for _, k in asked) == n - 1, (n, asked[-3:])
+    assert "fw 1.0.1 confirmed" in dev.output()
