@@ -10,12 +10,13 @@
 #     on .../response/{id} at QoS 1 with or without a subscription (wire-mqtt §3.3).
 #   - The downlink is two SUBSCRIBEs made again on every new connection, since ThingsBoard keeps
 #     nothing (§2.5), and then an attribute request standing in for CoAP's first notification
-#     (no snapshot comes over MQTT, §6). Server-side RPCs carry their id in the topic only (§7).
+#     (no snapshot comes over MQTT, §6): tbdevice/mqttdown.py, loaded with Device.subscribe().
 #   - Keep-alive: the Supervisor's probe() sends PINGREQ; heard() is the last packet received.
 #   - A CONNACK refusing the credentials (0x02, 0x04, 0x05) leaves the link "open" but refusing:
 #     every call raises errors.Unauthorized, as CoAP's 4.01 does, so samples stay queued; a call
 #     made once the back-off has passed tries CONNECT again.
-# OTA chunks (tbdevice/mqttota.py) and provisioning (tbdevice/mqttprov.py) load only when used.
+# OTA chunks (tbdevice/mqttota.py) and provisioning (tbdevice/mqttprov.py) load only when used;
+# the stream and its packet reader are tbdevice/mqttconn.py.
 import asyncio
 import io
 import random
@@ -34,7 +35,7 @@ from tbdevice import mqttcodec as mc
 from tbdevice.mqttconn import Wire
 from tbdevice.jsonenc import dumps
 from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES, ATTRIBUTES_GET, CLAIM, NAMES, PROVISION, RPC_CALL, \
-    RPC_REPLY, RPC_REQUEST, TELEMETRY, backoff
+    TELEMETRY, backoff
 
 _ECONNRESET = const(104)
 _ENOTCONN = const(107)
@@ -46,12 +47,11 @@ _WATCH_MS = const(500)
 
 _TELEMETRY = b"v1/devices/me/telemetry"
 _ATTRIBUTES = b"v1/devices/me/attributes"
-_ATTR_REQ = b"v1/devices/me/attributes/request/"
+ATTR_REQ = b"v1/devices/me/attributes/request/"
 _ATTR_RES = b"v1/devices/me/attributes/response/"
 _RPC_REQ = b"v1/devices/me/rpc/request/"
 _RPC_RES = b"v1/devices/me/rpc/response/"
 _CLAIM = b"v1/devices/me/claim"
-_SUBSCRIPTIONS = (("v1/devices/me/attributes", 1), ("v1/devices/me/rpc/request/+", 1))
 _RPC_TIMEOUT = b'{"error":"timeout"}'  # the server's own client-RPC timeout (wire-mqtt §8)
 
 
@@ -98,10 +98,7 @@ class MqttLink:
         self._retry_at = 0
         self._opening = False
         self._idle = False  # opened without credentials: connects at the first use once it has them
-        self._put = None
-        self._subbed = -1  # the connection (_gen) the subscriptions were made on
-        self._state = -1  # the connection the shared attributes were read on
-        self._subscribing = False
+        self._down = None  # tbdevice.mqttdown.Subscriptions, from start_downlink() on
         self.v2 = None  # an OTA download (tbdevice.mqttota) takes v2/... topics while it runs
         self.connects = 0
         self.received = 0
@@ -318,16 +315,13 @@ class MqttLink:
             mc.puback_into(self._small, pid)
             self.wire.write(self._small)
         n = b - a
+        d = self._down
         if buf.startswith(_ATTRIBUTES, a) and n == len(_ATTRIBUTES):
-            if self._put is not None:
-                self._put(ATTRIBUTE_UPDATE, bytes(buf[p:end]), False)
+            if d is not None:
+                d.put(ATTRIBUTE_UPDATE, bytes(buf[p:end]), False)
         elif buf.startswith(_RPC_REQ, a):
-            if self._put is not None:
-                # The id is only in the topic (wire-mqtt §7): into the payload, where the codec reads it.
-                rid = bytes(buf[a + len(_RPC_REQ):b])
-                body = buf[p:end]
-                if rid.isdigit() and body[:1] == b"{":
-                    self._put(RPC_REQUEST, b'{"id":' + rid + (b"," if len(body) > 2 else b"") + body[1:], False)
+            if d is not None:
+                d.rpc(buf, a + len(_RPC_REQ), b, p, end)
         elif buf.startswith(_ATTR_RES, a) or buf.startswith(_RPC_RES, a):
             k = _ATTR_RES if buf[a + 14] == 97 else _RPC_RES  # "a" of .../me/attributes/...
             rid = bytes(buf[a + len(k):b])
@@ -473,7 +467,7 @@ class MqttLink:
             return None
         i = self.new_id()
         if op == ATTRIBUTES_GET:
-            topic = _ATTR_REQ
+            topic = ATTR_REQ
             # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5)
             body = dumps({k: ",".join(v) for k, v in query or () if v})
         else:
@@ -517,69 +511,25 @@ class MqttLink:
 
         return download(self, kind, pkg, offset, data, chunk_size, timeout_ms or self.timeout_ms)
 
-    # ---- downlink ------------------------------------------------------------------------
+    # ---- downlink (tbdevice/mqttdown.py, loaded with subscribe()) ---------------------------
     @property
     def subscribed(self):
-        return self._alive and self._subbed == self._gen and self._state == self._gen
+        d = self._down
+        return d is not None and d.subscribed()
 
     def start_downlink(self, put, silence_ms=300000):
         """put(kind, payload, initial) gets shared-attribute updates and RPC requests; the
         Supervisor subscribes (keep_downlink). silence_ms is CoAP's."""
-        self._put = put
+        if self._down is None:
+            from tbdevice.mqttdown import Subscriptions
+
+            self._down = Subscriptions(self, put)
 
     def keep_downlink(self, renew=False):
         """None while this connection's subscriptions and attribute state stand; else the
-        coroutine making them: 0 when done, 129 when the credentials are refused, -1 for no
-        answer, 128 for a refused filter. A lost connection raises OSError (a link fault)."""
-        if self._put is None or self._subscribing:
-            return None
-        if self._unusable() is None and self._subbed == self._gen and self._state == self._gen:
-            return None
-        return self._subscribe()
-
-    async def _subscribe(self):
-        if self._unusable() is not None:
-            try:
-                await self._ready()
-            except errors.Unauthorized:
-                return 129
-        self._subscribing = True
-        try:
-            gen = self._gen
-            if self._subbed != gen:
-                # Once per connection: each RPC SUBSCRIBE makes the server send every pending RPC again (§7).
-                pid = self._next_pid()
-                self._suback = None
-                self.wire.write(mc.subscribe(pid, _SUBSCRIPTIONS))
-                try:
-                    await asyncio.wait_for_ms(self._until(lambda: self._suback is not None, gen), self.timeout_ms)
-                except asyncio.TimeoutError:
-                    self._lost("no SUBACK in %d ms" % self.timeout_ms)
-                    raise OSError(_ETIMEDOUT, "mqtt: no SUBACK")
-                if self._suback[0] != pid or 0x80 in self._suback[1]:
-                    self._say("mqtt: subscriptions refused: %r" % (self._suback,))
-                    return 128
-                self._subbed = gen
-            # No snapshot comes after the SUBACK (wire-mqtt §6): the shared attributes are asked for.
-            try:
-                i = self.new_id()
-                state = await self.ask(_ATTR_REQ + str(i).encode(), b"{}", i, self.timeout_ms, "attribute state",
-                                       ATTRIBUTES_GET)
-                shared = self.codec.attribute_response(state)["shared"] if state else {}
-            except errors.Timeout:
-                return -1
-            except errors.Unauthorized:
-                return 129
-            except errors.TbError as e:  # an answer the device cannot take (too large): tried again later
-                self._say("mqtt: attribute state: %s" % e)
-                return 128
-            if self._put is not None and gen == self._gen:
-                self._put(ATTRIBUTE_UPDATE, dumps(shared), True)
-                self._state = gen
-            return 0
-        finally:
-            self._subscribing = False
+        coroutine making them (tbdevice/mqttdown.py)."""
+        d = self._down
+        return None if d is None else d.keep()
 
     async def stop_downlink(self):
-        self._put = None
-        self._subbed = self._state = -1
+        self._down = None
