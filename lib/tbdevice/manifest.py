@@ -25,6 +25,7 @@ package(
         "link.py",
         "mqttcodec.py",
         "mqttconn.py",
+        "mqttdown.py",
         "mqttlink.py",
         "mqttota.py",
         "mqttprov.py",
