@@ -88,6 +88,8 @@ def _mqtt(cfg, t):
     _need(isinstance(ka, int) and 0 <= ka <= 65535, "'mqtt.keepalive_s' must be an integer 0-65535")
     to = m.get("timeout_ms", 10000)
     _need(isinstance(to, int) and to >= 100, "'mqtt.timeout_ms' must be an integer >= 100")
+    il = m.get("inline_ms", 50)
+    _need(isinstance(il, int) and 0 <= il <= 1000, "'mqtt.inline_ms' must be an integer 0-1000")
     if t == "mqtts":
         tls = cfg.get("tls") or {}
         _need(tls.get("ca"), "'tls.ca' is required for mqtts (the CA file that the server's certificate must chain to)")
@@ -109,7 +111,7 @@ def validate(cfg):
     _obj(cfg, "provision", ("device_key", "device_secret", "device_name"), ("device_key", "device_secret"))
     # X.509 over coaps or mqtts: the client certificate is the device's credentials (spec §12).
     x509 = t in ("coaps", "mqtts") and isinstance(cfg.get("tls"), dict) and cfg["tls"].get("cert")
-    _obj(cfg, "mqtt", ("client_id", "username", "password", "keepalive_s", "timeout_ms"))
+    _obj(cfg, "mqtt", ("client_id", "username", "password", "keepalive_s", "timeout_ms", "inline_ms"))
     m = cfg.get("mqtt") or {}
     basic = t in ("mqtt", "mqtts") and (m.get("username") or m.get("client_id"))
     _need(cfg.get("token") or cfg.get("provision") or x509 or basic,

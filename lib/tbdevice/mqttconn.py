@@ -2,6 +2,7 @@
 # the receive buffer, and whole packets out of it (tbdevice.mqttcodec decodes them).
 import asyncio
 import errno
+import select
 import socket
 
 try:
@@ -19,6 +20,7 @@ _ENOTCONN = const(107)
 _EPROTO = const(71)
 _BUF = const(1088)  # a 1024-byte OTA chunk with its topic and header in one receive
 _BIG = const(4352)  # a larger packet gets a buffer of its own up to this (codec.MAX_BYTES and topic)
+_STEP_MS = const(10)  # how often a connection under way is checked
 
 
 class Wire:
@@ -37,11 +39,16 @@ class Wire:
         self.t = self.first = self.i = self.end = 0
         self.pbuf = self.buf
         self.held = None
+        self.poll = None  # select.poll with the socket registered for reading (the inline wait)
+        self.pending = False  # bytes wait in the stream's buffer for the flusher
+        self.flusher = None
+        self.error = None
 
     async def dial(self, host, port, tls, hostname):
-        """Connect (TLS when tls is an SSLContext); what asyncio.open_connection does, with Nagle
-        off: a PUBACK of ours followed by a PUBLISH would otherwise wait for the server's
-        delayed ACK (40 ms on Linux) before the PUBLISH leaves."""
+        """Connect (TLS when tls is an SSLContext), without blocking the event loop; what
+        asyncio.open_connection does, with Nagle off: a PUBACK of ours followed by a PUBLISH
+        would otherwise wait for the server's delayed ACK (40 ms on Linux) before the PUBLISH
+        leaves. The TLS handshake runs in the first write (flush())."""
         self.close()
         self.a = self.b = 0
         self.held = None
@@ -58,27 +65,66 @@ class Wire:
         except OSError as e:
             if e.errno != errno.EINPROGRESS:
                 raise
+        p = select.poll()
+        p.register(s, select.POLLOUT)
+        while not p.poll(0):  # connected (or refused: the first write says so)
+            await asyncio.sleep_ms(_STEP_MS)
+        p.unregister(s)
         if tls:
             try:
                 s = self.sock = tls.wrap_socket(s, server_hostname=hostname, do_handshake_on_connect=False)
             except ValueError as e:
                 raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
             s.setblocking(False)
-        # The first write waits for the connection (and the TLS handshake) in drain().
+        p.register(s, select.POLLIN)
+        self.poll = p
         self.st = asyncio.StreamReader(s)  # MicroPython's Stream, reader and writer in one
+        self.pending = False
 
     def close(self):
         s, self.sock = self.sock, None
-        self.st = None
+        self.st = self.poll = None
         if s is not None:
             s.close()
 
     def write(self, data):
-        # One write per packet: several small segments would meet Nagle and delayed ACKs.
+        """One packet, at once as far as the socket takes it (one write per packet: several
+        small segments would meet Nagle and delayed ACKs); the rest waits in the stream's
+        buffer, which a task drains, and later packets go behind it."""
         st = self.st
         if st is None:
             raise OSError(_ENOTCONN, "mqtt: not connected")
+        if not self.pending:
+            try:
+                n = self.sock.write(data)
+            except ValueError as e:  # TLS
+                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
+            if n is None:  # would block (or the TLS handshake is under way)
+                n = 0
+            if n == len(data):
+                return
+            data = data[n:]
+            self.pending = True
+            self.flusher = asyncio.create_task(self._flush(st))
         st.write(data)
+
+    async def _flush(self, st):
+        try:
+            await st.drain()
+        except (OSError, ValueError) as e:
+            if st is self.st:  # a broken connection: closed, so that the receive path says so
+                self.close()
+                self.error = e
+            return
+        if st is self.st:
+            self.pending = False
+
+    async def flush(self):
+        """Until everything written so far has gone to the socket; OSError when it cannot."""
+        if self.pending:
+            await self.flusher
+        if self.st is None:
+            raise OSError(_ECONNRESET, "mqtt: %s" % (self.error or "not connected"))
 
     def take(self):
         """The next packet when all of it is in: its type, with pbuf[i:end] its body and first
@@ -101,35 +147,48 @@ class Wire:
         self.end = self.a = i + rl
         return self.t
 
-    async def more(self):
-        """Read what the next packet needs: the buffer's unread bytes moved to its front first
-        when the packet would not fit behind them; a packet above the buffer is read into a
-        buffer of its own up to _BIG (take() returns it), or skipped."""
+    def read_now(self):
+        """What the socket holds now, without waiting, into the buffer behind the unread bytes
+        (moved to its front first when the next packet would not fit behind them): False when
+        nothing came, or when the next packet is above the buffer (more() reads that one)."""
         f = mc.frame(self.buf, self.a, self.b)
         size = len(self.buf)
         if f >= 0 and (f >> 3) + (f & 7) > size:
-            if f >> 3 <= _BIG:
-                await self._big(f >> 3, f & 7)
-            else:
-                await self._skip((f >> 3) + (f & 7))
-            return
+            return False
         if self.a == self.b:
             self.a = self.b = 0
         elif self.b == size or (f >= 0 and self.a + (f >> 3) + (f & 7) > size):
             n = self.b - self.a
             self.mv[:n] = self.mv[self.a:self.b]
             self.a, self.b = 0, n
-        while True:
-            try:
-                n = await self.st.readinto(self.mv[self.b:])
-            except ValueError as e:  # TLS
-                raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
-            if n is None:  # TLS: a record without application data yet
-                continue
-            if n == 0:
-                raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
-            self.b += n
+        try:
+            n = self.sock.readinto(self.mv[self.b:])
+        except ValueError as e:  # TLS
+            raise OSError(_EPROTO, "mqtts: TLS: %s" % e)
+        if n is None:  # nothing yet (TLS: a record without application data yet)
+            return False
+        if n == 0:
+            raise OSError(_ECONNRESET, "mqtt: the server closed the connection")
+        self.b += n
+        return True
+
+    async def more(self):
+        """Read what the next packet needs, waiting until the socket is readable; a packet above
+        the buffer is read into a buffer of its own up to _BIG (take() returns it), or skipped.
+        The bytes are read after the wait, not during it: the link's inline wait may have taken
+        them meanwhile."""
+        f = mc.frame(self.buf, self.a, self.b)
+        if f >= 0 and (f >> 3) + (f & 7) > len(self.buf):
+            if f >> 3 <= _BIG:
+                await self._big(f >> 3, f & 7)
+            else:
+                await self._skip((f >> 3) + (f & 7))
             return
+        st = self.st
+        while not self.read_now():
+            if st is None or st is not self.st:
+                raise OSError(_ECONNRESET, "mqtt: connection closed")
+            await st.read(0)  # until readable; reads nothing (py/stream.c makes no call for 0 bytes)
 
     async def packet(self):
         """The next packet as (buf, type, first byte, body start, body end), the body in

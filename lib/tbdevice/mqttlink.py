@@ -30,6 +30,7 @@ except ImportError:  # CPython (type checks)
         return x
 
 
+from coap.sched import idle_ms
 from tbdevice import errors
 from tbdevice import mqttcodec as mc
 from tbdevice.mqttconn import Wire
@@ -62,7 +63,7 @@ class MqttLink:
     (a connection that leaves them out is dead) and is the default answer time of a request."""
 
     def __init__(self, host, port=1883, token=None, tls=None, client_id=None, username=None, password=None,
-                 keepalive_s=60, timeout_ms=10000, log=None, x509=False, bufsize=_BUF):
+                 keepalive_s=60, timeout_ms=10000, inline_ms=50, log=None, x509=False, bufsize=_BUF):
         self.host = host
         self.port = port
         self.tls = tls
@@ -72,6 +73,7 @@ class MqttLink:
         self.password = password
         self.keepalive_s = keepalive_s
         self.timeout_ms = timeout_ms
+        self.inline_ms = inline_ms  # how long post() waits for its PUBACK in place (see _inline)
         self.log = log
         self.token = None
         self.codec = None  # set by the Device: what post() writes telemetry and attributes with
@@ -190,7 +192,7 @@ class MqttLink:
         w = self.wire
         await w.dial(self.host, self.port, self.tls, self.host)
         w.write(mc.connect(creds[0], creds[1], creds[2], self.keepalive_s))
-        await w.st.drain()
+        await w.flush()
         buf, t, first, i, end = await w.packet()
         if t != mc.CONNACK:
             raise mc.Malformed("packet type %d before the CONNACK" % t)
@@ -222,7 +224,7 @@ class MqttLink:
         if self._alive:
             try:
                 self.wire.write(mc.DISCONNECT_PACKET)
-                await asyncio.wait_for_ms(self.wire.st.drain(), 1000)
+                await asyncio.wait_for_ms(self.wire.flush(), 1000)
             except (OSError, asyncio.TimeoutError):
                 pass  # closing anyway
         self._lost(None)
@@ -280,31 +282,60 @@ class MqttLink:
         try:
             while gen == self._gen:
                 t = w.take()
-                if not t:
+                if t:
+                    self._handle(t)
+                else:
                     await w.more()
-                    continue
-                buf, i, end = w.pbuf, w.i, w.end
-                self._heard = time.ticks_ms()
-                self.received += 1
-                if t == mc.PUBACK:
-                    if self._pend.pop(mc.packet_id(buf, i), None) is not None:
-                        self._ev.set()
-                elif t == mc.PUBLISH:
-                    self._publish(buf, w.first, i, end)
-                elif t == mc.SUBACK:
-                    self._suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
-                    self._ev.set()
-                elif t == mc.PINGRESP:
-                    self._pong = True
-                    self._ev.set()
-                elif t == mc.CONNACK:
-                    raise mc.Malformed("a second CONNACK")  # §3.2: the connection must close
-                # PUBREC, PUBREL, PUBCOMP, UNSUBACK: nothing of ours asks for them
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError, MemoryError) as e:  # ValueError: mqttcodec.Malformed
             if gen == self._gen:
                 self._lost(e)
+
+    def _handle(self, t):
+        # One packet the wire took (the receive task's, or the inline wait's).
+        w = self.wire
+        buf, i, end = w.pbuf, w.i, w.end
+        self._heard = time.ticks_ms()
+        self.received += 1
+        if t == mc.PUBACK:
+            if self._pend.pop(mc.packet_id(buf, i), None) is not None:
+                self._ev.set()
+        elif t == mc.PUBLISH:
+            self._publish(buf, w.first, i, end)
+        elif t == mc.SUBACK:
+            self._suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
+            self._ev.set()
+        elif t == mc.PINGRESP:
+            self._pong = True
+            self._ev.set()
+        elif t == mc.CONNACK:
+            raise mc.Malformed("a second CONNACK")  # §3.2: the connection must close
+        # PUBREC, PUBREL, PUBCOMP, UNSUBACK: nothing of ours asks for them
+
+    def _inline(self, pid):
+        # The inline wait, as coap.endpoint's: poll the socket and handle what arrives until
+        # pid's PUBACK or inline_ms, and never past the time another task is due (coap.sched).
+        # True when the PUBACK came: then no coroutine, no task switch, no heap per message.
+        poll = self.wire.poll
+        if not self.inline_ms or poll is None:
+            return False
+        w = self.wire
+        end = time.ticks_add(time.ticks_ms(), self.inline_ms)
+        try:
+            while pid in self._pend:
+                left = idle_ms(time.ticks_diff(end, time.ticks_ms()))
+                if left <= 0 or next(poll.ipoll(left), None) is None or not w.read_now():
+                    return False
+                while True:
+                    t = w.take()
+                    if not t:
+                        break
+                    self._handle(t)
+        except (OSError, ValueError, MemoryError) as e:  # as in _receive: the connection is over
+            self._lost(e)
+            return False
+        return True
 
     def _publish(self, buf, first, i, end):
         qos, a, b, pid, p = mc.publish_parts(first, buf, i, end)
@@ -402,12 +433,15 @@ class MqttLink:
             if body:
                 b.write(body)
             topic = _CLAIM if op == CLAIM else _RPC_RES + str(arg).encode()
+        gen = self._gen
         try:
             pid = self._send(topic, b.tell())
         except OSError as e:
             self._lost(e)
             return self._fail(e)
-        return self._acked(pid, self._gen)
+        if self._inline(pid):
+            return None
+        return self._acked(pid, gen)
 
     async def _fail(self, e):
         raise e

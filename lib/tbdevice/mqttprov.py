@@ -31,7 +31,7 @@ async def _session(link, w, body):
     await w.dial(link.host, link.port, link.tls, link.host)
     w.write(mc.connect("provision", "provision", None, 0))
     w.write(mc.publish(_REQUEST, body, 1, 1))  # may follow the CONNECT at once (wire-mqtt §2.4)
-    await w.st.drain()
+    await w.flush()
     while True:
         buf, t, first, i, end = await w.packet()
         if t == mc.CONNACK and mc.connack(buf, i)[1]:
@@ -43,5 +43,5 @@ async def _session(link, w, body):
             if b - a == len(_RESPONSE) and buf.startswith(_RESPONSE, a):
                 answer = bytes(buf[p:end])
                 w.write(mc.DISCONNECT_PACKET)
-                await w.st.drain()
+                await w.flush()
                 return answer

@@ -427,3 +427,10 @@ def test_blocking_device_over_mqtt(sim):
                                                             {"x": 1}]
     assert latest(sim, ["blk"]) == {"blk": 2}
     assert sim.log_text().count("CONNECT client id") == 1  # one connection for every call
+
+
+def test_a_packet_the_socket_takes_in_parts_goes_out_whole_and_in_order():
+    port = free_port(kind=__import__("socket").SOCK_STREAM)
+    r = mpy.run(["tests/integration/mpy/mqtt_wire_partial.py", str(port)], heap="1M", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "partial True pending False same True", r.stdout

@@ -16,7 +16,8 @@ def test_ports_and_credentials():
     c = config.validate({"host": "h", "token": "t", "transport": "mqtts", "tls": {"ca": "ca.pem"}})
     assert c["port"] == 8883
     # MQTT_BASIC: client id, user name and password in place of the token
-    basic = {"client_id": "c1", "username": "u1", "password": "p1", "keepalive_s": 30, "timeout_ms": 5000}
+    basic = {"client_id": "c1", "username": "u1", "password": "p1", "keepalive_s": 30, "timeout_ms": 5000,
+             "inline_ms": 0}
     assert config.validate({"host": "h", "transport": "mqtt", "mqtt": basic})["mqtt"] == basic
     assert _err({"host": "h", "transport": "mqtt", "mqtt": {"client_id": "only"}}) is None
     # X.509 over mqtts: the client certificate is the credentials
@@ -40,6 +41,7 @@ def test_problems_name_the_key():
                                                "mqtt": {"username": "u"}})
     assert "'mqtt.keepalive_s'" in _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": {"keepalive_s": -1}})
     assert "'mqtt.timeout_ms'" in _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": {"timeout_ms": "1"}})
+    assert "'mqtt.inline_ms'" in _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": {"inline_ms": 5000}})
     assert "'mqtt.client_id' must be a string" in _err({"host": "h", "transport": "mqtt", "mqtt": {"client_id": 7}})
     assert "'mqtt' must be an object" in _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": "x"})
     assert "one of coap, coaps, http, https, mqtt, mqtts" in _err({"host": "h", "token": "t", "transport": "amqp"})
