@@ -41,6 +41,7 @@ class Wire:
         self.held = None
         self.poll = None  # select.poll with the socket registered for reading (the inline wait)
         self.pending = False  # bytes wait in the stream's buffer for the flusher
+        self.apart = False  # a packet above the buffer is being read straight from the socket
         self.flusher = None
         self.error = None
 
@@ -52,6 +53,7 @@ class Wire:
         self.close()
         self.a = self.b = 0
         self.held = None
+        self.apart = False
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # once per connection (DESIGN §5)
         s = socket.socket(ai[0], socket.SOCK_STREAM)
         self.sock = s
@@ -153,8 +155,8 @@ class Wire:
         nothing came, or when the next packet is above the buffer (more() reads that one)."""
         f = mc.frame(self.buf, self.a, self.b)
         size = len(self.buf)
-        if f >= 0 and (f >> 3) + (f & 7) > size:
-            return False
+        if self.apart or (f >= 0 and (f >> 3) + (f & 7) > size):
+            return False  # the receive task reads that packet apart, straight from the socket
         if self.a == self.b:
             self.a = self.b = 0
         elif self.b == size or (f >= 0 and self.a + (f >> 3) + (f & 7) > size):
@@ -179,10 +181,14 @@ class Wire:
         them meanwhile."""
         f = mc.frame(self.buf, self.a, self.b)
         if f >= 0 and (f >> 3) + (f & 7) > len(self.buf):
-            if f >> 3 <= _BIG:
-                await self._big(f >> 3, f & 7)
-            else:
-                await self._skip((f >> 3) + (f & 7))
+            self.apart = True
+            try:
+                if f >> 3 <= _BIG:
+                    await self._big(f >> 3, f & 7)
+                else:
+                    await self._skip((f >> 3) + (f & 7))
+            finally:
+                self.apart = False
             return
         st = self.st
         while not self.read_now():
