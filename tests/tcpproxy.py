@@ -1,7 +1,8 @@
 """A TCP proxy for the MQTT tests: forwards each connection to the server, and on demand cuts the
 connections open now (reset(): an RST to both sides) or makes them silently dead (freeze(): both
 directions dropped, the sockets left open, which is a half-open connection to the device). Later
-connections pass normally. One thread, select()."""
+connections pass normally, unless blocked (block(): a blackout, every new connection reset at once,
+until unblock()). One thread, select()."""
 
 import select
 import socket
@@ -19,6 +20,8 @@ class TcpProxy:
         self.port = self.srv.getsockname()[1]
         self.pairs = {}  # socket -> [peer socket, frozen]
         self.accepted = 0
+        self.blocked = False
+        self.refused = 0  # connections reset while blocked
         self.dropped = 0  # bytes dropped on frozen connections
         self.lock = threading.Lock()
         self.running = True
@@ -57,6 +60,11 @@ class TcpProxy:
 
     def _accept(self):
         c, _ = self.srv.accept()
+        if self.blocked:
+            self.refused += 1
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            return
         u = socket.socket()
         try:
             u.connect(self.to)
@@ -91,6 +99,14 @@ class TcpProxy:
         with self.lock:
             for pair in self.pairs.values():
                 pair[1] = True
+
+    def block(self):
+        """A blackout: the connections open now are frozen and new ones reset, until unblock()."""
+        self.blocked = True
+        self.freeze()
+
+    def unblock(self):
+        self.blocked = False
 
     def reset(self):
         """The connections open now are reset (RST) on both sides."""
