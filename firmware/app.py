@@ -14,9 +14,14 @@ from version import FW_TITLE, FW_VERSION
 
 
 def make_link(cfg, log):
-    """The link cfg["transport"] names: CoAP over UDP, or HTTP(S) (spec §15), where
-    tls.ca is the CA file that the server's certificate must chain to."""
+    """The link cfg["transport"] names: CoAP over UDP, HTTP(S) (spec §15), or MQTT(S)
+    (docs/wire-mqtt.md), where tls.ca is the CA file that the server's certificate must
+    chain to. The MQTT modules load only here, for an MQTT config."""
     t = cfg["transport"]
+    if t in ("mqtt", "mqtts"):
+        from tbdevice.mqttconn import link_from_config
+
+        return link_from_config(cfg, log)
     if t in ("http", "https"):
         from httpclient.client import tls_context
         from tbdevice.httplink import HttpLink
@@ -62,7 +67,8 @@ class App:
         self.sent = 0
         self.failed = 0
         # what a taken uplink is logged as: the transport's own answer (HTTP status, or CoAP code)
-        self.ok = "200" if cfg.get("transport") in ("http", "https") else "2.01"
+        t = cfg.get("transport")
+        self.ok = "200" if t in ("http", "https") else "PUBACK" if t in ("mqtt", "mqtts") else "2.01"
         self.device = None
         # "always_on" (default), or wake-report-sleep for PSM/eDRX device profiles (spec §13).
         self.power = cfg.get("power") or {"mode": "always_on"}

@@ -17,8 +17,12 @@ async def token(app, dev):
     # Credentials when the config has no token: an X.509 certificate, the stored token, or
     # provisioning through the device's open link (its modules loaded only then).
     cfg = app.cfg
-    if cfg["transport"] == "coaps" and (cfg.get("tls") or {}).get("cert"):
+    if cfg["transport"] in ("coaps", "mqtts") and (cfg.get("tls") or {}).get("cert"):
         _say(app, "credentials: X.509, the client certificate names the device (token-less routes)")
+        return None
+    m = cfg.get("mqtt") or {}
+    if m.get("username") or m.get("client_id"):
+        _say(app, "credentials: MQTT_BASIC, the config's mqtt client id / user name / password")
         return None
     from tbdevice import credentials
 

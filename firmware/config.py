@@ -3,10 +3,10 @@
 import json
 import os
 
-_TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443}
+_TRANSPORTS = {"coap": 5683, "coaps": 5684, "http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}
 _KEYS = (
     "host", "port", "transport", "token", "provision", "payload", "proto", "telemetry_interval_ms",
-    "ota", "tls", "state_dir", "wifi", "coap", "http", "log", "power", "queue", "diagnostics_interval_ms",
+    "ota", "tls", "state_dir", "wifi", "coap", "http", "mqtt", "log", "power", "queue", "diagnostics_interval_ms",
 )
 
 
@@ -75,6 +75,28 @@ def _coaps(tls, coap):
           "'coap.block_size' must be 16-512 for coaps (ThingsBoard takes at most 1024 bytes per DTLS message)")
 
 
+def _mqtt(cfg, t):
+    # MQTT_BASIC credentials (client id, user name, password) and tuning (docs/wire-mqtt.md §2.2).
+    m = cfg.get("mqtt") or {}
+    for k in ("client_id", "username", "password"):
+        v = m.get(k)
+        _need(v is None or isinstance(v, str), "'mqtt.%s' must be a string" % k)
+    _need(m.get("password") is None or m.get("username"), "'mqtt.password' needs 'mqtt.username' (MQTT 3.1.1)")
+    _need(not (m.get("username") and cfg.get("token")),
+          "'token' and 'mqtt.username' are two kinds of credentials (the token is the MQTT user name): give one")
+    ka = m.get("keepalive_s", 60)
+    _need(isinstance(ka, int) and 0 <= ka <= 65535, "'mqtt.keepalive_s' must be an integer 0-65535")
+    to = m.get("timeout_ms", 10000)
+    _need(isinstance(to, int) and to >= 100, "'mqtt.timeout_ms' must be an integer >= 100")
+    il = m.get("inline_ms", 50)
+    _need(isinstance(il, int) and 0 <= il <= 1000, "'mqtt.inline_ms' must be an integer 0-1000")
+    if t == "mqtts":
+        tls = cfg.get("tls") or {}
+        _need(tls.get("ca"), "'tls.ca' is required for mqtts (the CA file that the server's certificate must chain to)")
+        _need(bool(tls.get("cert")) == bool(tls.get("key")),
+              "'tls.cert' and 'tls.key' go together (certificate and key)")
+
+
 def validate(cfg):
     """Fill defaults in place and return cfg; raise ConfigError on the first problem."""
     _need(isinstance(cfg, dict), "the file must hold a JSON object")
@@ -82,15 +104,19 @@ def validate(cfg):
         _need(k in _KEYS, "'%s' is not a known key" % k)
     _str(cfg, "host", True)
     t = cfg.setdefault("transport", "coap")
-    _need(t in _TRANSPORTS, "'transport' must be one of coap, coaps, http, https (got %r)" % (t,))
+    _need(t in _TRANSPORTS, "'transport' must be one of coap, coaps, http, https, mqtt, mqtts (got %r)" % (t,))
     port = cfg.setdefault("port", _TRANSPORTS[t])
     _need(isinstance(port, int) and 0 < port < 65536, "'port' must be an integer 1-65535")
     _str(cfg, "token")
     _obj(cfg, "provision", ("device_key", "device_secret", "device_name"), ("device_key", "device_secret"))
-    # X.509 over coaps: the client certificate is the device's credentials (spec §12).
-    x509 = t == "coaps" and isinstance(cfg.get("tls"), dict) and cfg["tls"].get("cert")
-    _need(cfg.get("token") or cfg.get("provision") or x509,
-          "'token' is required (or 'provision' to obtain one, or 'tls.cert' for X.509 over coaps)")
+    # X.509 over coaps or mqtts: the client certificate is the device's credentials (spec §12).
+    x509 = t in ("coaps", "mqtts") and isinstance(cfg.get("tls"), dict) and cfg["tls"].get("cert")
+    _obj(cfg, "mqtt", ("client_id", "username", "password", "keepalive_s", "timeout_ms", "inline_ms"))
+    m = cfg.get("mqtt") or {}
+    basic = t in ("mqtt", "mqtts") and (m.get("username") or m.get("client_id"))
+    _need(cfg.get("token") or cfg.get("provision") or x509 or basic,
+          "'token' is required (or 'provision' to obtain one, 'tls.cert' for X.509 over coaps or mqtts,"
+          " 'mqtt.username' / 'mqtt.client_id' for MQTT_BASIC)")
     _need(cfg.setdefault("payload", "json") in ("json", "protobuf"), "'payload' must be json or protobuf")
     _str(cfg, "proto")
     # The HTTP device API speaks JSON only; protobuf profiles are CoAP's (spec §11, §15).
@@ -109,6 +135,8 @@ def validate(cfg):
               "'tls.ca' is required for https (the CA file that the server's certificate must chain to)")
     if t == "coaps":
         _coaps(cfg.get("tls") or {}, cfg.get("coap") or {})
+    if t in ("mqtt", "mqtts"):
+        _mqtt(cfg, t)
     _obj(cfg, "power", ("mode", "window_ms"))
     pw = cfg.setdefault("power", {})
     mode = pw.setdefault("mode", "always_on")

@@ -123,7 +123,8 @@ class RestClient:
 class TbSimProcess:
     """A running tbsim. Attributes: host, coap_port, http_port, coap_url, http_url, device_name, token,
     provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc; https_port and
-    tls_ca (the test CA's PEM file) when started with --https-port, dtls_port and tls_ca with --dtls-port."""
+    tls_ca (the test CA's PEM file) when started with --https-port, dtls_port and tls_ca with --dtls-port,
+    mqtt_port with --mqtt-port, mqtts_port and tls_ca with --mqtts-port."""
 
     def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
         cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
@@ -163,6 +164,12 @@ class TbSimProcess:
         self.dtls_port = int(dtls.group(1)) if dtls else None
         if dtls:
             self.tls_ca = dtls.group(2)
+        mqtt = re.search(r"MQTT mqtt://[\d.]+:(\d+)", banner)  # with --mqtt-port
+        self.mqtt_port = int(mqtt.group(1)) if mqtt else None
+        mqtts = re.search(r"MQTTS mqtts://[\d.]+:(\d+) \(CA (.+?)\)", banner)  # with --mqtts-port
+        self.mqtts_port = int(mqtts.group(1)) if mqtts else None
+        if mqtts:
+            self.tls_ca = mqtts.group(2)
 
     def _read(self):
         for line in self.proc.stdout:

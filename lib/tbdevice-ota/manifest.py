@@ -22,6 +22,7 @@ package(
         "otasink.py",
         "otastate.py",
         "otaurl.py",
+        "mqttota.py",
         "softhash.py",
     ),
     base_path="..",

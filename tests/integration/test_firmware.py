@@ -112,7 +112,7 @@ BAD_CONFIGS = [
     ({"host": "127.0.0.1"}, "'token' is required"),
     ({"host": "127.0.0.1", "token": "x", "colour": "red"}, "'colour' is not a known key"),
     ({"host": "127.0.0.1", "token": "x", "telemetry_interval_ms": "5s"}, "'telemetry_interval_ms'"),
-    ({"host": "127.0.0.1", "token": "x", "transport": "mqtt"}, "'transport' must be one of"),
+    ({"host": "127.0.0.1", "token": "x", "transport": "amqp"}, "'transport' must be one of"),
     ({"host": "127.0.0.1", "provision": {"device_key": "k"}}, "'provision.device_secret' is required"),
     ({"host": "127.0.0.1", "token": "x", "port": 70000}, "'port'"),
 ]
