@@ -264,7 +264,8 @@ class Supervisor:
             return
         self.refusing = True
         if self.link.token is None:
-            why = "the server does not accept the device's X.509 certificate (bound to no device?)"
+            why = ("the server does not accept the device's credentials: its X.509 certificate (bound to no "
+                   "device?) or, over MQTT, the client id / user name / password of `mqtt`")
         else:
             why = "the server does not accept the access token in `token` (fix it on the device or in ThingsBoard)"
         self._say("credentials refused (%s): %s; retrying at the longest back-off" % (what, why))
