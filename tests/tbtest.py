@@ -125,7 +125,7 @@ class TbSimProcess:
     provision_key, provision_secret, rest (RestClient), lines (log lines so far), proc; https_port and
     tls_ca (the test CA's PEM file) when started with --https-port, dtls_port and tls_ca with --dtls-port."""
 
-    def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
+    def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=30.0):
         cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
                "--db", ":memory:"]
         for name, token in devices:

@@ -34,7 +34,7 @@ class DeviceProc:
         self.raw = []
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
-        assert self.wait(lambda e: e["ev"] == "ready", 10), self.output()
+        assert self.wait(lambda e: e["ev"] == "ready", 30), self.output()
 
     def _read(self):
         for line in self.proc.stdout:
