@@ -77,7 +77,9 @@ def test_tbsim_names_the_taken_port_and_its_option(taken, which):
 
 def test_ctrl_c_stops_the_demo_with_status_0():
     # As a terminal's Ctrl-C: SIGINT to the whole process group (make, run-demo, and all it started).
-    env = dict(os.environ, COAP_PORT=str(free_port(socket.SOCK_DGRAM)), HTTP_PORT=str(free_port(socket.SOCK_STREAM)))
+    # every port a free one (MQTT too: its default 1883 is taken by a second `make test` running beside this one)
+    env = dict(os.environ, COAP_PORT=str(free_port(socket.SOCK_DGRAM)), HTTP_PORT=str(free_port(socket.SOCK_STREAM)),
+               MQTT_PORT=str(free_port(socket.SOCK_STREAM)))
     p = subprocess.Popen([os.path.join(ROOT, "tools", "run-demo")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     out = []
