@@ -126,7 +126,7 @@ class TbSimProcess:
     tls_ca (the test CA's PEM file) when started with --https-port, dtls_port and tls_ca with --dtls-port,
     mqtt_port with --mqtt-port, mqtts_port and tls_ca with --mqtts-port."""
 
-    def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=10.0):
+    def __init__(self, args=(), devices=((TBSIM_DEVICE, TBSIM_TOKEN),), timeout=30.0):
         cmd = [sys.executable, "-m", "tbsim", "--host", "127.0.0.1", "--coap-port", "0", "--http-port", "0",
                "--db", ":memory:"]
         for name, token in devices:

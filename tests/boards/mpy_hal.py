@@ -78,7 +78,7 @@ async def main():
     sup.keepalive_ms = 1  # probe at once, and again at once
     await sup.open()
     sup.start(h)
-    for _ in range(80):
+    for _ in range(600):  # until the network is rebuilt (the event), 60 s at most
         await asyncio.sleep_ms(100)
         if h.rejoins:
             break

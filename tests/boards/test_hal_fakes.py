@@ -14,7 +14,7 @@ def test_wifi_board_hal_on_fakes(board):
     path = ":".join(os.path.join(ROOT, p) for p in ("tests/boards/fakes", "boards/" + board, "boards/common", "lib"))
     r = subprocess.run([os.path.join(ROOT, ".venv", "bin", "micropython"), os.path.join(ROOT, "tests/boards/mpy_hal.py"),
                         board], env=dict(os.environ, MICROPYPATH=path + ":.frozen"), capture_output=True, text=True,
-                       timeout=60)
+                       timeout=120)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     lines = [l for l in r.stdout.splitlines() if l.startswith(("ok ", "FAIL "))]

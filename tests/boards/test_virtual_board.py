@@ -21,7 +21,7 @@ def virtual_board(tmp_path):
                              env=dict(os.environ, HEAP="256K"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
     try:
-        assert wait_until(lambda: tty.exists(), timeout=10), board.stdout.read() if board.poll() is not None else ""
+        assert wait_until(lambda: tty.exists(), timeout=30), board.stdout.read() if board.poll() is not None else ""
         yield flash, tty
     finally:
         os.killpg(board.pid, signal.SIGTERM)  # socat and the unix port under it
@@ -73,11 +73,11 @@ def test_deploy_to_the_virtual_board_and_see_telemetry(tbsim, tmp_path):
                                      keys="temperature,current_fw_title")
                 return got if len(got.get("temperature") or ()) and got.get("current_fw_title") else None
 
-            got = wait_until(stored, timeout=20)
+            got = wait_until(stored, timeout=60)
             assert got, "".join(lines)
             assert got["current_fw_title"][0]["value"] == "tb-micropython"
             # and the board's console (the pty, relayed by mpremote) shows the reports
-            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=10), "".join(lines)
+            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=30), "".join(lines)
 
 
 def test_deploy_takes_the_board_back_from_the_running_firmware(tbsim, tmp_path):
@@ -89,11 +89,11 @@ def test_deploy_takes_the_board_back_from_the_running_firmware(tbsim, tmp_path):
         r = deploy(tty, cfg)
         assert r.returncode == 0, r.stdout + r.stderr
         with boot(tty) as lines:
-            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=20), "".join(lines)
+            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=60), "".join(lines)
         r = deploy(tty, cfg)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "deployed build/UNIX" in r.stdout
         # the deployed firmware boots again: its modules were forgotten, as after a board's reset
         with boot(tty) as lines:
-            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=20), "".join(lines)
+            assert wait_until(lambda: any("-> 2.01" in x for x in lines), timeout=60), "".join(lines)
             assert any(x.startswith("device: CoAP 127.0.0.1:%d" % tbsim.coap_port) for x in lines), "".join(lines)

@@ -42,7 +42,7 @@ class ChaosDevice:
                                      env=dict(os.environ, MICROPYPATH=mp), cwd=mpy.ROOT)
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
-        assert self.wait_for("ready", 15), self.output()
+        assert self.wait_for("ready", 60), self.output()
 
     def _read(self):
         for line in self.proc.stdout:

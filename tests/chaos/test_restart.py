@@ -12,11 +12,15 @@ def test_tbsim_restart_samples_kept_and_rpc_back_within_reregistration(tbsim_fac
     port = free_port()
     args = ("--coap-port", str(port), "--db", str(tmp_path / "tbsim.sqlite"), "--ack-timeout", "0.2")
     sim = tbsim_factory(*args)
-    n = 50
+    n = 60
     dev = device(tmp_path, port, sim.token, n, telemetry_interval_ms=200)
     assert rpc(sim, "getStatus")[0] == 200, dev.output()
     sim.stop()
-    time.sleep(3)  # about 15 samples while nobody serves the port (ICMP port unreachable: a link fault)
+    # Nobody serves the port (ICMP port unreachable: a link fault) until the device has said the link is
+    # down and taken 15 samples more: counted from its own lines, so a loaded machine has the same outage.
+    k, mark = max(dev.samples, default=0), len(dev.lines)
+    assert dev.wait_for("link down", 30, start=mark), dev.output()
+    assert wait_until(lambda: max(dev.samples) >= min(k + 15, n), 60), dev.output()
     sim = tbsim_factory(*args)  # same port, same database: the device is known, its observations are not
     t0 = time.monotonic()
     # The device sees the fault, opens a new socket and registers both observations again (the
@@ -25,8 +29,8 @@ def test_tbsim_restart_samples_kept_and_rpc_back_within_reregistration(tbsim_fac
     took = time.monotonic() - t0
     assert got, dev.output()
     assert sim.wait_for_log("GET attributes Observe=0", timeout=5), sim.log_text()
-    assert dev.wait_for("sampling done", 15), dev.output()
-    stored = all_stored(sim, n, 20)
+    assert dev.wait_for("sampling done", 60), dev.output()
+    stored = all_stored(sim, n, 60)
     exactly_once(dev, stored)
     status, st = rpc(sim, "getStatus")
     assert status == 200 and st["reconnects"] >= 1, st

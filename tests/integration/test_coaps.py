@@ -186,4 +186,7 @@ def test_a_silent_dtls_server_fails_the_handshake_without_blocking(sim):
         s.close()
     assert r.get("error") == 110, r  # ETIMEDOUT, after the 5 s bound
     assert 4500 <= r["ms"] <= 7000, r
-    assert r["max_gap_ms"] < 100 and r["ticks"] > 300, r  # the loop ran all along
+    # The loop ran all along: blocking, the ticker would not run at all (one gap of 5 s). Typically
+    # about 490 ticks and a longest gap of 15-20 ms, loaded machine or not; the bounds are far from
+    # those figures so that a busy machine's late wake-ups do not fail it, and far from blocking.
+    assert r["max_gap_ms"] < 500 and r["ticks"] > 150, r

@@ -3,15 +3,26 @@
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
 import mpy
-from tbtest import free_port
+from tbtest import free_port, wait_until
 
 CLIENT = os.path.join(mpy.ROOT, "tools", "coap-client")
 pytestmark = pytest.mark.skipif(shutil.which("coap-server-openssl") is None, reason="libcoap3-bin not installed")
+
+
+def _udp_bound(port):
+    """A UDP socket of this machine is bound to `port` (IPv4 or IPv6)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                if any(line.split()[1].endswith(":%04X" % port) for line in list(f)[1:]):
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 def _openssl(*args, cwd):
@@ -40,7 +51,8 @@ def server(pki):
     p = subprocess.Popen(["coap-server-openssl", "-A", "127.0.0.1", "-p", str(port), "-c", str(pki / "server.crt"),
                           "-j", str(pki / "server.key"), "-C", str(pki / "ca.crt")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    # until the server has bound its coaps port (the kernel's socket table, not a guessed 0.3 s)
+    assert wait_until(lambda: _udp_bound(port + 1) or p.poll() is not None, 30) and p.poll() is None, p.returncode
     yield "coaps://127.0.0.1:%d" % (port + 1)
     p.terminate()
     p.wait(timeout=5)

@@ -83,6 +83,23 @@ class RawPeer:
             if r is not None:
                 out.append(r)
 
+    def recv_until(self, done, timeout=10.0, extra=0.2):
+        """Messages until done(messages so far) is true (however slowly a loaded machine sends them),
+        then whatever else arrives within `extra` seconds: what a window of fixed length would catch,
+        without racing the clock."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while not done(out):
+            r = self.recv(deadline - time.monotonic())
+            if r is None:
+                break
+            out.append(r)
+        return out + self.recv_all(extra)
+
+    def recv_n(self, n, timeout=10.0, extra=0.2):
+        """The next n messages, then whatever else arrives within `extra` seconds (see recv_until)."""
+        return self.recv_until(lambda got: len(got) >= n, timeout, extra)
+
     def ack(self, received):
         self._empty(ACK, received.mid)
 

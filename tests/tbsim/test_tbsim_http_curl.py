@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -139,8 +138,13 @@ def test_attribute_updates_long_poll(sim, page):
         "curl -v -X GET http://$THINGSBOARD_HOST_NAME/api/v1/$ACCESS_TOKEN/attributes/updates?timeout=20000")))
     t.start()
     did = sim.rest.device_id(sim.device_name)
-    time.sleep(0.5)  # the poll must be waiting: an update made before it is not queued (spec §15)
-    sim.rest.post("/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % did, {"shared1": "on"})
+    # The poll must be waiting: an update made before it is not queued (spec §15). Nothing says when
+    # curl's request has arrived, so the update is posted again until the poll has answered.
+    for _ in range(40):
+        sim.rest.post("/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % did, {"shared1": "on"})
+        t.join(0.5)
+        if not t.is_alive():
+            break
     t.join(25)
     out, err = got[0]
     # The page shows the attribute request's result here by mistake; a server sends the changed

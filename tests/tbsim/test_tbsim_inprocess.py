@@ -29,7 +29,7 @@ def test_inprocess_with_aiocoap_client():
             assert first.code == Code.CONTENT and first.payload == b"{}"
             dev = sim.store.device_by_name("Dev-1")
             sim.core.save_attributes(dev["id"], "SHARED_SCOPE", [("k", "LONG", "5")])
-            update = await asyncio.wait_for(req.observation.__aiter__().__anext__(), 3)
+            update = await asyncio.wait_for(req.observation.__aiter__().__anext__(), 10)
             assert update.payload == b'{"k":5}'
         finally:
             await ctx.shutdown()

@@ -116,7 +116,7 @@ def test_coap_cli_attribute_subscribe(tbsim, files):
         did = tbsim.rest.device_id("Thermo-1")
         tbsim.rest.post("/api/plugins/telemetry/DEVICE/%s/attributes/SHARED_SCOPE" % did, {"shared1": "on"})
         assert tbsim.wait_for_log(re.compile(r"NOTIFY attributes .* Observe=1 sent")) is not None
-        assert wait_until(lambda: any('{"shared1":"on"}' in line for line in lines), timeout=5), lines
+        assert wait_until(lambda: any('{"shared1":"on"}' in line for line in lines), timeout=20), lines
     finally:
         proc.terminate()
         proc.wait(5)

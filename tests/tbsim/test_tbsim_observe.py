@@ -69,7 +69,7 @@ def test_new_token_replaces_old_subscription_with_2_02(tbsim, peer):
     peer.request(Code.GET, ATTR, observe=0, token=b"old")
     assert peer.recv().opt.observe == 0
     peer.request(Code.GET, ATTR, observe=0, token=b"new")
-    got = peer.recv_all(0.4)
+    got = peer.recv_n(2)
     deleted = [g for g in got if g.token == b"old"]
     fresh = [g for g in got if g.token == b"new"]
     assert len(deleted) == 1 and deleted[0].code == Code.DELETED and deleted[0].mtype == CON
@@ -85,9 +85,11 @@ def test_observe_1_deregisters_with_no_response(tbsim, peer):
     peer.request(Code.GET, ATTR, observe=0, token=b"tk")
     assert peer.recv().opt.observe == 0
     req = peer.request(Code.GET, ATTR, observe=1, token=b"tk")
-    got = peer.recv_all(0.8)
+    got = peer.recv_n(1, extra=0.3)
     assert [(g.mtype, g.code, g.mid) for g in got] == [(ACK, Code.EMPTY, req.mid)]
-    assert 0.4 < got[0].at - req.sent_at < 0.75
+    # ThingsBoard's empty ACK comes about 500 ms later: never sooner; the upper bound is far from
+    # 0.5 s so that a loaded machine's late timer does not fail it
+    assert 0.4 < got[0].at - req.sent_at < 2.0
     tbsim.rest.post(shared_url(tbsim), {"x": 2})
     assert peer.recv(0.4) is None
 
@@ -129,7 +131,7 @@ def test_unacked_con_notification_cancels_every_relation_of_the_peer(tbsim_facto
         r = p.recv()
         p.ack(r)
         sim.rest.post(shared_url(sim), {"x": 1})
-        got = p.recv_all(0.7)  # original + 2 retransmissions, never ACKed
+        got = p.recv_n(3, extra=0.3)  # original + 2 retransmissions, never ACKed
         assert len(got) == 3 and len({g.mid for g in got}) == 1
         assert sim.wait_for_log("never acknowledged", timeout=2) is not None
         assert sim.wait_for_log("observe rpc Thermo-1 token 7231 cancelled", timeout=2) is not None
@@ -192,7 +194,8 @@ def test_pending_rpc_is_resent_with_the_same_id_on_resubscribe(tbsim_factory):
         rec = sim.rest.get("/api/rpc/persistent/" + queued["rpcId"])
         assert rec["status"] == "TIMEOUT"
         p.request(Code.GET, RPC, observe=0, token=b"s2")
-        got = p.recv_all(0.5)
+        got = p.recv_until(lambda got: any(g.token == b"s2" and g.code == Code.CONTENT for g in got)
+                           and any(g.token == b"s1" and g.code == Code.DELETED for g in got))
         for g in got:
             if g.mtype == CON:
                 p.ack(g)

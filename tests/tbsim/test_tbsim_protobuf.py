@@ -99,15 +99,15 @@ def test_downlinks_attribute_updates_and_rpc():
         sim.core.save_attributes(dev["id"], "SHARED_SCOPE", [("interval", "LONG", "500")])
         sim.core.delete_attributes(dev["id"], "SHARED_SCOPE", ["interval"])
         it = attrs.observation.__aiter__()
-        upd = B("transport.AttributeUpdateNotificationMsg").FromString((await asyncio.wait_for(it.__anext__(), 3)).payload)
+        upd = B("transport.AttributeUpdateNotificationMsg").FromString((await asyncio.wait_for(it.__anext__(), 10)).payload)
         assert [(t.kv.key, t.kv.long_v) for t in upd.sharedUpdated] == [("interval", 500)]
-        upd = B("transport.AttributeUpdateNotificationMsg").FromString((await asyncio.wait_for(it.__anext__(), 3)).payload)
+        upd = B("transport.AttributeUpdateNotificationMsg").FromString((await asyncio.wait_for(it.__anext__(), 10)).payload)
         assert list(upd.sharedDeleted) == ["interval"]
 
         rpc = ctx.request(aiocoap.Message(mtype=aiocoap.NON, code=Code.GET, uri=base + "PTOK/rpc", observe=0))
         assert (await rpc.response).code == Code.VALID
         call = asyncio.ensure_future(sim.rpc.call(dev, "setGpio", {"pin": 2, "value": 1}, False, 5000))
-        note = await asyncio.wait_for(rpc.observation.__aiter__().__anext__(), 3)
+        note = await asyncio.wait_for(rpc.observation.__aiter__().__anext__(), 10)
         assert note.opt.content_format == 42
         req = RPC_REQUEST.FromString(note.payload)
         assert (req.method, req.params.pin, req.params.value) == ("setGpio", 2, 1)

@@ -69,7 +69,9 @@ async def main():
     port = int(sys.argv[1])  # a free port the host test found (this port's sockets have no getsockname)
     peer = Peer(port)
     task = asyncio.create_task(peer.run())
-    cl = Client("127.0.0.1", port, ack_timeout_ms=200, max_retransmit=1, timeout_ms=1500)
+    # Nothing here waits for a timeout: long timers, so that a loaded machine's pause never causes a
+    # retransmission (answered twice: the counts below would be off) or a Timeout instead of the answer.
+    cl = Client("127.0.0.1", port, ack_timeout_ms=5000, max_retransmit=1, timeout_ms=30000)
     await cl.connect()
     out = {}
     blockwise.MAX_BODY = 4096  # a tunable: the default 65536 would only take longer

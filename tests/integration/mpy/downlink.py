@@ -10,7 +10,9 @@
 # "failAsync" (async).
 import asyncio
 import json
+import os
 import sys
+import time
 
 from coap.client import Client
 from coap.observe import Observation  # noqa: F401 (compiled first, while the heap is empty)
@@ -20,6 +22,14 @@ from tbdevice.device import Device
 
 def emit(**ev):
     print(json.dumps(ev))
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 async def main(spec):
@@ -60,8 +70,14 @@ async def main(spec):
             raise RuntimeError("catch-all boom")
 
     async def slow(params):
+        # Runs params["ms"] ms; with params["until"] (a file's path), ends as soon as that file
+        # exists: the test makes it once the server has re-sent this RPC to the device.
         ran("slow", params)
-        await asyncio.sleep_ms(params["ms"])
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < params["ms"]:
+            if "until" in params and exists(params["until"]):
+                break
+            await asyncio.sleep_ms(20)
         return {"slow": params["ms"]}
 
     def state(params):
