@@ -24,6 +24,7 @@ import bootslot  # noqa: E402 (from the file system, like main.py: it picks the 
 sys.path[:] = ["", ".frozen", "/rom", "/rom/lib"]
 bootslot.select(sys.argv[1] if len(sys.argv) > 1 else "config.json")
 image = bootslot.rom_image() or image
+del bootslot  # main.py holds it only while an image is on trial
 gc.collect()
 rom = bytearray(os.stat(image)[6])
 with open(image, "rb") as f:
