@@ -18,9 +18,7 @@ def default_sinks(state_dir):
         esp32 = None
 
     def fw():
-        import bootslot  # the boot shim: main.py let it go after the boot unless on trial
-
-        slot = SlotSink(state_dir, "fw", bootslot)
+        slot = SlotSink(state_dir, "fw")  # the boot shim, bootslot.py, is imported to apply
         if esp32 is None:
             return slot
         from tbdevice.otapart import Esp32Sink, PartitionSink

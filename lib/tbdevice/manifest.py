@@ -24,6 +24,7 @@ package(
         "jsonenc.py",
         "link.py",
         "ota.py",
+        "otablock2.py",
         "otafetch.py",
         "otapart.py",
         "otasink.py",

@@ -310,6 +310,7 @@ class Ota:
             self._say("%s at byte %d: %r; retrying" % (kind, job.offset, err))
             await asyncio.sleep_ms(self.retry_ms // 2 + random.getrandbits(16) % (self.retry_ms // 2 + 1))
         sink.close()
+        st.unload("coapota", "otablock2", "otafetch", "otaurl")  # the download's code: not needed again
         if size is not None and job.offset != size:
             raise st.OtaError("size mismatch: %d bytes received, fw_size says %d" % (job.offset, size))
         await job.progress(force=True)

@@ -13,7 +13,7 @@ from tbdevice import otapart
 from coap import block
 from coap import message as m
 from coap.errors import Timeout
-from tbdevice import bundle, checksum, otafetch
+from tbdevice import bundle, checksum, otablock2, otafetch
 from tbdevice import otastate as st
 from tbdevice.otapart import Esp32Sink, PartitionSink
 from tbdevice.otasink import FileSink, SlotSink
@@ -572,21 +572,21 @@ class _Block2Server:
 def test_block2_sequential_restart_and_resume():
     srv = _Block2Server(IMAGE)
     out, data = _collect()
-    assert asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data)) == len(IMAGE)
+    assert asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 0, data)) == len(IMAGE)
     assert bytes(out) == IMAGE and srv.asked == list(range(10))
     # the server forgets at block 4: block 0 again, then straight to block 4
     srv = _Block2Server(IMAGE, forget_at=4)
     out, data = _collect()
-    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data))
+    asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 0, data))
     assert bytes(out) == IMAGE and srv.asked == [0, 1, 2, 3, 4, 0, 4, 5, 6, 7, 8, 9]
     # resume from byte 5000 after a reboot: block 0 (to start the transfer), then block 4
     srv = _Block2Server(IMAGE)
     out, data = _collect()
-    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 5000, data))
+    asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 5000, data))
     assert bytes(out) == IMAGE[5000:] and srv.asked == [0, 4, 5, 6, 7, 8, 9]
     # Size2 against fw_size
     try:
-        asyncio.run(otafetch.block2(_Block2Server(IMAGE), None, len(IMAGE) + 1, 0, data))
+        asyncio.run(otablock2.fetch(_Block2Server(IMAGE), None, len(IMAGE) + 1, 0, data))
         raise AssertionError("no size mismatch")
     except st.OtaError as e:
         assert "size mismatch" in str(e)
@@ -600,7 +600,7 @@ def test_block2_gives_up_when_the_transfer_keeps_vanishing():
 
     out, data = _collect()
     try:
-        asyncio.run(otafetch.block2(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
+        asyncio.run(otablock2.fetch(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
         raise AssertionError("no Timeout")
     except Timeout:
         pass
