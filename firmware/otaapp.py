@@ -32,9 +32,24 @@ def make_ota(app):
     return LazyOta(app)
 
 
+def _unload():
+    # The update is over, or there was none to make: the OTA modules leave the heap
+    # (tbdevice.otastate stays: LazyOta uses it, and the others raise its OtaError).
+    import sys
+
+    from tbdevice.otastate import unload
+
+    unload("ota", "otasink", "otapart", "otafetch", "otablock2", "coapota", "otaurl", "bundle", "checksum", "softhash")
+    sys.modules.pop("otaload", None)
+    b = sys.modules.get("bootslot")
+    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
+        del sys.modules["bootslot"]
+
+
 class LazyOta:
-    """What the app needs of an Ota (current(), start(), healthy()) without its modules; it
-    puts the real one in app.ota when there is an update to follow."""
+    """What the app needs of an Ota (current(), start(), healthy()) without its modules. When
+    there is something to do it loads tbdevice.ota.Ota, hands it the attribute changes, and
+    drops it again once it is idle: a finished or failed update gives its heap back."""
 
     def __init__(self, app):
         self.app = app
@@ -54,13 +69,15 @@ class LazyOta:
 
     def healthy(self):
         self._healthy = True
+        if self.real is not None:
+            self.real.healthy()
 
     async def start(self):
-        for kind in _KINDS:
-            if _read("%s/ota/%s.json" % (self.sd, kind)).get("stage"):  # tbdevice.otastate.Record
-                return await self._load(kind)
         dev = self.app.device
         dev.on_attributes(self._on_change)
+        for kind in _KINDS:
+            if _read("%s/ota/%s.json" % (self.sd, kind)).get("stage"):  # tbdevice.otastate.Record
+                return await self._load(kind)  # Ota.start reads the assignment
         keys = []
         for kind in _KINDS:
             keys += [kind + "_title", kind + "_version"]
@@ -72,18 +89,34 @@ class LazyOta:
         self._check(got.get("shared") or {})
 
     def _on_change(self, changed, deleted):
-        self._check(self.app.device.shared)
+        if self.real is not None:
+            self.real.consider(self.app.device.shared)
+        else:
+            self._check(self.app.device.shared)
 
     def _check(self, shared):
-        if self.real is not None:
-            return
         for kind in _KINDS:
             t, v = shared.get(kind + "_title"), shared.get(kind + "_version")
-            if t and v and (t, v) != self.running.get(kind):
+            if t and v and (t, v) != self.running.get(kind) and not self._failed_before(kind, shared):
                 import asyncio
 
                 asyncio.create_task(self._load(kind))
                 return
+
+    def _failed_before(self, kind, shared):
+        # The package that failed last is not tried again until the assignment changes
+        # (tbdevice.ota.Ota.decide says the same when it is loaded).
+        failed = _read("%s/ota/%s.json" % (self.sd, kind)).get("failed")
+        if not failed:
+            return False
+        from tbdevice.otastate import target
+
+        pkg = target(shared, kind)
+        if failed != pkg:
+            return False
+        self.app._say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+                                                                                    pkg["version"]))
+        return True
 
     async def _load(self, kind):
         if self.real is not None:
@@ -98,13 +131,18 @@ class LazyOta:
             # leave the package unanswered); the next change of the assignment tries again.
             import gc
 
+            _unload()
             gc.collect()
             why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
             app._say("ota: " + why)
             await app.report({kind + "_state": "FAILED", kind + "_error": why})
             return
         self.real = ota
-        app.ota = ota
         if self._healthy:
-            ota.healthy_ev.set()  # posted already: that was the health check (Ota.start confirms)
-        await ota.start()
+            ota.healthy()  # posted already: that was the health check (Ota.start confirms)
+        try:
+            await ota.start(follow=False)
+            await ota.idle()
+        finally:
+            self.real = None
+            _unload()

@@ -59,7 +59,7 @@ class Ota:
         self._sinks = {}
         self.pending = {}  # kind -> pkg applied, awaiting the health check
         self.healthy_ev = asyncio.Event()
-        self.done = asyncio.Event()  # set after each finished job (tests, benchmarks)
+        self.done = asyncio.Event()  # set after each finished job, confirmation or look at the assignment
         self.last_error = None
         self._last_ms = time.ticks_ms()
 
@@ -90,9 +90,11 @@ class Ota:
                 out["current_%s_version" % kind] = r[1]
         return out
 
-    async def start(self):
+    async def start(self, follow=True):
         """After connect and subscribe: settle what the last boot left, then read the
-        assignment once (an update assigned while the device was off is found)."""
+        assignment once (an update assigned while the device was off is found). follow:
+        take the attribute changes from the device; False when the caller hands them to
+        consider() (firmware/otaapp.py, which drops this object once it is idle())."""
         for kind in st.KINDS:
             if kind not in self.sinks:
                 continue
@@ -113,7 +115,8 @@ class Ota:
                 asyncio.create_task(self._confirm())
             else:
                 asyncio.create_task(self._health_watch())
-        self.device.on_attributes(self._on_change)
+        if follow:
+            self.device.on_attributes(self._on_change)
         try:
             got = await self.device.request_attributes(shared_keys=st.keys("fw") + st.keys("sw"))
             self.consider(got.get("shared") or {})
@@ -136,6 +139,13 @@ class Ota:
             self._say("%s %s confirmed" % (kind, pkg["version"]))
             await self._report({kind + "_state": st.UPDATED})
         self.done.set()
+
+    async def idle(self):
+        """Return once no job runs, no image waits for its health check and no change of the
+        assignment waits to be looked at."""
+        while self.jobs or self.pending or self._settle_task is not None:
+            self.done.clear()
+            await self.done.wait()
 
     async def _health_watch(self):
         try:
@@ -162,6 +172,7 @@ class Ota:
             await asyncio.sleep_ms(self.settle_ms)
         self._settle_task = None
         self.decide(self._shared)
+        self.done.set()
 
     def decide(self, shared):
         """Start, keep or cancel the job of each kind for the assignment in `shared`."""
@@ -274,6 +285,26 @@ class Ota:
         return u
 
     async def _update(self, kind, pkg, rec):
+        await self._download(kind, pkg, rec)  # what it held (checksum, job) goes with its frame
+        await self._report({kind + "_state": st.UPDATING})
+        rec.set(stage="applying", offset=None)
+        sink = self._sink(kind)
+        what = sink.apply(pkg)  # a sink may say what it applied, and where
+        self.jobs.pop(kind, None)
+        if sink.needs_reboot:
+            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
+            await asyncio.sleep_ms(200)
+            self.reset()
+            return
+        # Nothing to reboot (a data package): this running, posting image is the health check.
+        self.running[kind] = (pkg["title"], pkg["version"])
+        rec.set(stage=None, pkg=None)
+        await self._report({kind + "_state": st.UPDATED, "current_%s_title" % kind: pkg["title"],
+                            "current_%s_version" % kind: pkg["version"]})
+        self.done.set()
+
+    async def _download(self, kind, pkg, rec):
+        """Download and verify: DOWNLOADING .. DOWNLOADED, VERIFIED (raises what fails)."""
         h = self._checksum(kind, pkg)
         if pkg.get("url"):
             self._tls(pkg["url"])  # before anything is downloaded
@@ -323,22 +354,8 @@ class Ota:
                 raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
         else:
             self._say("%s: a URL package without a checksum: nothing to verify against" % kind)
+        st.unload("checksum", "softhash")
         await self._report({kind + "_state": st.VERIFIED})
-        await self._report({kind + "_state": st.UPDATING})
-        rec.set(stage="applying", offset=None)
-        what = sink.apply(pkg)  # a sink may say what it applied, and where
-        self.jobs.pop(kind, None)
-        if sink.needs_reboot:
-            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
-            await asyncio.sleep_ms(200)
-            self.reset()
-            return
-        # Nothing to reboot (a data package): this running, posting image is the health check.
-        self.running[kind] = (pkg["title"], pkg["version"])
-        rec.set(stage=None, pkg=None)
-        await self._report({kind + "_state": st.UPDATED, "current_%s_title" % kind: pkg["title"],
-                            "current_%s_version" % kind: pkg["version"]})
-        self.done.set()
 
     async def _fetch(self, kind, pkg, job):
         from tbdevice import otafetch  # loaded with the first download, not to confirm an image
