@@ -271,6 +271,8 @@ class Ota:
                 return checksum.new(alg)
             except ValueError as e:  # an algorithm this port cannot compute
                 why = str(e)
+            finally:
+                st.unload("checksum")  # until the verify: the download needs only the object it made
         raise st.OtaError("%s_checksum: %s: the package's integrity cannot be known" % (kind, why))
 
     def _tls(self, url):
@@ -349,7 +351,7 @@ class Ota:
         if h is not None:
             from tbdevice import checksum
 
-            got = h.hexdigest()
+            got = checksum.hexdigest(h)
             if not checksum.matches(want, got):
                 raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
         else:
