@@ -39,7 +39,8 @@ def _unload():
 
     from tbdevice.otastate import unload
 
-    unload("ota", "otasink", "otapart", "otafetch", "otablock2", "coapota", "otaurl", "bundle", "checksum", "softhash")
+    unload("ota", "otaboot", "otasink", "otapart", "otafetch", "otablock2", "coapota", "otaurl", "bundle", "checksum",
+           "softhash")
     sys.modules.pop("otaload", None)
     b = sys.modules.get("bootslot")
     if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
@@ -73,16 +74,23 @@ class LazyOta:
             self.real.healthy()
 
     async def start(self):
-        dev = self.app.device
-        dev.on_attributes(self._on_change)
+        self.app.device.on_attributes(self._on_change)
         for kind in _KINDS:
-            if _read("%s/ota/%s.json" % (self.sd, kind)).get("stage"):  # tbdevice.otastate.Record
-                return await self._load(kind)  # Ota.start reads the assignment
+            stage = _read("%s/ota/%s.json" % (self.sd, kind)).get("stage")  # tbdevice.otastate.Record
+            if stage:  # a download to resume, or the image the last boot applied
+                import asyncio
+
+                asyncio.create_task(self._load(kind, stage == "applying"))
+                return
+        await self._look()
+
+    async def _look(self):
+        # The assignment, read once (one made while the device was off is found this way).
         keys = []
         for kind in _KINDS:
             keys += [kind + "_title", kind + "_version"]
         try:
-            got = await dev.request_attributes(shared_keys=keys)
+            got = await self.app.device.request_attributes(shared_keys=keys)
         except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
             self.app._say("ota: reading the assignment: %r (the subscription will bring it)" % e)
             return
@@ -118,14 +126,16 @@ class LazyOta:
                                                                                     pkg["version"]))
         return True
 
-    async def _load(self, kind):
+    async def _load(self, kind, trial=False):
+        # trial: the last boot applied an image and nothing else is under way, so no more than
+        # tbdevice.otaboot.Trial is loaded to confirm it (or report it rolled back).
         if self.real is not None:
             return
         app = self.app
         try:
-            from otaload import load_ota
+            import otaload
 
-            ota = load_ota(app, self.running)
+            ota = (otaload.load_trial if trial else otaload.load_ota)(app, self.running)
         except MemoryError:
             # The heap cannot take the OTA modules now: say so (a task that died here would
             # leave the package unanswered); the next change of the assignment tries again.
@@ -139,10 +149,15 @@ class LazyOta:
             return
         self.real = ota
         if self._healthy:
-            ota.healthy()  # posted already: that was the health check (Ota.start confirms)
+            ota.healthy()  # posted already: that was the health check (it confirms)
         try:
-            await ota.start(follow=False)
+            if trial:
+                await ota.settle()
+            else:
+                await ota.start(follow=False)  # reads the assignment itself
             await ota.idle()
         finally:
             self.real = None
             _unload()
+        if trial:
+            await self._look()

@@ -1,14 +1,12 @@
 # The reference app's OTA once there is something to do (firmware/otaapp.py loads this with
 # the OTA modules): tbdevice.ota.Ota with the `ota` config key (DESIGN §3) and the board's
-# sinks. A board's hal may offer ota_sinks(); the default is what file-system boards need:
+# sinks, or, for the boot after an update, no more than tbdevice.otaboot.Trial. A board's
+# hal may offer ota_sinks(); the default is what file-system boards need:
 #   unix port, Pico W: fw = an application bundle in a slot (firmware/bootslot.py)
 #   ESP32:             fw = by the package's first bytes, an application bundle in a slot (stock
 #                      MicroPython) or a MicroPython image in the next OTA app partition
 #                      (esp32.Partition, a custom build with the app frozen)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
-from tbdevice.ota import Ota
-
-
 def default_sinks(state_dir):
     from tbdevice.otasink import FileSink, SlotSink
 
@@ -61,14 +59,28 @@ def url_tls(cfg):
     return make
 
 
+def _sinks(app):
+    hal = app.hal
+    return hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(app.cfg["state_dir"])
+
+
 def load_ota(app, running):
     """The full tbdevice.ota.Ota for app; running: {kind: (title, version) or None}."""
+    from tbdevice.ota import Ota
+
     cfg = app.cfg
     o = cfg.get("ota") or {}
-    sd = cfg["state_dir"]
-    hal = app.hal
-    sinks = hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(sd)
-    return Ota(app.device, sinks, running, sd, app.report, hal.reset, mode=o.get("mode", "chunk"),
-               chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"), timeout_ms=o.get("timeout_ms", 10000),
-               retry_ms=o.get("retry_ms", 5000), health_timeout_ms=o.get("health_timeout_ms", 120000),
-               url_ssl=url_tls(cfg), log=app.log)
+    return Ota(app.device, _sinks(app), running, cfg["state_dir"], app.report, app.hal.reset,
+               mode=o.get("mode", "chunk"), chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"),
+               timeout_ms=o.get("timeout_ms", 10000), retry_ms=o.get("retry_ms", 5000),
+               health_timeout_ms=o.get("health_timeout_ms", 120000), url_ssl=url_tls(cfg), log=app.log)
+
+
+def load_trial(app, running):
+    """tbdevice.otaboot.Trial for app: the image the last boot applied, confirmed after the
+    health check or reported rolled back, without the download's modules."""
+    from tbdevice.otaboot import Trial
+
+    o = app.cfg.get("ota") or {}
+    return Trial(_sinks(app), running, app.cfg["state_dir"], app.report, app.hal.reset,
+                 o.get("health_timeout_ms", 120000), app.log)

@@ -25,6 +25,7 @@ package(
         "link.py",
         "ota.py",
         "otablock2.py",
+        "otaboot.py",
         "otafetch.py",
         "otapart.py",
         "otasink.py",
