@@ -493,6 +493,29 @@ def test_progress_steps():
     assert st.progress_step(5, None, None) is None
 
 
+def test_unload_gives_a_module_back_and_a_later_import_loads_it_again():
+    import gc
+    import sys
+
+    import tbdevice
+
+    st.unload("otaurl")  # not loaded here: nothing to do
+    gc.collect()
+    before = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # MicroPython: the heap in use
+    from tbdevice import otaurl
+
+    assert otaurl.fetch and "tbdevice.otaurl" in sys.modules
+    del otaurl
+    st.unload("otaurl", "otaurl")
+    assert "tbdevice.otaurl" not in sys.modules and "otaurl" not in tbdevice.__dict__
+    if before:
+        gc.collect()
+        assert gc.mem_alloc() - before < 1024  # of its ~2.7 KB, only its names stay (the qstr pool)
+    from tbdevice import otaurl  # noqa: F811  (imported again, whole)
+
+    assert otaurl.fetch
+
+
 # ---- download loops -----------------------------------------------------------------------
 def _collect():
     out = bytearray()
