@@ -1,9 +1,10 @@
 # OTA in the reference app while there is nothing to do: reports the running versions and
 # watches the assignment. The OTA modules (the state machine, fetch, checksums, sinks, and
 # firmware/otaload.py, which sets them up from the `ota` config key and the board) load only
-# when there is something to do (docs/memory.md): a download to resume or an image on trial
-# recorded by the last boot, or an assignment (shared attributes fw_* / sw_*) naming another
-# package than the running one.
+# when there is something to do (docs/ota.md, "Heap"): a download to resume or an image on
+# trial recorded by the last boot, or an assignment (shared attributes fw_* / sw_*) naming
+# another package than the running one that has not failed before; they leave the heap when
+# that is over.
 import json
 
 from version import FW_TITLE, FW_VERSION
@@ -32,25 +33,12 @@ def make_ota(app):
     return LazyOta(app)
 
 
-def _unload():
-    # The update is over, or there was none to make: the OTA modules leave the heap
-    # (tbdevice.otastate stays: LazyOta uses it, and the others raise its OtaError).
-    import sys
-
-    from tbdevice.otastate import unload
-
-    unload("ota", "otaboot", "otasink", "otapart", "otafetch", "otablock2", "coapota", "otaurl", "bundle", "checksum",
-           "softhash")
-    sys.modules.pop("otaload", None)
-    b = sys.modules.get("bootslot")
-    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
-        del sys.modules["bootslot"]
-
-
 class LazyOta:
     """What the app needs of an Ota (current(), start(), healthy()) without its modules. When
-    there is something to do it loads tbdevice.ota.Ota, hands it the attribute changes, and
-    drops it again once it is idle: a finished or failed update gives its heap back."""
+    there is something to do, firmware/otaload.run() loads tbdevice.ota.Ota (or, to confirm
+    the image the last boot applied, tbdevice.otaboot.Trial) as `real`, which gets the
+    attribute changes, and drops it again once it is idle: a finished or failed update gives
+    its heap back."""
 
     def __init__(self, app):
         self.app = app
@@ -127,37 +115,21 @@ class LazyOta:
         return True
 
     async def _load(self, kind, trial=False):
-        # trial: the last boot applied an image and nothing else is under way, so no more than
-        # tbdevice.otaboot.Trial is loaded to confirm it (or report it rolled back).
+        # trial: the last boot applied an image and nothing else is under way (otaload.run)
         if self.real is not None:
             return
-        app = self.app
         try:
             import otaload
-
-            ota = (otaload.load_trial if trial else otaload.load_ota)(app, self.running)
         except MemoryError:
-            # The heap cannot take the OTA modules now: say so (a task that died here would
-            # leave the package unanswered); the next change of the assignment tries again.
-            import gc
+            return await self._no_heap(kind)
+        await otaload.run(self, kind, trial)
 
-            _unload()
-            gc.collect()
-            why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
-            app._say("ota: " + why)
-            await app.report({kind + "_state": "FAILED", kind + "_error": why})
-            return
-        self.real = ota
-        if self._healthy:
-            ota.healthy()  # posted already: that was the health check (it confirms)
-        try:
-            if trial:
-                await ota.settle()
-            else:
-                await ota.start(follow=False)  # reads the assignment itself
-            await ota.idle()
-        finally:
-            self.real = None
-            _unload()
-        if trial:
-            await self._look()
+    async def _no_heap(self, kind):
+        # The heap cannot take the OTA modules now: say so (a task that died here would leave
+        # the package unanswered); the next change of the assignment tries again.
+        import gc
+
+        gc.collect()
+        why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
+        self.app._say("ota: " + why)
+        await self.app.report({kind + "_state": "FAILED", kind + "_error": why})

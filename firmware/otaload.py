@@ -7,6 +7,47 @@
 #                      MicroPython) or a MicroPython image in the next OTA app partition
 #                      (esp32.Partition, a custom build with the app frozen)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
+async def run(lazy, kind, trial):
+    """For otaapp.LazyOta: load what there is to do (trial: only the image the last boot
+    applied to confirm, or to report rolled back; else the full Ota, which also reads the
+    assignment), hand it to lazy.real while it runs, and unload it all once it is idle."""
+    app = lazy.app
+    try:
+        ota = (load_trial if trial else load_ota)(app, lazy.running)
+    except MemoryError:
+        unload_all()
+        return await lazy._no_heap(kind)
+    lazy.real = ota
+    if lazy._healthy:
+        ota.healthy()  # posted already: that was the health check (it confirms)
+    try:
+        if trial:
+            await ota.settle()
+        else:
+            await ota.start(follow=False)  # LazyOta hands it the attribute changes
+        await ota.idle()
+    finally:
+        lazy.real = None
+        unload_all()
+    if trial:
+        await lazy._look()
+
+
+def unload_all():
+    """The update is over, or there was none to make: the OTA modules and this one leave the
+    heap (tbdevice.otastate stays: LazyOta uses it, and the others raise its OtaError)."""
+    import sys
+
+    from tbdevice.otastate import unload
+
+    unload("ota", "otaboot", "otasink", "otapart", "otafetch", "otablock2", "coapota", "otaurl", "bundle", "checksum",
+           "softhash")
+    sys.modules.pop("otaload", None)
+    b = sys.modules.get("bootslot")
+    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
+        del sys.modules["bootslot"]
+
+
 def default_sinks(state_dir):
     from tbdevice.otasink import FileSink, SlotSink
 
