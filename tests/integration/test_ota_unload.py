@@ -63,3 +63,51 @@ def test_ota_modules_leave_after_a_failed_and_after_a_confirmed_update(tbsim, tm
         assert _mods_after(tbsim, len(history(tbsim, "ota_mods"))) == "-", dev.output()
     finally:
         dev.stop()
+
+
+def test_a_second_update_from_romfs_finds_the_boot_shim_again(tmp_path):
+    # main.py lets bootslot go after the boot; the next update imports it again to switch slots. From
+    # ROMFS (tools/romboot.py), after the first update the slot's image is mounted, which has no boot
+    # shim: it comes from beside main.py, as from a board's file system root.
+    import importlib.machinery
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import mpy
+
+    for what in ("build", "romfs"):
+        r = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "board"), what, "UNIX"], cwd=mpy.ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    loader = importlib.machinery.SourceFileLoader("min_heap", os.path.join(mpy.ROOT, "tools", "min-heap"))
+    mh = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mh)
+    sim = mh.Sim("ota")
+    try:
+        sim.new_device()
+        packages = []
+        for version in ("2.0.1", "2.0.2"):  # Sim.ota_package() builds tools/min-heap's OTA_VERSION
+            mh.OTA_VERSION = version
+            sim.pkg = {}
+            packages.append((version, sim.ota_package(True)))
+        cfg = str(tmp_path / "config.json")
+        with open(cfg, "w") as f:
+            json.dump(mh.config(sim, "ota", str(tmp_path)), f)
+        cmd = [mh.micropython(), "-X", "heapsize=%dK" % (mh.image_kb() + 200), os.path.join(mpy.ROOT, "tools", "romboot.py"),
+               mh.IMAGE, os.path.join(mh.BUILD, "main.py"), cfg]
+        dev = mh.Device(cmd, dict(os.environ, MICROPYPATH=".frozen"), str(tmp_path))
+        try:
+            assert dev.wait(lambda: dev.count("-> 2.01") >= 2, 15), dev.output()
+            for version, pkg in packages:
+                sim.assign(pkg)
+                assert dev.wait(lambda: not dev.reading, 40) and dev.proc.returncode == mh.RESET, dev.output()[-3000:]
+                dev.boot()
+                assert dev.wait(lambda: sim.latest("fw_state") == "UPDATED" and sim.latest("current_fw_version") == version,
+                                40, poll=0.25), dev.output()[-3000:]
+        finally:
+            dev.stop()
+    finally:
+        sim.stop()
