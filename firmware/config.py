@@ -47,7 +47,7 @@ def _ota(o):
         v = o.get(k, 1)
         _need(isinstance(v, int) and v > 0, "'ota.%s' must be a positive integer" % k)
     # https package URLs (fw_url): the CA their server must chain to (else tls.ca); only an
-    # explicit false skips the check (firmware/otaapp.url_tls)
+    # explicit false skips the check (firmware/otaload.url_tls)
     _need(isinstance(o.get("verify", True), bool), "'ota.verify' must be true or false")
     ca = o.get("ca")
     _need(ca is None or (isinstance(ca, str) and ca), "'ota.ca' must be the path of a CA file")

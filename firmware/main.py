@@ -8,4 +8,7 @@ import sys
 import bootslot
 
 bootslot.select(sys.argv[1] if len(sys.argv) > 1 else "config.json")
+if not bootslot.on_trial():  # only an image on trial needs it after the boot (start.py)
+    del sys.modules["bootslot"]
+del bootslot
 import start  # noqa: E402,F401

@@ -5,7 +5,13 @@ import gc
 import sys
 
 import asyncio
-import bootslot
+
+
+def _on_trial():
+    # main.py keeps the boot shim (bootslot.py) imported only when this boot runs an image on
+    # trial; otherwise its heap went back after the slot choice.
+    b = sys.modules.get("bootslot")
+    return b is not None and b.on_trial()
 
 
 def _reboot():
@@ -19,7 +25,7 @@ def _reboot():
 
 def _fatal(e):
     print("device: fatal: %s: %s" % (type(e).__name__, e))
-    if bootslot.on_trial():
+    if _on_trial():
         # A new image that dies before its health check: the next boot falls back (bootslot.py).
         print("device: the new image failed before its health check; rebooting into the previous one")
         _reboot()
@@ -43,7 +49,7 @@ def main(argv):
     cfg = _config(argv[1] if len(argv) > 1 else "config.json")
     gc.collect()  # config.py's code and the parsed file's garbage, before the app's imports (app.py: start)
     if cfg is None:
-        if bootslot.on_trial():
+        if _on_trial():
             _reboot()  # a new image whose config check fails falls back like any other fault
         return 2
     try:

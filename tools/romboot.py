@@ -18,12 +18,15 @@ import vfs
 
 image, main = sys.argv[1], sys.argv[2]
 sys.argv[:] = [main] + sys.argv[3:]
-sys.path[:] = [main.rsplit("/", 1)[0] if "/" in main else "."]
+home = main.rsplit("/", 1)[0] if "/" in main else "."
+sys.path[:] = [home]
 import bootslot  # noqa: E402 (from the file system, like main.py: it picks the image)
 
-sys.path[:] = ["", ".frozen", "/rom", "/rom/lib"]
+# home last, as a board's file system root: the boot shim stays importable once main.py let it go
+sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", home]
 bootslot.select(sys.argv[1] if len(sys.argv) > 1 else "config.json")
 image = bootslot.rom_image() or image
+del bootslot  # main.py holds it only while an image is on trial
 gc.collect()
 rom = bytearray(os.stat(image)[6])
 with open(image, "rb") as f:

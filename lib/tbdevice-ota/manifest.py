@@ -22,6 +22,8 @@ package(
         "otasink.py",
         "otastate.py",
         "otaurl.py",
+        "otaboot.py",
+        "otablock2.py",
         "mqttota.py",
         "softhash.py",
     ),

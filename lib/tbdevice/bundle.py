@@ -8,6 +8,7 @@
 # check_mpy() compares it with the running MicroPython before anything is unpacked.
 # The manifest is written into the slot last, as manifest.json: a slot without it is
 # incomplete and never booted.
+import io
 import json
 import os
 import sys
@@ -64,15 +65,33 @@ def _rmtree(path):
     os.rmdir(path)
 
 
+class _Part(io.IOBase):
+    # The next n bytes of a file as a stream of their own: json.load() parses the manifest
+    # from flash as it reads, where json.loads() would need it whole in one block of heap
+    # (2 KB for the app's 57 files), which a fragmented heap mid-download may not have.
+    def __init__(self, f, n):
+        self.f = f
+        self.n = n
+
+    def readinto(self, buf):
+        k = self.f.readinto(memoryview(buf)[: min(len(buf), self.n)]) if self.n else 0
+        self.n -= k
+        return k
+
+    def read(self):  # what CPython's json.load calls (tools/bundle.py --install, on the host)
+        b = self.f.read(self.n)
+        self.n -= len(b)
+        return b
+
+
 def read_manifest(f):
     if f.read(4) != MAGIC:
         raise BundleError("not a bundle (bad magic)")
     n = f.read(2)
     if len(n) != 2:
         raise BundleError("truncated bundle header")
-    head = f.read((n[0] << 8) | n[1])
     try:
-        man = json.loads(head)
+        man = json.load(_Part(f, (n[0] << 8) | n[1]))
         files = man["files"]
     except (ValueError, KeyError, TypeError):
         raise BundleError("bad bundle manifest")
@@ -130,5 +149,5 @@ def unpack(src, dest, buf=None, check=None):
         if f.read(1):
             raise BundleError("trailing bytes after the last file")
     with open(dest + "/manifest.json", "w") as f:
-        f.write(json.dumps(man))
+        json.dump(man, f)  # written as it is encoded: no 2 KB string
     return man

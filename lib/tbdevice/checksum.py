@@ -17,21 +17,6 @@ _HEX_DIGITS = (32, 64, 96, 128, 8, 8, 32)  # of each algorithm's checksum, in AL
 _M32 = 0xFFFFFFFF
 
 
-def _hex(b):
-    return binascii.hexlify(b).decode()
-
-
-class _Lib:
-    def __init__(self, name):
-        self.h = getattr(hashlib, name)()
-
-    def update(self, data):
-        self.h.update(data)
-
-    def hexdigest(self):
-        return _hex(self.h.digest())
-
-
 class _Crc32:
     def __init__(self):
         self.crc = 0
@@ -39,19 +24,21 @@ class _Crc32:
     def update(self, data):
         self.crc = binascii.crc32(data, self.crc)
 
-    def hexdigest(self):
-        return _hex(struct.pack("<I", self.crc & _M32))
+    def digest(self):
+        return struct.pack("<I", self.crc & _M32)
 
 
 def new(algorithm):
-    """An object with update(bytes) and hexdigest() -> the server's hex form."""
+    """An object with update(bytes) and digest(): the checksum's bytes in the order the
+    server prints them (hexdigest()). For MD5 and the SHA family it is hashlib's own, so no
+    code of this module is in use while a download feeds it (tbdevice.ota unloads it)."""
     a = algorithm.upper()
     if a == "CRC32":
         return _Crc32()
     if a in ("MD5", "SHA256", "SHA384", "SHA512"):
         name = a.lower()
         if hashlib is not None and hasattr(hashlib, name):
-            return _Lib(name)
+            return getattr(hashlib, name)()
     if a in ("MURMUR3_32", "MURMUR3_128", "SHA384", "SHA512"):
         from tbdevice import softhash
 
@@ -76,6 +63,11 @@ def malformed(algorithm, expected):
     if len(e) != n or any(c not in "0123456789abcdefABCDEF" for c in e):
         return "%r is not a %s checksum (%d hex digits)" % (expected, a, n)
     return None
+
+
+def hexdigest(h):
+    """The server's hex form of what new() made (after the last update())."""
+    return binascii.hexlify(h.digest()).decode()
 
 
 def matches(expected, actual):

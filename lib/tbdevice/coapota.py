@@ -1,5 +1,5 @@
 # CoapLink.download (tbdevice/link.py): an assigned OTA package over CoAP through
-# tbdevice.otafetch, loaded only when there is a download to make.
+# tbdevice.otafetch (chunks) or tbdevice.otablock2, loaded only when there is a download to make.
 from coap.errors import CoapError
 from tbdevice import otafetch
 from tbdevice.coaplink import neutral
@@ -15,8 +15,10 @@ async def download(link, kind, pkg, offset, data, mode, chunk_size, path, timeou
     size = pkg.get("size")
     try:
         if mode == "block2":
+            from tbdevice import otablock2
+
             route = otafetch.coap_route(kind, link.token, pkg, path)
-            await otafetch.block2(cl, route, size, offset, data, link.con, timeout_ms)
+            await otablock2.fetch(cl, route, size, offset, data, link.con, timeout_ms)
             return
         route = otafetch.coap_route(kind, link.token, pkg, path, ("size=%d" % chunk_size,))
         get = otafetch.coap_chunk_getter(cl, route, link.con, timeout_ms)

@@ -3,17 +3,18 @@
 # subscription), and when it differs from the running one: download (tbdevice.otafetch,
 # resumable from the offset in state_dir), verify (tbdevice.checksum, computed while
 # writing), apply (a board sink: tbdevice.otasink, tbdevice.otapart), reboot, and after the
-# new image's health check (it connected and posted) confirm it and report UPDATED.
+# new image's health check (it connected and posted) confirm it and report UPDATED (the
+# boot's part: tbdevice.otaboot.Trial, which Ota builds on).
 # Reports telemetry <kind>_state = DOWNLOADING (with <kind>_progress, percent), DOWNLOADED,
 # VERIFIED, UPDATING, UPDATED, or FAILED with <kind>_error saying why; the running image
 # stays whenever something fails. A package unassigned mid-way ({"deleted": [..]}) cancels.
 import asyncio
 import random
-import time
 
 from coap.errors import CoapError
 from tbdevice import otastate as st
 from tbdevice.errors import TbError
+from tbdevice.otaboot import Trial
 
 _ENOSPC = 28
 _SAVE_EVERY = 16384  # bytes between progress records (flash wear vs. work redone on resume)
@@ -26,123 +27,45 @@ def _free():
     return gc.mem_free()
 
 
-class Ota:
-    """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
-    report(values) posts telemetry (async, True when posted); reset() reboots the board.
-    url_ssl: how an https package URL (fw_url) verifies its server: an ssl.SSLContext, or a
-    function that makes one when the first such URL comes (it may raise OtaError saying why
-    it cannot); None fails those packages."""
+class Ota(Trial):
+    """Trial's arguments (tbdevice.otaboot), and: url_ssl: how an https package URL (fw_url)
+    verifies its server: an ssl.SSLContext, or a function that makes one when the first such
+    URL comes (it may raise OtaError saying why it cannot); None fails those packages."""
 
     def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
                  path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
                  settle_ms=500, log=None):
+        Trial.__init__(self, sinks, running, state_dir, report, reset, health_timeout_ms, log)
         self.device = device
-        self.sinks = sinks
-        self.running = running
-        self.state_dir = state_dir
-        self.report_cb = report
-        self.reset = reset
         self.mode = mode
         self.chunk_size = min(1024, chunk_size)
         self.path = path
         self.timeout_ms = timeout_ms
         self.retry_ms = retry_ms
         self.stalls = stalls
-        self.health_timeout_ms = health_timeout_ms
         self.url_ssl = url_ssl
-        self.log = log
         self.settle_ms = settle_ms
         self._settle_task = None
         self._shared = {}
         self._again = False
         self.jobs = {}  # kind -> (pkg, task)
-        self._sinks = {}
-        self.pending = {}  # kind -> pkg applied, awaiting the health check
-        self.healthy_ev = asyncio.Event()
-        self.done = asyncio.Event()  # set after each finished job (tests, benchmarks)
-        self.last_error = None
-        self._last_ms = time.ticks_ms()
 
-    def _say(self, text):
-        if self.log:
-            self.log("ota: " + text)
-
-    async def _report(self, values):
-        # Telemetry is stored per (key, ts) in milliseconds: states posted within the same
-        # millisecond would replace each other (DOWNLOADED, VERIFIED, UPDATING come together).
-        while time.ticks_diff(time.ticks_ms(), self._last_ms) < 2:
-            await asyncio.sleep_ms(1)
-        self._last_ms = time.ticks_ms()
-        try:
-            return await self.report_cb(values)
-        except (CoapError, TbError) as e:
-            self._say("report failed: %r" % e)
-            return False
-
-    # ---- boot ------------------------------------------------------------------
-    def current(self):
-        """current_<kind>_title / _version of the running images (reported at boot)."""
-        out = {}
-        for kind in st.KINDS:
-            r = self.running.get(kind)
-            if r:
-                out["current_%s_title" % kind] = r[0]
-                out["current_%s_version" % kind] = r[1]
-        return out
-
-    async def start(self):
+    async def start(self, follow=True):
         """After connect and subscribe: settle what the last boot left, then read the
-        assignment once (an update assigned while the device was off is found)."""
-        for kind in st.KINDS:
-            if kind not in self.sinks:
-                continue
-            rec = st.Record(self.state_dir, kind)
-            pkg = rec.get("pkg")
-            if rec.get("stage") == "applying" and pkg:
-                r = self.running.get(kind)
-                if r and st.running_is(pkg, r[0], r[1]):
-                    self.pending[kind] = pkg
-                    self._say("%s %s %s booted; confirming after the health check" % (kind, pkg["title"],
-                                                                                       pkg["version"]))
-                else:
-                    rec.set(stage=None, pkg=None, offset=None, failed=pkg)
-                    await self._fail(kind, "the new image did not pass its health check; rolled back to %s" % (
-                        r[1] if r else "the previous image"))
-        if self.pending:
-            if self.healthy_ev.is_set():  # the app posted before start(): that was the health check
-                asyncio.create_task(self._confirm())
-            else:
-                asyncio.create_task(self._health_watch())
-        self.device.on_attributes(self._on_change)
+        assignment once (an update assigned while the device was off is found). follow:
+        take the attribute changes from the device; False when the caller hands them to
+        consider() (firmware/otaapp.py, which drops this object once it is idle())."""
+        await self.settle()
+        if follow:
+            self.device.on_attributes(self._on_change)
         try:
             got = await self.device.request_attributes(shared_keys=st.keys("fw") + st.keys("sw"))
             self.consider(got.get("shared") or {})
         except (CoapError, TbError, ValueError) as e:
             self._say("reading the assignment: %r (the subscription will bring it)" % e)
 
-    def healthy(self):
-        """The app connected and posted: confirm an image on trial and report UPDATED."""
-        if self.healthy_ev.is_set():
-            return
-        self.healthy_ev.set()
-        if self.pending:
-            asyncio.create_task(self._confirm())
-
-    async def _confirm(self):
-        for kind, pkg in list(self.pending.items()):
-            self._sink(kind).confirm()
-            st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
-            del self.pending[kind]
-            self._say("%s %s confirmed" % (kind, pkg["version"]))
-            await self._report({kind + "_state": st.UPDATED})
-        self.done.set()
-
-    async def _health_watch(self):
-        try:
-            await asyncio.wait_for_ms(self.healthy_ev.wait(), self.health_timeout_ms)
-        except asyncio.TimeoutError:
-            self._say("no health check within %d ms: resetting to roll back" % self.health_timeout_ms)
-            self.reset()
+    def busy(self):
+        return bool(self.jobs or self.pending or self._settle_task is not None)
 
     # ---- assignment ----------------------------------------------------------------
     def _on_change(self, changed, deleted):
@@ -162,6 +85,7 @@ class Ota:
             await asyncio.sleep_ms(self.settle_ms)
         self._settle_task = None
         self.decide(self._shared)
+        self.done.set()
 
     def decide(self, shared):
         """Start, keep or cancel the job of each kind for the assignment in `shared`."""
@@ -197,19 +121,6 @@ class Ota:
             self.jobs[kind] = (pkg, asyncio.create_task(self._job(kind, pkg)))
 
     # ---- one update ----------------------------------------------------------------
-    async def _fail(self, kind, why):
-        self.last_error = why
-        self._say("%s FAILED: %s" % (kind, why))
-        await self._report({kind + "_state": st.FAILED, kind + "_error": why})
-        self.done.set()
-
-    def _sink(self, kind):
-        # One sink object per kind, so a cancel can close what the job opened.
-        s = self._sinks.get(kind)
-        if s is None:
-            s = self._sinks[kind] = self.sinks[kind]()
-        return s
-
     async def _job(self, kind, pkg):
         rec = st.Record(self.state_dir, kind)
         try:
@@ -260,6 +171,8 @@ class Ota:
                 return checksum.new(alg)
             except ValueError as e:  # an algorithm this port cannot compute
                 why = str(e)
+            finally:
+                st.unload("checksum")  # until the verify: the download needs only the object it made
         raise st.OtaError("%s_checksum: %s: the package's integrity cannot be known" % (kind, why))
 
     def _tls(self, url):
@@ -274,6 +187,26 @@ class Ota:
         return u
 
     async def _update(self, kind, pkg, rec):
+        await self._download(kind, pkg, rec)  # what it held (checksum, job) goes with its frame
+        await self._report({kind + "_state": st.UPDATING})
+        rec.set(stage="applying", offset=None)
+        sink = self._sink(kind)
+        what = sink.apply(pkg)  # a sink may say what it applied, and where
+        self.jobs.pop(kind, None)
+        if sink.needs_reboot:
+            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
+            await asyncio.sleep_ms(200)
+            self.reset()
+            return
+        # Nothing to reboot (a data package): this running, posting image is the health check.
+        self.running[kind] = (pkg["title"], pkg["version"])
+        rec.set(stage=None, pkg=None)
+        await self._report({kind + "_state": st.UPDATED, "current_%s_title" % kind: pkg["title"],
+                            "current_%s_version" % kind: pkg["version"]})
+        self.done.set()
+
+    async def _download(self, kind, pkg, rec):
+        """Download and verify: DOWNLOADING .. DOWNLOADED, VERIFIED (raises what fails)."""
         h = self._checksum(kind, pkg)
         if pkg.get("url"):
             self._tls(pkg["url"])  # before anything is downloaded
@@ -310,6 +243,7 @@ class Ota:
             self._say("%s at byte %d: %r; retrying" % (kind, job.offset, err))
             await asyncio.sleep_ms(self.retry_ms // 2 + random.getrandbits(16) % (self.retry_ms // 2 + 1))
         sink.close()
+        st.unload("coapota", "otablock2", "otafetch", "otaurl")  # the download's code: not needed again
         if size is not None and job.offset != size:
             raise st.OtaError("size mismatch: %d bytes received, fw_size says %d" % (job.offset, size))
         await job.progress(force=True)
@@ -317,27 +251,13 @@ class Ota:
         if h is not None:
             from tbdevice import checksum
 
-            got = h.hexdigest()
+            got = checksum.hexdigest(h)
             if not checksum.matches(want, got):
                 raise st.OtaError("checksum mismatch (%s): expected %s, got %s" % (alg, want, got))
         else:
             self._say("%s: a URL package without a checksum: nothing to verify against" % kind)
+        st.unload("checksum", "softhash")
         await self._report({kind + "_state": st.VERIFIED})
-        await self._report({kind + "_state": st.UPDATING})
-        rec.set(stage="applying", offset=None)
-        what = sink.apply(pkg)  # a sink may say what it applied, and where
-        self.jobs.pop(kind, None)
-        if sink.needs_reboot:
-            self._say("%s %s %s applied%s; rebooting" % (kind, pkg["title"], pkg["version"], ": " + what if what else ""))
-            await asyncio.sleep_ms(200)
-            self.reset()
-            return
-        # Nothing to reboot (a data package): this running, posting image is the health check.
-        self.running[kind] = (pkg["title"], pkg["version"])
-        rec.set(stage=None, pkg=None)
-        await self._report({kind + "_state": st.UPDATED, "current_%s_title" % kind: pkg["title"],
-                            "current_%s_version" % kind: pkg["version"]})
-        self.done.set()
 
     async def _fetch(self, kind, pkg, job):
         from tbdevice import otafetch  # loaded with the first download, not to confirm an image

@@ -244,7 +244,7 @@ class Esp32Sink:
             # The new image runs its own (frozen) code: no slot may shadow it. The slots'
             # pointer boots "no slot" on trial, falling back with the bootloader's rollback.
             b = self.bundle
-            b.slots.switch(b.state_dir, None)
+            b.shim().switch(b.state_dir, None)
         return what
 
     def confirm(self):

@@ -10,7 +10,7 @@
 import json
 import os
 
-from tbdevice.otastate import OtaError
+from tbdevice.otastate import OtaError, unload
 
 _ENOSPC = 28
 
@@ -129,14 +129,15 @@ class FileSink:
 
 class SlotSink(FileSink):
     """An application bundle (tbdevice.bundle) unpacked into the free slot; `slots` is the
-    boot shim's module (firmware/bootslot.py), injected by the board. The bundle's manifest
-    is checked as soon as it has arrived (its .mpy must load here, its title and version must
-    be the package's), so a bundle this device cannot take fails early and never reaches a slot."""
+    boot shim (firmware/bootslot.py): its module, or its name, imported only to apply and to
+    confirm (firmware/main.py lets it go after the boot). The bundle's manifest is checked as
+    soon as it has arrived (its .mpy must load here, its title and version must be the
+    package's), so a bundle this device cannot take fails early and never reaches a slot."""
 
     needs_reboot = True
     room_factor = 2  # the download, then its unpacked copy
 
-    def __init__(self, state_dir, kind, slots, buf=None):
+    def __init__(self, state_dir, kind, slots="bootslot", buf=None):
         FileSink.__init__(self, state_dir, kind, buf)
         self.slots = slots
         self.pkg = None
@@ -156,7 +157,8 @@ class SlotSink(FileSink):
             self._check_head()
 
     def _check_head(self):
-        # Read back from flash rather than held in RAM: the manifest lists every file.
+        # Read back from flash rather than held in RAM: the manifest lists every file. Once
+        # it passed, the bundle code leaves the heap until apply(): the download goes on.
         from tbdevice import bundle
 
         self.f.flush()
@@ -175,6 +177,7 @@ class SlotSink(FileSink):
                 raise OtaError("bad bundle: %s" % e)
         self.head = 0
         self._check(man)
+        unload("bundle")
 
     def _check(self, man):
         from tbdevice import bundle
@@ -188,20 +191,26 @@ class SlotSink(FileSink):
             raise OtaError("the bundle is %s %s, the package says %s %s" % (
                 man.get("title"), man.get("version"), pkg["title"], pkg["version"]))
 
+    def shim(self):
+        """The boot shim's module (`slots`, imported now when given by name)."""
+        s = self.slots
+        return __import__(s) if isinstance(s, str) else s
+
     def apply(self, pkg):
         from tbdevice import bundle
 
         sd = self.state_dir
         self.pkg = pkg
+        slots = self.shim()
         _mkdir(sd + "/slots")
-        slot = self.slots.free_slot(sd)
+        slot = slots.free_slot(sd)
         try:
-            man = bundle.unpack(self.part, self.slots.slot_dir(sd, slot), self.buf, self._check)
+            man = bundle.unpack(self.part, slots.slot_dir(sd, slot), self.buf, self._check)
         except bundle.BundleError as e:
             raise OtaError("bad bundle: %s" % e)
-        self.slots.switch(sd, slot)  # atomic: the next boot runs the new slot, on trial
+        slots.switch(sd, slot)  # atomic: the next boot runs the new slot, on trial
         _remove(self.part)
         return "an application bundle (.mpy v%s) in slot %s" % ((man.get("mpy") or {}).get("version", "-"), slot)
 
     def confirm(self):
-        self.slots.confirm(self.state_dir)
+        self.shim().confirm(self.state_dir)

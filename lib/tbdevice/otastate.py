@@ -4,6 +4,7 @@
 # package awaiting its health check, the last package that failed).
 import json
 import os
+import sys
 
 KINDS = ("fw", "sw")
 # OtaPackageUpdateStatus values a device reports (spec §10.1).
@@ -19,6 +20,17 @@ _FIELDS = ("title", "version", "tag", "url", "size", "checksum_algorithm", "chec
 
 class OtaError(Exception):
     """A failure that will not mend by retrying: reported as FAILED with fw_error = str(e)."""
+
+
+def unload(*names):
+    """Let the heap have back the tbdevice modules `names` (e.g. "bundle") once a step of an
+    update is over: a later step imports them again. Their heap comes back only when nothing
+    holds their functions or classes any more, so only modules that no longer running code
+    refers to are named; otastate itself, whose OtaError the other modules raise, stays."""
+    pkg = sys.modules["tbdevice"]
+    for n in names:
+        if sys.modules.pop("tbdevice." + n, None) is not None and n in pkg.__dict__:
+            delattr(pkg, n)  # `from tbdevice import n` set it on the package too
 
 
 def keys(kind):

@@ -3,15 +3,10 @@
 # code, and ThingsBoard's default, SHA256, needs none of it): MurmurHash3 x86_32 and x64_128
 # (Guava's murmur3_32_fixed and murmur3_128, seed 0) and SHA-384/512 (FIPS 180-4) for ports
 # whose hashlib has no sha512. Fed block by block, never the whole image.
-import binascii
 import struct
 
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
-
-
-def _hex(b):
-    return binascii.hexlify(b).decode()
 
 
 class _Tail:
@@ -56,7 +51,7 @@ class Murmur32(_Tail):
             h = (h * 5 + 0xE6546B64) & _M32
         self.h = h
 
-    def hexdigest(self):
+    def digest(self):
         h = self.h
         t = self.tail
         if t:
@@ -70,7 +65,7 @@ class Murmur32(_Tail):
         h ^= h >> 13
         h = (h * 0xC2B2AE35) & _M32
         h ^= h >> 16
-        return _hex(struct.pack("<I", h))
+        return struct.pack("<I", h)
 
 
 def _rotl64(x, r):
@@ -110,7 +105,7 @@ class Murmur128(_Tail):
             h2 = (h2 * 5 + 0x38495AB5) & _M64
         self.h1, self.h2 = h1, h2
 
-    def hexdigest(self):
+    def digest(self):
         h1, h2 = self.h1, self.h2
         t = self.tail
         if t:
@@ -131,7 +126,7 @@ class Murmur128(_Tail):
         h2 = _fmix64(h2)
         h1 = (h1 + h2) & _M64
         h2 = (h2 + h1) & _M64
-        return _hex(struct.pack("<QQ", h1, h2))
+        return struct.pack("<QQ", h1, h2)
 
 
 # SHA-384/512 (FIPS 180-4) for ports whose hashlib lacks them.
@@ -213,11 +208,11 @@ class Sha512(_Tail):
                 hh, g, f, e, d, c, b, a = g, f, e, (d + t1) & _M64, c, b, a, (t1 + t2) & _M64
             self.h = [(x + y) & _M64 for x, y in zip(self.h, (a, b, c, d, e, f, g, hh))]
 
-    def hexdigest(self):
+    def digest(self):
         saved = (self.h[:], self.tail, self.length)
         n = self.length
         pad = b"\x80" + b"\x00" * ((111 - n) % 128) + struct.pack(">QQ", n >> 61, (n << 3) & _M64)
         self.update(pad)
         out = b"".join(struct.pack(">Q", x) for x in self.h)
         self.h, self.tail, self.length = saved
-        return _hex(out[: self.bits // 8])
+        return out[: self.bits // 8]

@@ -14,7 +14,7 @@ from coap import block
 from coap import message as m
 from coap.errors import CoapError
 from tbdevice import errors
-from tbdevice import bundle, checksum, otafetch
+from tbdevice import bundle, checksum, otablock2, otafetch
 from tbdevice import otastate as st
 from tbdevice.otapart import Esp32Sink, PartitionSink
 from tbdevice.otasink import FileSink, SlotSink
@@ -86,7 +86,7 @@ def test_partition_sink_writes_the_next_ota_slot_and_boots_it():
     s.replay(len(APP), h.update)
     want = checksum.new("SHA256")
     want.update(APP)
-    assert h.hexdigest() == want.hexdigest()
+    assert checksum.hexdigest(h) == checksum.hexdigest(want)
 
 
 def test_partition_sink_resumes_at_a_block_boundary():
@@ -205,7 +205,7 @@ def test_esp32_sink_resumes_what_it_was_writing():
     s.replay(len(data), h.update)
     want = checksum.new("MD5")
     want.update(data)
-    assert h.hexdigest() == want.hexdigest()
+    assert checksum.hexdigest(h) == checksum.hexdigest(want)
     s.discard()
     s = _esp32_sink(sd, esp)
     s.open({}, 0)
@@ -431,7 +431,7 @@ def test_file_sink_resumes_and_installs():
     s.replay(len(IMAGE), h.update)
     want = checksum.new("CRC32")
     want.update(IMAGE)
-    assert h.hexdigest() == want.hexdigest()
+    assert checksum.hexdigest(h) == checksum.hexdigest(want)
     s.apply({"title": "data", "version": "7"})
     assert s.installed() == ("data", "7")
     with open(sd + "/ota/sw.bin", "rb") as f:
@@ -466,7 +466,7 @@ def test_checksum_format_is_checked_before_a_download():
     for alg in ("MD5", "SHA256", "CRC32", "MURMUR3_32", "MURMUR3_128"):
         h = checksum.new(alg)
         h.update(b"x")
-        assert checksum.malformed(alg, h.hexdigest()) is None, alg
+        assert checksum.malformed(alg, checksum.hexdigest(h)) is None, alg
 
 
 def test_config_ota_ca_and_verify():
@@ -492,6 +492,29 @@ def test_progress_steps():
             last = p
     assert got == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
     assert st.progress_step(5, None, None) is None
+
+
+def test_unload_gives_a_module_back_and_a_later_import_loads_it_again():
+    import gc
+    import sys
+
+    import tbdevice
+
+    st.unload("otaurl")  # not loaded here: nothing to do
+    gc.collect()
+    before = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # MicroPython: the heap in use
+    from tbdevice import otaurl
+
+    assert otaurl.fetch and "tbdevice.otaurl" in sys.modules
+    del otaurl
+    st.unload("otaurl", "otaurl")
+    assert "tbdevice.otaurl" not in sys.modules and "otaurl" not in tbdevice.__dict__
+    if before:
+        gc.collect()
+        assert gc.mem_alloc() - before < 1024  # of its ~2.7 KB, only its names stay (the qstr pool)
+    from tbdevice import otaurl  # noqa: F811  (imported again, whole)
+
+    assert otaurl.fetch
 
 
 # ---- download loops -----------------------------------------------------------------------
@@ -573,21 +596,21 @@ class _Block2Server:
 def test_block2_sequential_restart_and_resume():
     srv = _Block2Server(IMAGE)
     out, data = _collect()
-    assert asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data)) == len(IMAGE)
+    assert asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 0, data)) == len(IMAGE)
     assert bytes(out) == IMAGE and srv.asked == list(range(10))
     # the server forgets at block 4: block 0 again, then straight to block 4
     srv = _Block2Server(IMAGE, forget_at=4)
     out, data = _collect()
-    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 0, data))
+    asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 0, data))
     assert bytes(out) == IMAGE and srv.asked == [0, 1, 2, 3, 4, 0, 4, 5, 6, 7, 8, 9]
     # resume from byte 5000 after a reboot: block 0 (to start the transfer), then block 4
     srv = _Block2Server(IMAGE)
     out, data = _collect()
-    asyncio.run(otafetch.block2(srv, None, len(IMAGE), 5000, data))
+    asyncio.run(otablock2.fetch(srv, None, len(IMAGE), 5000, data))
     assert bytes(out) == IMAGE[5000:] and srv.asked == [0, 4, 5, 6, 7, 8, 9]
     # Size2 against fw_size
     try:
-        asyncio.run(otafetch.block2(_Block2Server(IMAGE), None, len(IMAGE) + 1, 0, data))
+        asyncio.run(otablock2.fetch(_Block2Server(IMAGE), None, len(IMAGE) + 1, 0, data))
         raise AssertionError("no size mismatch")
     except st.OtaError as e:
         assert "size mismatch" in str(e)
@@ -601,7 +624,7 @@ def test_block2_gives_up_when_the_transfer_keeps_vanishing():
 
     out, data = _collect()
     try:
-        asyncio.run(otafetch.block2(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
+        asyncio.run(otablock2.fetch(Forgetful(IMAGE), None, len(IMAGE), 0, data, restarts=2))
         raise AssertionError("no Timeout")
     except errors.Timeout as e:
         assert not isinstance(e, CoapError)  # the application sees tbdevice.errors only (issue 14 item 2)
@@ -628,11 +651,11 @@ def test_download_errors_are_tbdevice_errors():
 
     out, data = _collect()
     for fetch in (otafetch.chunks(otafetch.coap_chunk_getter(Server(m.INTERNAL_SERVER_ERROR), None), 100, 50, 0, data),
-                  otafetch.block2(Server(m.INTERNAL_SERVER_ERROR), None, 100, 0, data)):
+                  otablock2.fetch(Server(m.INTERNAL_SERVER_ERROR), None, 100, 0, data)):
         e = _raised(fetch)
         assert isinstance(e, errors.Timeout) and not isinstance(e, CoapError), repr(e)
         assert e.code == m.INTERNAL_SERVER_ERROR and "5.00" in str(e)
-    assert isinstance(_raised(otafetch.block2(Server(m.NOT_FOUND), None, 100, 0, data)), st.OtaError)
+    assert isinstance(_raised(otablock2.fetch(Server(m.NOT_FOUND), None, 100, 0, data)), st.OtaError)
 
     class HttpLink:
         def __init__(self, status):
