@@ -66,9 +66,9 @@ async def fetch(url, offset, data, timeout_ms=10000, ssl=None, redirects=3):
             req = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: tbdevice\r\n" % (path, host)
             if offset:
                 req += "Range: bytes=%d-\r\n" % offset
-            w.write((req + "\r\n").encode())
             try:
-                await w.drain()  # the TLS handshake happens here
+                w.write((req + "\r\n").encode())  # the TLS handshake can happen here already
+                await w.drain()  # or here
             except ValueError as e:
                 # MicroPython's ssl: the certificate did not verify (mbedTLS's reason: not signed
                 # by the CA, another host name, expired). Retrying will not mend it.
