@@ -11,7 +11,6 @@
 import asyncio
 import random
 
-from coap.errors import CoapError
 from tbdevice import otastate as st
 from tbdevice.errors import TbError
 from tbdevice.otaboot import Trial
@@ -61,7 +60,7 @@ class Ota(Trial):
         try:
             got = await self.device.request_attributes(shared_keys=st.keys("fw") + st.keys("sw"))
             self.consider(got.get("shared") or {})
-        except (CoapError, TbError, ValueError) as e:
+        except (TbError, ValueError) as e:
             self._say("reading the assignment: %r (the subscription will bring it)" % e)
 
     def busy(self):
@@ -229,7 +228,7 @@ class Ota(Trial):
             try:
                 await self._fetch(kind, pkg, job)
                 break
-            except (CoapError, TbError) as e:
+            except TbError as e:
                 err = e
             except OSError as e:
                 if e.args and e.args[0] == _ENOSPC:

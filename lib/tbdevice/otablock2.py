@@ -2,12 +2,12 @@
 # block 0 on the device's one socket with an unchanged query; when the server has forgotten
 # the transfer (its 300 s blockwise state expired, or the socket changed), block 0 is asked
 # again and the transfer goes on from where the download was. Loaded only in that mode
-# (tbdevice/coapota.py); the chunked download is tbdevice/otafetch.py.
+# (tbdevice/coapota.py, which also has check()); the chunked download is tbdevice/otafetch.py.
 from coap import block
 from coap import message as m
 from coap.errors import Timeout as NoResponse
 from tbdevice.errors import Timeout
-from tbdevice.otafetch import check
+from tbdevice.coapota import check
 from tbdevice.otastate import OtaError
 
 

@@ -9,7 +9,6 @@
 import asyncio
 import time
 
-from coap.errors import CoapError
 from tbdevice import otastate as st
 from tbdevice.errors import TbError
 
@@ -45,7 +44,7 @@ class Trial:
         self._last_ms = time.ticks_ms()
         try:
             return await self.report_cb(values)
-        except (CoapError, TbError) as e:
+        except TbError as e:
             self._say("report failed: %r" % e)
             return False
 

@@ -5,7 +5,8 @@
 import pytest
 
 from tbtest import wait_until
-from test_ota import assign, bundle, bundle_tool, history, latest, start_device, upload, wait_state
+from test_firmware import Device, write_config
+from test_ota import OTA_FAST, assign, bundle, bundle_tool, history, latest, start_device, upload, wait_state
 
 _WATCHED = ("tbdevice.ota", "tbdevice.otaboot", "tbdevice.otasink", "tbdevice.otafetch", "tbdevice.otablock2",
             "tbdevice.coapota", "tbdevice.bundle", "tbdevice.checksum", "otaload", "bootslot")
@@ -24,13 +25,29 @@ Hal.read_sensors = _read_sensors_and_mods
 ''' % (_WATCHED,)
 
 
-def _hal():
+# The same for the CoAP stack (telemetry key coap_mods): an HTTP device never loads it, not even
+# to download an update (tbdevice.otafetch imports no transport; coapota has CoAP's part).
+_COAP_HAL = b'''
+
+def _read_sensors_and_coap(self, _read=Hal.read_sensors):
+    import sys
+
+    values = _read(self)
+    values["coap_mods"] = ",".join(m for m in sys.modules if m == "coap" or m.startswith("coap.")) or "-"
+    return values
+
+
+Hal.read_sensors = _read_sensors_and_coap
+'''
+
+
+def _hal(extra=_MODS_HAL):
     import os
 
     import mpy
 
     with open(os.path.join(mpy.ROOT, "boards", "UNIX", "hal.py"), "rb") as f:
-        return f.read() + _MODS_HAL
+        return f.read() + extra
 
 
 def _mods_after(sim, n):
@@ -61,6 +78,26 @@ def test_ota_modules_leave_after_a_failed_and_after_a_confirmed_update(tbsim, tm
         assert wait_state(tbsim, "UPDATED", 60), dev.output()
         assert latest(tbsim, "current_fw_version") == "1.0.2"
         assert _mods_after(tbsim, len(history(tbsim, "ota_mods"))) == "-", dev.output()
+    finally:
+        dev.stop()
+
+
+def test_an_http_device_downloads_an_update_without_the_coap_stack(tbsim, tmp_path):
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bundle_tool.install(bundle(tmp_path, "1.0.0", board__hal_py=_hal(_COAP_HAL)), str(sd))
+    cfg = write_config(tmp_path, transport="http", port=tbsim.http_port, token=tbsim.token, state_dir=str(sd),
+                       ota=dict(OTA_FAST, chunk_size=512))
+    dev = Device(cfg, heap="384K")
+    try:
+        assert wait_until(lambda: latest(tbsim, "coap_mods") == "-", 15, 0.1), dev.output()
+        assign(tbsim, upload(tbsim, b"x" * 3000, "4.0.0", title="sw-nocoap", algorithm="SHA256", kind="SOFTWARE"),
+               "softwareId")
+        assert wait_until(lambda: latest(tbsim, "sw_state") == "UPDATED", 30, 0.1), dev.output()
+        assert "software?title=sw-nocoap&version=4.0.0&size=512&chunk=5" in tbsim.log_text()
+        n = len(history(tbsim, "coap_mods"))
+        assert wait_until(lambda: len(history(tbsim, "coap_mods")) >= n + 1, 20, 0.1), dev.output()
+        assert set(history(tbsim, "coap_mods")) == {"-"}, history(tbsim, "coap_mods")
     finally:
         dev.stop()
 

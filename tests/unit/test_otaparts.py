@@ -14,7 +14,7 @@ from coap import block
 from coap import message as m
 from coap.errors import CoapError
 from tbdevice import errors
-from tbdevice import bundle, checksum, otablock2, otafetch
+from tbdevice import bundle, checksum, coapota, otablock2, otafetch
 from tbdevice import otastate as st
 from tbdevice.otapart import Esp32Sink, PartitionSink
 from tbdevice.otasink import FileSink, SlotSink
@@ -650,7 +650,7 @@ def test_download_errors_are_tbdevice_errors():
             return _Msg(self.code)
 
     out, data = _collect()
-    for fetch in (otafetch.chunks(otafetch.coap_chunk_getter(Server(m.INTERNAL_SERVER_ERROR), None), 100, 50, 0, data),
+    for fetch in (otafetch.chunks(coapota.chunk_getter(Server(m.INTERNAL_SERVER_ERROR), None), 100, 50, 0, data),
                   otablock2.fetch(Server(m.INTERNAL_SERVER_ERROR), None, 100, 0, data)):
         e = _raised(fetch)
         assert isinstance(e, errors.Timeout) and not isinstance(e, CoapError), repr(e)
