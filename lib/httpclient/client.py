@@ -77,6 +77,14 @@ def tls_context(ca):
     return ctx
 
 
+async def _wait_closed(s):
+    try:
+        s.close()
+        await s.wait_closed()
+    except OSError:  # a socket the peer reset is closed all the same
+        pass
+
+
 def _closed():
     return OSError(errno.ECONNRESET)
 
@@ -120,10 +128,9 @@ class Connection:
     def close(self):
         s, self._s = self._s, None
         if s is not None:
-            try:
-                s.close()
-            except OSError:
-                pass
+            # MicroPython's Stream.close() does nothing: its socket (and a TLS session's buffers)
+            # go only in wait_closed(), which CPython's writer has too. A task, as close() is sync.
+            asyncio.create_task(_wait_closed(s))
 
     async def request(self, method, path, body=None, ctype=None, timeout_ms=10000, limit=4096):
         """(status, body) with body a bytearray (b"" when empty). Raises Timeout after

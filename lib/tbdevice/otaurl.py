@@ -109,6 +109,7 @@ async def fetch(url, offset, data, timeout_ms=10000, ssl=None, redirects=3):
                 raise OtaError("GET %s: malformed response" % url)
         finally:
             w.close()
+            await w.wait_closed()  # MicroPython's close() does nothing: the socket closes here
     raise OtaError("GET %s: too many redirects" % url)
 
 

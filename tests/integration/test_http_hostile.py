@@ -176,6 +176,18 @@ def test_framing_bounds_and_stale_sockets():
     assert out[3]["connects"] == 1 and out[4]["connects"] == 1 and out[5]["connects"] == 2
 
 
+def test_a_closed_connection_closes_its_socket():
+    # MicroPython's Stream.close() alone leaves the socket open (and on a board a TLS session's
+    # buffers allocated) until a collection finds it: every reconnect would hold one more.
+    srv = ScriptedServer()
+    try:
+        out = client(srv.port, [["GET", "/toclose", 2000, 4096]] * 12)
+    finally:
+        srv.stop()
+    assert [o.get("status") for o in out] == [200] * 12 and out[-1]["connects"] == 12, out
+    assert out[-1]["fds"] <= out[0]["fds"] + 1, [o["fds"] for o in out]
+
+
 class Hostile:
     """Every request meets the next behaviour in turn: an answer, a close without one,
     500, garbage, a stall. Long polls that get an answer get 408 a little later."""

@@ -1,9 +1,10 @@
 # httpclient.client.Connection on the unix port, for tests/integration/test_http_hostile.py.
 #   micropython http_client.py SPEC.json with {"port": N, "requests": [[method, path, timeout_ms, limit], ..]}
 # Prints one JSON line per request: {"status", "body"} or {"error", "message"}, with the
-# connection's counters (connects, resent).
+# connection's counters (connects, resent) and the process's open file descriptors (fds).
 import asyncio
 import json
+import os
 import sys
 
 from httpclient.client import Connection, resolve
@@ -23,6 +24,7 @@ async def main(spec):
             out["message"] = str(e)
         out["connects"] = c.connects
         out["resent"] = c.resent
+        out["fds"] = len(os.listdir("/proc/self/fd"))
         print(json.dumps(out))
     c.close()
 
