@@ -502,11 +502,19 @@ class MqttLink:
         i = self.new_id()
         if op == ATTRIBUTES_GET:
             topic = ATTR_REQ
-            # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5)
-            body = dumps({k: ",".join(v) for k, v in query or () if v})
+            body = self.attributes_request(query)
         else:
             topic = _RPC_REQ
         return await self.ask(topic + str(i).encode(), body, i, timeout_ms or self.timeout_ms, NAMES[op], op)
+
+    def attributes_request(self, query):
+        """The body of an attribute request: "clientKeys" / "sharedKeys" as comma-separated
+        strings, neither for every attribute (wire-mqtt §5); JSON, or a protobuf profile's
+        transportapi.AttributesRequest (§12.2)."""
+        keys = {k: ",".join(v) for k, v in query or () if v}
+        if self.codec.name == "json":
+            return dumps(keys)
+        return self.codec.attributes_request(keys)
 
     async def ask(self, topic, body, i, timeout_ms, what, op=None):
         """PUBLISH body on topic and return the answer keyed i (request id), up to timeout_ms."""
@@ -518,7 +526,7 @@ class MqttLink:
             self._answers.pop(i, None)
         if op == ATTRIBUTES_GET and p.strip() == b"{}":
             return None
-        if op == RPC_CALL and p == _RPC_TIMEOUT:
+        if op == RPC_CALL and p == _RPC_TIMEOUT:  # (a protobuf profile's: its codec raises it)
             raise errors.Timeout("rpc: the server's client-side RPC timeout")
         return p
 
