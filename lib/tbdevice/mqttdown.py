@@ -17,7 +17,6 @@ from tbdevice import errors
 from tbdevice import mqttcodec as mc
 from tbdevice.jsonenc import dumps
 from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES_GET, RPC_REQUEST
-from tbdevice.mqttlink import ATTR_REQ
 
 _ETIMEDOUT = const(110)
 _REFUSED_FILTER = const(0x80)
@@ -85,9 +84,7 @@ class Subscriptions:
                     return 128
                 self.subbed = gen
             try:
-                i = link.new_id()
-                state = await link.ask(ATTR_REQ + str(i).encode(), link.attributes_request(None), i, link.timeout_ms,
-                                       "attribute state", ATTRIBUTES_GET)
+                state = await link.request(ATTRIBUTES_GET, b"", None, link.timeout_ms)
                 shared = link.codec.attribute_response(state)["shared"] if state else {}
             except errors.Timeout:
                 return -1

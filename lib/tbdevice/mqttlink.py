@@ -502,19 +502,13 @@ class MqttLink:
         i = self.new_id()
         if op == ATTRIBUTES_GET:
             topic = ATTR_REQ
-            body = self.attributes_request(query)
+            # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5);
+            # a protobuf profile's codec writes them as transportapi.AttributesRequest (§12.2)
+            body = {k: ",".join(v) for k, v in query or () if v}
+            body = dumps(body) if self.codec.name == "json" else self.codec.attributes_request(body)
         else:
             topic = _RPC_REQ
         return await self.ask(topic + str(i).encode(), body, i, timeout_ms or self.timeout_ms, NAMES[op], op)
-
-    def attributes_request(self, query):
-        """The body of an attribute request: "clientKeys" / "sharedKeys" as comma-separated
-        strings, neither for every attribute (wire-mqtt §5); JSON, or a protobuf profile's
-        transportapi.AttributesRequest (§12.2)."""
-        keys = {k: ",".join(v) for k, v in query or () if v}
-        if self.codec.name == "json":
-            return dumps(keys)
-        return self.codec.attributes_request(keys)
 
     async def ask(self, topic, body, i, timeout_ms, what, op=None):
         """PUBLISH body on topic and return the answer keyed i (request id), up to timeout_ms."""

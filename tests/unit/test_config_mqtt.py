@@ -32,8 +32,9 @@ def test_ports_and_credentials():
         assert (c["payload"], c["proto"]) == ("protobuf", "appprofile")
     assert _err({"host": "h", "token": "t", "transport": "mqtt", "payload": "protobuf"}) is None
     # HTTP stays JSON only
-    assert "needs transport coap, coaps, mqtt or mqtts" in _err({"host": "h", "token": "t", "transport": "http",
-                                                                 "payload": "protobuf"})
+    for t in ("http", "https"):
+        assert "protobuf needs transport coap(s) or mqtt(s)" in _err({"host": "h", "token": "t", "transport": t,
+                                                                     "payload": "protobuf", "tls": {"ca": "c"}})
 
 
 def test_problems_name_the_key():
