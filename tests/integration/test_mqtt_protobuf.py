@@ -1,7 +1,8 @@
 # The Device API and the reference firmware over MQTT with a PROTOBUF device profile (wire-mqtt §12.2) on the
 # unix port against tbsim --mqtt-port: telemetry and client attributes in the profile's schemas, attribute
-# requests, shared-attribute updates and client-side RPC in ThingsBoard's built-in messages, server-side RPC in
-# the profile's RPC request and reply schemas; each checked through tbsim's REST API. The profile is made as
+# requests, shared-attribute updates, client-side RPC, claim and provisioning in ThingsBoard's built-in messages,
+# server-side RPC in the profile's RPC request and reply schemas; each checked through tbsim's REST API and log;
+# a value the schema cannot carry is refused at the call and a sample of the app's alone. The profile is made as
 # ThingsBoard's REST API makes one (an MQTT transport configuration); the device's schema module is compiled
 # from the same .proto files with tools/protoc.py.
 import json
@@ -28,7 +29,7 @@ HEAP = os.environ.get("PB_HEAP", "384K")  # the protobuf modules are compiled fr
 
 @pytest.fixture
 def sim(tbsim_factory):
-    return tbsim_factory("--mqtt-port", "0", "--client-rpc-timeout-ms", "1000")
+    return tbsim_factory("--mqtt-port", "0", "--client-rpc-timeout-ms", "1000", "--provision-close-ms", "2000")
 
 
 def profile(sim, schemas=APP, name="mqtt-protobuf"):
@@ -70,9 +71,12 @@ def test_uplinks_attribute_requests_and_client_rpc(sim, device, tmp_path):
         ["rpc", "nobodyAnswers", {}, 5000],
         ["claim", "secret-pb", 60000],
         ["telemetry", {"temperature": 22.5}],
+        # a ProvisionDeviceRequestMsg, answered in kind (wire-mqtt §10)
+        ["provision", sim.provision_key, sim.provision_secret, "pb-mqtt-provisioned"],
+        ["provision", sim.provision_key, "wrong", "pb-mqtt-refused"],
     ], mqtt={"timeout_ms": 3000}), path=compiled(tmp_path), heap=HEAP)
     by = [(o["op"], o["ok"], o.get("result"), o.get("error")) for o in ops]
-    assert [o["ok"] for o in ops] == [True, False, True, True, True, True, True, False, True, True], by
+    assert [o["ok"] for o in ops] == [True, False, True, True, True, True, True, False, True, True, True, False], by
     # a key the schema has no field for: refused at the call, nothing sent (the connection stays up)
     assert (ops[1]["error"], ops[1]["at"]) == ("SchemaMismatch", "call") and "not_in_schema" in ops[1]["message"]
     assert by[3][2] == {"client": {"firmwareVersion": "v1.0-pb"}, "shared": {"interval": 750, "mode": "eco"}}, by
@@ -88,6 +92,8 @@ def test_uplinks_attribute_requests_and_client_rpc(sim, device, tmp_path):
     attrs = {a["key"]: a["value"] for a in sim.rest.get(
         "/api/plugins/telemetry/DEVICE/%s/values/attributes/CLIENT_SCOPE" % did)}
     assert attrs == {"firmwareVersion": "v1.0-pb", "serialNumber": "SN-9"}, attrs
+    assert ops[10]["result"]["token"] and ops[11]["status"] == "NOT_FOUND", ops[10:]
+    assert "pb-mqtt-provisioned" in sim.log_text() and "/provision/response <protobuf>" in sim.log_text()
     claim = sim.rest.request("POST", "/api/customer/device/%s/claim" % NAME, {"secretKey": "secret-pb"})
     assert claim[0] == 200, claim
     log = sim.log_text()

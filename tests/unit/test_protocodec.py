@@ -141,7 +141,8 @@ def test_rpc_response_payload_and_error():
     err = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "no rule chain"})
     assert C.rpc_response(err) == {"error": "no rule chain"}
     # the server's own client-RPC timeout (wire-mqtt §8) is a Timeout, as its JSON form is over MQTT
-    _raises(errors.Timeout, C.rpc_response, _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "timeout"}))
+    timeout = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "timeout"})
+    _raises(errors.Timeout, C.rpc_response, timeout)
     assert C.rpc_response(b"") is None
 
 
@@ -149,7 +150,8 @@ def test_mqtt_attribute_request_and_rpc_request_with_the_topic_id():
     # transportapi.AttributesRequest: comma-separated keys; empty bytes ask for every attribute (wire-mqtt §5)
     assert bytes(C.attributes_request({})) == b""
     body = C.attributes_request({"clientKeys": "a,b", "sharedKeys": "c"})
-    assert pb.decode(TB, pb.find(TB, "transportapi.AttributesRequest"), body) == {"clientKeys": "a,b", "sharedKeys": "c"}
+    got = pb.decode(TB, pb.find(TB, "transportapi.AttributesRequest"), body)
+    assert got == {"clientKeys": "a,b", "sharedKeys": "c"}
     # over MQTT the id is the topic's (wire-mqtt §7), whatever the schema's requestId says or when it has none
     i = DP.RPC_REQUEST
     req = pb.encode(DP, i, {"method": "m", "params": '{"x":1}'})
