@@ -119,8 +119,8 @@ def validate(cfg):
           " 'mqtt.username' / 'mqtt.client_id' for MQTT_BASIC)")
     _need(cfg.setdefault("payload", "json") in ("json", "protobuf"), "'payload' must be json or protobuf")
     _str(cfg, "proto")
-    # The HTTP device API speaks JSON only; protobuf profiles are CoAP's (spec §11, §15).
-    _need(cfg["payload"] == "json" or t in ("coap", "coaps"), "'payload': protobuf needs transport coap or coaps")
+    # The HTTP device API speaks JSON only; protobuf profiles are CoAP's and MQTT's (spec §11, §15; wire-mqtt §12).
+    _need(cfg["payload"] == "json" or t[:4] != "http", "'payload': protobuf needs transport coap(s) or mqtt(s)")
     iv = cfg.setdefault("telemetry_interval_ms", 5000)
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
     _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms", "ca", "verify"))

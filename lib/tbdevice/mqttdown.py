@@ -17,7 +17,6 @@ from tbdevice import errors
 from tbdevice import mqttcodec as mc
 from tbdevice.jsonenc import dumps
 from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES_GET, RPC_REQUEST
-from tbdevice.mqttlink import ATTR_REQ
 
 _ETIMEDOUT = const(110)
 _REFUSED_FILTER = const(0x80)
@@ -40,10 +39,15 @@ class Subscriptions:
         return self.link._alive and self.subbed == g and self.state == g
 
     def rpc(self, buf, a, b, p, end):
-        # The id is only in the topic (wire-mqtt §7): into the payload, where the codec reads it.
+        # The id is only in the topic (wire-mqtt §7): into the payload, where the codec reads it;
+        # a protobuf profile's request goes with it, (id, bytes), to ProtoCodec.rpc_request (§12.2).
         rid = bytes(buf[a:b])
         body = buf[p:end]
-        if rid.isdigit() and body[:1] == b"{":
+        if not rid.isdigit():
+            return
+        if self.link.codec.name != "json":
+            self.put(RPC_REQUEST, (int(rid), bytes(body)), False)
+        elif body[:1] == b"{":
             self.put(RPC_REQUEST, b'{"id":' + rid + (b"," if len(body) > 2 else b"") + body[1:], False)
 
     def keep(self):
@@ -80,9 +84,7 @@ class Subscriptions:
                     return 128
                 self.subbed = gen
             try:
-                i = link.new_id()
-                state = await link.ask(ATTR_REQ + str(i).encode(), b"{}", i, link.timeout_ms, "attribute state",
-                                       ATTRIBUTES_GET)
+                state = await link.request(ATTRIBUTES_GET, b"", None, link.timeout_ms)
                 shared = link.codec.attribute_response(state)["shared"] if state else {}
             except errors.Timeout:
                 return -1
@@ -92,7 +94,8 @@ class Subscriptions:
                 link._say("mqtt: attribute state: %s" % e)
                 return 128
             if link._down is self and gen == link._gen:
-                self.put(ATTRIBUTE_UPDATE, dumps(shared), True)
+                # JSON text for the JSON codec; a protobuf profile's codec takes the dict as it is
+                self.put(ATTRIBUTE_UPDATE, dumps(shared) if link.codec.name == "json" else shared, True)
                 self.state = gen
             return 0
         finally:

@@ -502,8 +502,10 @@ class MqttLink:
         i = self.new_id()
         if op == ATTRIBUTES_GET:
             topic = ATTR_REQ
-            # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5)
-            body = dumps({k: ",".join(v) for k, v in query or () if v})
+            # "clientKeys" / "sharedKeys" as comma-separated strings; neither: every attribute (§5);
+            # a protobuf profile's codec writes them as transportapi.AttributesRequest (§12.2)
+            body = {k: ",".join(v) for k, v in query or () if v}
+            body = dumps(body) if self.codec.name == "json" else self.codec.attributes_request(body)
         else:
             topic = _RPC_REQ
         return await self.ask(topic + str(i).encode(), body, i, timeout_ms or self.timeout_ms, NAMES[op], op)
@@ -518,7 +520,7 @@ class MqttLink:
             self._answers.pop(i, None)
         if op == ATTRIBUTES_GET and p.strip() == b"{}":
             return None
-        if op == RPC_CALL and p == _RPC_TIMEOUT:
+        if op == RPC_CALL and p == _RPC_TIMEOUT:  # (a protobuf profile's: its codec raises it)
             raise errors.Timeout("rpc: the server's client-side RPC timeout")
         return p
 

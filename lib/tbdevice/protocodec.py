@@ -2,7 +2,8 @@
 # Downlink, provision() and the app do not change with the profile's payload type.
 # Telemetry, client attributes and the server-side RPC request and reply use the device
 # profile's schemas (a module compiled by tools/protoc.py); attribute answers and updates,
-# client-side RPC, claim and provisioning use ThingsBoard's built-in messages (tbschema).
+# client-side RPC, claim and provisioning use ThingsBoard's built-in messages (tbschema), and
+# so does the attribute request over MQTT (wire-mqtt §5, §12.2), which CoAP puts in the URI.
 from tbdevice import errors
 from tbdevice import protobuf as pb
 from tbdevice import tbschema as tb
@@ -76,6 +77,7 @@ class ProtoCodec:
         self.profile = profile
         self._attr_response = pb.find(tb, "transport.GetAttributeResponseMsg")
         self._attr_update = pb.find(tb, "transport.AttributeUpdateNotificationMsg")
+        self._attr_request = pb.find(tb, "transportapi.AttributesRequest")
         self._rpc_call = pb.find(tb, "transportapi.RpcRequest")
         self._rpc_response = pb.find(tb, "transport.ToServerRpcResponseMsg")
         self._claim = pb.find(tb, "transportapi.ClaimDevice")
@@ -124,6 +126,11 @@ class ProtoCodec:
                 return pb.encode(p, i, {f[1]: dumps(result)})
         raise errors.SchemaMismatch("rpc reply: %s fits neither the schema nor a string field" % list(result))
 
+    def attributes_request(self, keys):
+        """transportapi.AttributesRequest of {"clientKeys": "a,b", "sharedKeys": "c"} (MQTT,
+        wire-mqtt §5); {} (empty bytes) asks for every attribute."""
+        return _encode(tb, self._attr_request, keys, "attribute request")
+
     def claim(self, secret_key=None, duration_ms=None):
         return _encode(tb, self._claim, claim_fields(secret_key, duration_ms), "claim")  # empty: the defaults (spec §14)
 
@@ -148,9 +155,12 @@ class ProtoCodec:
 
     def attribute_update(self, payload):
         """A flat {key: value} with optional "deleted": [keys] from an
-        AttributeUpdateNotificationMsg; empty bytes: no shared attributes (spec §6.2)."""
+        AttributeUpdateNotificationMsg; empty bytes: no shared attributes (spec §6.2). A dict is
+        that already: the state MQTT reads with an attribute request (tbdevice/mqttdown.py)."""
         if not payload:
             return {}
+        if type(payload) is dict:
+            return payload
         u = _decode(tb, self._attr_update, payload, "attributes")
         out = _kv_dict(u["sharedUpdated"])
         if u["sharedDeleted"]:
@@ -158,10 +168,15 @@ class ProtoCodec:
         return out
 
     def rpc_request(self, payload):
-        """{"id", "method", "params"} from the profile's RPC request schema (spec §11.3)."""
+        """{"id", "method", "params"} from the profile's RPC request schema (spec §11.3).
+        payload: its bytes, or (id, bytes) over MQTT, where the topic holds the id (wire-mqtt §7):
+        that id holds whatever the schema's requestId says, or when it has none."""
         p = self.profile
+        topic_id = None
+        if type(payload) is tuple:
+            topic_id, payload = payload
         d = _decode(p, p.RPC_REQUEST, payload, "rpc")
-        rid = d.get("requestId")
+        rid = d.get("requestId") if topic_id is None else topic_id
         if type(rid) is not int:
             raise errors.BadPayload("rpc: request without an integer requestId")
         params = d.get("params")
@@ -178,6 +193,10 @@ class ProtoCodec:
         if not payload:
             return None
         r = _decode(tb, self._rpc_response, payload, "rpc")
+        if r["error"] == "timeout":
+            # The server's own client-RPC timeout (wire-mqtt §8; never sent over CoAP): a Timeout,
+            # as the JSON {"error":"timeout"} is over MQTT.
+            raise errors.Timeout("rpc: the server's client-side RPC timeout")
         if r["error"]:
             return {"error": r["error"]}
         return _json(r["payload"], "rpc") if r["payload"] else None

@@ -53,10 +53,11 @@ def spec_file(s):
 class Running:
     """mqtt_device.py in the background; .events are its JSON lines."""
 
-    def __init__(self, s):
-        env = dict(os.environ, MICROPYPATH=mpy.PATH)
+    def __init__(self, s, path=None, heap=HEAP):
+        # path: a folder put first on MICROPYPATH (a compiled profile schema module)
+        env = dict(os.environ, MICROPYPATH=(path + ":" if path else "") + mpy.PATH)
         self.path = spec_file(s)
-        self.proc = subprocess.Popen([mpy.MICROPYTHON, "-X", "heapsize=" + HEAP, SCRIPT, self.path],
+        self.proc = subprocess.Popen([mpy.MICROPYTHON, "-X", "heapsize=" + heap, SCRIPT, self.path],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                      cwd=mpy.ROOT)
         self.events = []
@@ -107,8 +108,8 @@ class Running:
 def device():
     started = []
 
-    def start(s):
-        d = Running(s)
+    def start(s, **kw):
+        d = Running(s, **kw)
         started.append(d)
         return d
 
@@ -117,8 +118,8 @@ def device():
         d.stop()
 
 
-def run(device, s, timeout=60):
-    d = device(s)
+def run(device, s, timeout=60, **kw):
+    d = device(s, **kw)
     assert d.end(timeout), d.output()
     return [e for e in d.events if e["ev"] == "op"], d
 

@@ -25,6 +25,16 @@ def test_ports_and_credentials():
     assert _err({"host": "h", "transport": "mqtts", "tls": x509}) is None
     assert _err({"host": "h", "transport": "mqtts", "provision": {"device_key": "k", "device_secret": "s"},
                  "tls": {"ca": "ca.pem"}}) is None
+    # a protobuf device profile (wire-mqtt §12.2), with the profile's schema module or the defaults
+    for t in ("mqtt", "mqtts"):
+        c = config.validate({"host": "h", "token": "t", "transport": t, "payload": "protobuf", "proto": "appprofile",
+                             "tls": {"ca": "ca.pem"}})
+        assert (c["payload"], c["proto"]) == ("protobuf", "appprofile")
+    assert _err({"host": "h", "token": "t", "transport": "mqtt", "payload": "protobuf"}) is None
+    # HTTP stays JSON only
+    for t in ("http", "https"):
+        assert "protobuf needs transport coap(s) or mqtt(s)" in _err({"host": "h", "token": "t", "transport": t,
+                                                                     "payload": "protobuf", "tls": {"ca": "c"}})
 
 
 def test_problems_name_the_key():
@@ -45,6 +55,5 @@ def test_problems_name_the_key():
     assert "'mqtt.client_id' must be a string" in _err({"host": "h", "transport": "mqtt", "mqtt": {"client_id": 7}})
     assert "'mqtt' must be an object" in _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": "x"})
     assert "one of coap, coaps, http, https, mqtt, mqtts" in _err({"host": "h", "token": "t", "transport": "amqp"})
-    # protobuf profiles and power saving are CoAP's (not over MQTT yet)
-    assert "needs transport coap" in _err({"host": "h", "token": "t", "transport": "mqtt", "payload": "protobuf"})
+    # power saving is CoAP's (not over MQTT yet)
     assert "needs transport coap" in _err({"host": "h", "token": "t", "transport": "mqtt", "power": {"mode": "psm"}})

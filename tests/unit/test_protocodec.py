@@ -138,9 +138,27 @@ def test_rpc_request_custom_schema_params_message():
 def test_rpc_response_payload_and_error():
     ok = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "payload": '{"time":5}'})
     assert C.rpc_response(ok) == {"time": 5}
-    err = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "timeout"})
-    assert C.rpc_response(err) == {"error": "timeout"}
+    err = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "no rule chain"})
+    assert C.rpc_response(err) == {"error": "no rule chain"}
+    # the server's own client-RPC timeout (wire-mqtt §8) is a Timeout, as its JSON form is over MQTT
+    timeout = _tb("transport.ToServerRpcResponseMsg", {"requestId": 1, "error": "timeout"})
+    _raises(errors.Timeout, C.rpc_response, timeout)
     assert C.rpc_response(b"") is None
+
+
+def test_mqtt_attribute_request_and_rpc_request_with_the_topic_id():
+    # transportapi.AttributesRequest: comma-separated keys; empty bytes ask for every attribute (wire-mqtt §5)
+    assert bytes(C.attributes_request({})) == b""
+    body = C.attributes_request({"clientKeys": "a,b", "sharedKeys": "c"})
+    got = pb.decode(TB, pb.find(TB, "transportapi.AttributesRequest"), body)
+    assert got == {"clientKeys": "a,b", "sharedKeys": "c"}
+    # over MQTT the id is the topic's (wire-mqtt §7), whatever the schema's requestId says or when it has none
+    i = DP.RPC_REQUEST
+    req = pb.encode(DP, i, {"method": "m", "params": '{"x":1}'})
+    assert C.rpc_request((7, req)) == {"id": 7, "method": "m", "params": {"x": 1}}
+    assert C.rpc_request((0, pb.encode(DP, i, {"method": "m", "requestId": 3})))["id"] == 0
+    # the state MQTT reads with an attribute request comes already decoded
+    assert C.attribute_update({"mode": "eco"}) == {"mode": "eco"}
 
 
 def test_provision_response():

@@ -1,7 +1,7 @@
 # The Device API over MQTT(S) on the unix port, for tests/integration/test_mqtt_device.py.
 #   micropython mqtt_device.py SPEC.json, the file holding {"host":..,"port":..,"transport":"mqtt"|"mqtts",
 #   "token":..,"mqtt":{client_id, username, password, keepalive_s, timeout_ms},"ca","cert","key",
-#   "subscribe":bool,"keepalive_ms":N,"ops":[[name, args..], ..]}
+#   "subscribe":bool,"keepalive_ms":N,"payload":"protobuf","proto":<schema module>,"ops":[[name, args..], ..]}
 # (a file: this unix-port build aborts on a command-line argument longer than 255 bytes).
 # Prints one JSON line per event: {"ev":"ready"} once subscribed (with "subscribe"), {"ev":"attrs",
 # "changed","deleted"} per shared-attribute change, {"ev":"rpc",..} per RPC handled, {"ev":"op",..}
@@ -78,7 +78,7 @@ async def op(dev, link, name, args, out):
     if name == "claim":
         return await dev.claim(*args)
     if name == "provision":
-        return await provision(dev, *args)
+        return await provision(dev, *args, codec=dev.codec)
     if name == "set_token":
         dev.set_token(args[0])
         return None
@@ -122,7 +122,12 @@ async def main(spec):
     tls = tls_context(spec) if spec.get("transport") == "mqtts" else None
     m = spec.get("mqtt", {})
     link = MqttLink(spec["host"], spec["port"], tls=tls, log=log, x509=bool(spec.get("cert")), **m)
-    dev = Device(spec["host"], spec.get("token"), link=link, log=log)
+    codec = None
+    if spec.get("payload") == "protobuf":
+        from tbdevice.protocodec import ProtoCodec
+
+        codec = ProtoCodec(spec.get("proto"))
+    dev = Device(spec["host"], spec.get("token"), link=link, log=log, codec=codec)
     await dev.connect()
     if spec.get("subscribe"):
         dev.on_attributes(lambda changed, deleted: emit(ev="attrs", changed=changed, deleted=deleted))
