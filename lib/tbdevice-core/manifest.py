@@ -30,6 +30,7 @@ package(
         "queue.py",
         "rpc.py",
         "spill.py",
+        "supertask.py",
         "supervisor.py",
     ),
     base_path="..",
