@@ -17,6 +17,7 @@ package(
         "__init__.py",
         "attributes.py",
         "blocking.py",
+        "coapdown.py",
         "coaplink.py",
         "codec.py",
         "credentials.py",
