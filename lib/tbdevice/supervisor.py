@@ -14,7 +14,8 @@
 #       await hal.rejoin(force)   rebuild the network link (force: even if it looks up);
 #                            True when it is up again
 # The task is tbdevice/supertask.py, loaded when start() first runs. Without a task (a Device
-# that never subscribes, BlockingDevice), link_up() re-opens the link itself. Only the receive path says when the server was heard: nothing here writes it.
+# that never subscribes, BlockingDevice), link_up() re-opens the link itself. Only the receive
+# path says when the server was heard: nothing here writes it.
 import asyncio
 import time
 
