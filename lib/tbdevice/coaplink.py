@@ -19,7 +19,7 @@ from coap.client import Client, Route
 from coap.errors import BadResponse, CoapError, FormatError, NoAck
 from tbdevice.link import ATTRIBUTES, ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, TELEMETRY, encoded
 
-_ETIMEDOUT = 110
+_ETIMEDOUT = const(110)
 _CON_POST = const(0x4002)  # coap.client.header(True, POST)
 _NON_POST = const(0x5002)
 
