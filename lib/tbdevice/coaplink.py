@@ -52,7 +52,7 @@ class CoapLink:
         self.log = log
         self.token = None
         self.ended = None  # set by the Supervisor: called when the server ends a subscription
-        self._obs = ()  # the downlink's two observations, from start_downlink() on (tbdevice/coapdown.py)
+        self._down = None  # tbdevice.coapdown.Observations, from start_downlink() on
         self.set_token(token)
 
     def _say(self, text):
@@ -214,28 +214,24 @@ class CoapLink:
     # ---- downlink (tbdevice/coapdown.py, loaded with subscribe()) ---------------------------
     @property
     def subscribed(self):
-        return len(self._obs) == 2 and self._obs[0].active and self._obs[1].active
+        d = self._down
+        return d is not None and d.subscribed()
 
     def start_downlink(self, put, silence_ms=300000):
         """Observe attributes and rpc; put(kind, payload, initial) queues what arrives. The
         Supervisor registers them (keep_downlink)."""
-        if not self._obs:
-            from tbdevice.coapdown import start
+        if self._down is None:
+            from tbdevice.coapdown import Observations
 
-            self._obs = start(self, put, silence_ms)
+            self._down = Observations(self, put, silence_ms)
 
     def keep_downlink(self, renew=False):
         """None when both observations stand; else the coroutine registering those that do
         not (tbdevice/coapdown.py)."""
-        if not self._obs:
-            return None
-        from tbdevice.coapdown import keep
-
-        return keep(self, renew)
+        d = self._down
+        return None if d is None else d.keep(renew)
 
     async def stop_downlink(self):
-        if self._obs:
-            from tbdevice.coapdown import stop
-
-            await stop(self)
-            self._obs = ()
+        d, self._down = self._down, None
+        if d is not None:
+            await d.stop()
