@@ -18,7 +18,6 @@ class Route:
             msg.add(num, val)
         self.opts = m.encode_options(msg.options)
         self.last = msg.options[-1][0] if msg.options else 0
-        self.path = path
 
     def with_options(self, options):
         """The route's option bytes with extra (number, value) pairs added in order."""

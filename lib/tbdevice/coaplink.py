@@ -1,10 +1,10 @@
 # The ThingsBoard device API's routes over CoAP (spec §2): which method and path each
 # operation takes, which codes mean success, and the downlink as two RFC 7641 observations
-# (spec §6, §7). Every uplink is a CON request by default; ThingsBoard answers most of them
-# with a separate CON response (spec §3), which coap.client matches by token and ACKs.
+# (spec §6, §7; tbdevice/coapdown.py, loaded with Device.subscribe()). Every uplink is a CON
+# request by default; ThingsBoard answers most of them with a separate CON response (spec §3),
+# which coap.client matches by token and ACKs.
 # What a link offers is tbdevice/link.py; the Supervisor keeps this one open and registered.
 import asyncio
-import time
 
 try:
     from micropython import const
@@ -17,14 +17,11 @@ except ImportError:  # CPython (type checks)
 from coap import message as m
 from coap.client import Client, Route
 from coap.errors import BadResponse, CoapError, FormatError, NoAck
-from tbdevice import errors
-from tbdevice.link import ATTRIBUTE_UPDATE, ATTRIBUTES, ATTRIBUTES_GET, CLAIM, NAMES, PROVISION, RPC_CALL, RPC_REPLY, \
-    RPC_REQUEST, TELEMETRY, encoded
+from tbdevice.link import ATTRIBUTES, ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, TELEMETRY, encoded
 
-_ETIMEDOUT = 110
+_ETIMEDOUT = const(110)
 _CON_POST = const(0x4002)  # coap.client.header(True, POST)
 _NON_POST = const(0x5002)
-_MAX_AGE_MARGIN_MS = const(2000)  # RFC 7641 §3.3.1: re-register a little after Max-Age has run out
 
 
 async def _raise(e):
@@ -36,6 +33,8 @@ def neutral(e, secure=False):
     answer (or an RST) is errors.Timeout, an answer it cannot use errors.BadPayload. Over
     DTLS no ACK at all means the server no longer knows our session (restarted, or its state
     expired, spec §12): a link fault (OSError), so the supervisor handshakes again."""
+    from tbdevice import errors  # loaded with the first error: a device whose uplinks succeed never needs it
+
     if isinstance(e, NoAck) and secure:
         return OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
     if isinstance(e, (BadResponse, FormatError)):
@@ -43,15 +42,6 @@ def neutral(e, secure=False):
     if isinstance(e, CoapError):
         return errors.Timeout(str(e))
     return e
-
-
-def _due(o, now):
-    # Not registered, or its Max-Age (plus a margin), or the silence limit when the server
-    # gives none, ran out since the last notification.
-    if not o.active:
-        return True
-    limit = o.max_age_ms + _MAX_AGE_MARGIN_MS if o.max_age_ms else o.silence_ms
-    return limit and time.ticks_diff(now, o.last_ms) > limit
 
 
 class CoapLink:
@@ -62,7 +52,7 @@ class CoapLink:
         self.log = log
         self.token = None
         self.ended = None  # set by the Supervisor: called when the server ends a subscription
-        self._obs = ()
+        self._down = None  # tbdevice.coapdown.Observations, from start_downlink() on
         self.set_token(token)
 
     def _say(self, text):
@@ -181,7 +171,11 @@ class CoapLink:
         self.client.end(ex)
         if e is None and c >> 5 == 2:
             return None
-        return _raise(neutral(e, self.client.transport.secure) if e is not None else errors.for_code(c, NAMES[op]))
+        if e is not None:
+            return _raise(neutral(e, self.client.transport.secure))
+        from tbdevice.errors import for_code
+
+        return _raise(for_code(c, NAMES[op]))
 
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """Send one operation; returns the answer's payload (None for an attribute
@@ -203,6 +197,8 @@ class CoapLink:
             return None  # 4.04 with no body means "none of them" over CoAP (spec §6.1)
         if op == PROVISION and msg.payload:
             return msg.payload  # 4.00 with a JSON status: the codec reads it (spec §9)
+        from tbdevice import errors
+
         if op == PROVISION:
             raise errors.ProvisionError("provision: %s with no status" % m.code_str(c), "BAD_REQUEST", c)
         raise errors.for_code(c, NAMES[op])
@@ -215,72 +211,27 @@ class CoapLink:
 
         return download(self, kind, pkg, offset, data, mode, chunk_size, path, timeout_ms)
 
-    # ---- downlink ------------------------------------------------------------
+    # ---- downlink (tbdevice/coapdown.py, loaded with subscribe()) ---------------------------
     @property
     def subscribed(self):
-        return len(self._obs) == 2 and self._obs[0].active and self._obs[1].active
+        d = self._down
+        return d is not None and d.subscribed()
 
     def start_downlink(self, put, silence_ms=300000):
-        """Observe attributes and rpc, each with its own token (one token for both would
-        cancel the first, spec §6.3); put(kind, payload, initial) queues what arrives. The
+        """Observe attributes and rpc; put(kind, payload, initial) queues what arrives. The
         Supervisor registers them (keep_downlink)."""
-        if self._obs:
-            return
-        from coap.observe import Observation
+        if self._down is None:
+            from tbdevice.coapdown import Observations
 
-        def on_attr(msg, initial):
-            if msg.code == m.CONTENT:
-                put(ATTRIBUTE_UPDATE, msg.payload, initial)
-            elif not initial:  # 2.02 Deleted (spec §6.4), 4.xx, 5.xx: the observation has ended
-                self._end("attributes", msg.code)
-
-        def on_rpc(msg, initial):
-            if msg.code == m.CONTENT and msg.payload:
-                put(RPC_REQUEST, msg.payload, initial)
-            elif msg.code != m.VALID and msg.code != m.CONTENT and not initial:
-                self._end("rpc", msg.code)
-            # 2.03 Valid with no payload opens the RPC subscription (spec §7)
-
-        cl = self.client
-        self._obs = (Observation(cl, self._routes[ATTRIBUTES], on_attr, (), self.con, silence_ms),
-                     Observation(cl, self._routes[RPC_CALL], on_rpc, (), self.con, silence_ms))
-
-    def _end(self, what, code):
-        self._say("%s: subscription ended (%s), re-subscribing" % (what, m.code_str(code)))
-        if self.ended is not None:
-            self.ended()
+            self._down = Observations(self, put, silence_ms)
 
     def keep_downlink(self, renew=False):
         """None when both observations stand; else the coroutine registering those that do
-        not (all of them when renew: a new socket): it returns 0 when both stand, -1 when
-        the server did not answer, or the code of the answer that declined."""
-        now = time.ticks_ms()
-        for o in self._obs:
-            if renew or _due(o, now):
-                return self._register(renew)
-        return None
-
-    async def _register(self, renew):
-        for o in self._obs:
-            if renew or _due(o, time.ticks_ms()):
-                try:
-                    msg = await o.register()
-                except CoapError as e:
-                    o.active = False
-                    e = o.error = neutral(e, self.client.transport.secure)
-                    if isinstance(e, OSError):
-                        raise e
-                    return -1 if isinstance(e, errors.Timeout) else m.BAD_REQUEST
-                if not o.active:
-                    return msg.code
-        return 0
+        not (tbdevice/coapdown.py)."""
+        d = self._down
+        return None if d is None else d.keep(renew)
 
     async def stop_downlink(self):
-        # Observation.cancel() waits briefly for each deregistration's ACK, never for a response
-        # (ThingsBoard sends none, spec §6.4).
-        for o in self._obs:
-            try:
-                await o.cancel()
-            except (CoapError, OSError) as e:
-                self._say("unsubscribe: %r" % e)
-        self._obs = ()
+        d, self._down = self._down, None
+        if d is not None:
+            await d.stop()

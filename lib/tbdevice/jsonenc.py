@@ -3,7 +3,8 @@
 # (digits after the point, less the exponent) is <= 16 (spec §5); MicroPython writes
 # 0.1 + 0.2 as 0.30000000000000004 (scale 17), which would become the STRING value.
 #
-# A value JSON cannot carry raises ValueError naming its key (tbdevice/jsoncheck.py):
+# What plain() declines is written with care by tbdevice/jsoncheck.py, loaded only then; there
+# a value JSON cannot carry raises ValueError naming its key:
 # MicroPython's json writes any object as its repr (`{"t":<object>}`, which the server
 # refuses with 4.00) and bytes as a string, where CPython's raises TypeError.
 import json
@@ -23,7 +24,7 @@ def _risky(x):
 
 def _needs_care(o):
     # True when o holds a float json would not write safely, or a value of any other type
-    # than the JSON ones (bytes, an object, a subclass): _enc then checks it, naming its key.
+    # than the JSON ones (bytes, an object, a subclass): jsoncheck then checks it, naming its key.
     t = type(o)
     if t is float:
         return _risky(o)
@@ -40,50 +41,6 @@ def _needs_care(o):
     return False
 
 
-def float_text(x):
-    """The JSON text for a float that the server stores as a double (NaN/inf: null,
-    which the server skips)."""
-    if x != x or x == _INF or x == _NINF:
-        return "null"
-    r = repr(x)
-    mant, _, exp = r.partition("e")
-    frac = mant.partition(".")[2].rstrip("0")
-    if len(frac) - (int(exp) if exp else 0) <= 16:
-        return r
-    s = ("%.16f" % x).rstrip("0")
-    return s + "0" if s.endswith(".") else s
-
-
-def _enc(o, out, key=None):
-    t = type(o)
-    if t is float:
-        out.append(float_text(o))
-    elif t is dict:
-        out.append("{")
-        first = True
-        for k, v in o.items():
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json.dumps(str(k)))
-            out.append(":")
-            _enc(v, out, k)
-        out.append("}")
-    elif t is list or t is tuple:
-        out.append("[")
-        for i, v in enumerate(o):
-            if i:
-                out.append(",")
-            _enc(v, out, key)
-        out.append("]")
-    else:
-        if t not in _SCALARS:
-            from tbdevice.jsoncheck import check  # only now: the module is not loaded until a value needs it
-
-            check(o, key)  # raises ValueError naming the key, but for a subclass of a JSON type
-        out.append(json.dumps(o, separators=SEP))  # SEP: a subclass of dict or list ends up here
-
-
 _type = type  # module-level aliases: one lookup each, not two (globals, then builtins)
 _float = float
 _CONTAINERS = (dict, list, tuple)
@@ -94,7 +51,7 @@ def plain(o):
     # numbers, is checked inline: a function call per value would cost as much as
     # json.dump itself on MicroPython. A float is safe when 1 <= |x| <= the largest
     # double, or x == 0 (which also rules out NaN and the infinities). Any type but the
-    # JSON ones goes the careful way too, where _enc refuses what JSON cannot carry.
+    # JSON ones goes the careful way too (jsoncheck), which refuses what JSON cannot carry.
     if _type(o) is dict:
         for k in o:  # not o.values(): a view object per call
             x = o[k]
@@ -113,9 +70,9 @@ def dumps(o):
     cannot carry."""
     if plain(o):
         return json.dumps(o, separators=SEP)
-    out = []
-    _enc(o, out)
-    return "".join(out)
+    from tbdevice.jsoncheck import careful  # only now: the per-message path carries none of it
+
+    return careful(o)
 
 
 def dump(o, stream):

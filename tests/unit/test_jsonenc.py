@@ -1,7 +1,8 @@
 # ThingsBoard-safe JSON (spec §5): no float with a scale above 16, compact, NaN as null.
 import json
 
-from tbdevice.jsonenc import dumps, float_text
+from tbdevice.jsoncheck import float_text
+from tbdevice.jsonenc import dumps
 
 
 def _scale(text):
