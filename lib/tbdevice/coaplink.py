@@ -17,6 +17,7 @@ except ImportError:  # CPython (type checks)
 from coap import message as m
 from coap.client import Client, Route
 from coap.errors import BadResponse, CoapError, FormatError, NoAck
+from tbdevice import errors
 from tbdevice.link import ATTRIBUTES, ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, TELEMETRY, encoded
 
 _ETIMEDOUT = const(110)
@@ -33,8 +34,6 @@ def neutral(e, secure=False):
     answer (or an RST) is errors.Timeout, an answer it cannot use errors.BadPayload. Over
     DTLS no ACK at all means the server no longer knows our session (restarted, or its state
     expired, spec §12): a link fault (OSError), so the supervisor handshakes again."""
-    from tbdevice import errors  # loaded with the first error: a device whose uplinks succeed never needs it
-
     if isinstance(e, NoAck) and secure:
         return OSError(_ETIMEDOUT, "coaps: no ACK, the DTLS session is gone")
     if isinstance(e, (BadResponse, FormatError)):
@@ -171,11 +170,7 @@ class CoapLink:
         self.client.end(ex)
         if e is None and c >> 5 == 2:
             return None
-        if e is not None:
-            return _raise(neutral(e, self.client.transport.secure))
-        from tbdevice.errors import for_code
-
-        return _raise(for_code(c, NAMES[op]))
+        return _raise(neutral(e, self.client.transport.secure) if e is not None else errors.for_code(c, NAMES[op]))
 
     async def request(self, op, body=b"", query=None, timeout_ms=None, rid=None):
         """Send one operation; returns the answer's payload (None for an attribute
@@ -197,8 +192,6 @@ class CoapLink:
             return None  # 4.04 with no body means "none of them" over CoAP (spec §6.1)
         if op == PROVISION and msg.payload:
             return msg.payload  # 4.00 with a JSON status: the codec reads it (spec §9)
-        from tbdevice import errors
-
         if op == PROVISION:
             raise errors.ProvisionError("provision: %s with no status" % m.code_str(c), "BAD_REQUEST", c)
         raise errors.for_code(c, NAMES[op])

@@ -3,6 +3,7 @@
 # change between the two payload types a ThingsBoard device profile can require.
 import json
 
+from tbdevice import errors
 from tbdevice.jsonenc import dump, dumps
 
 
@@ -14,21 +15,13 @@ MAX_CONTAINERS = 64  # objects and arrays (so also the nesting depth)
 MAX_ITEMS = 512  # elements: commas, a bound on members + array items
 
 
-def _bad(text):
-    # errors.BadPayload: tbdevice.errors loads with the first error, not with the codec (a
-    # device that only sends never needs it)
-    from tbdevice.errors import BadPayload
-
-    return BadPayload(text)
-
-
 def check_size(payload, what):
     if len(payload) > MAX_BYTES:
-        raise _bad("%s: %d bytes, more than the %d the device parses" % (what, len(payload), MAX_BYTES))
+        raise errors.BadPayload("%s: %d bytes, more than the %d the device parses" % (what, len(payload), MAX_BYTES))
 
 
 def decode_json(payload, what):
-    """json.loads within the bounds above; anything else is tbdevice.errors.BadPayload."""
+    """json.loads within the bounds above; anything else is errors.BadPayload."""
     check_size(payload, what)
     if type(payload) is str:
         o, a, c = "{", "[", ","
@@ -37,19 +30,19 @@ def decode_json(payload, what):
     # Counted in C (bytes.count), no Python loop per byte. Characters inside strings count
     # too, which errs on the safe side.
     if payload.count(o) + payload.count(a) > MAX_CONTAINERS or payload.count(c) > MAX_ITEMS:
-        raise _bad(what + ": JSON nested or split beyond the device's bounds")
+        raise errors.BadPayload(what + ": JSON nested or split beyond the device's bounds")
     try:
         return json.loads(payload)
     except ValueError:  # MicroPython raises ValueError; CPython's JSONDecodeError is one
-        raise _bad(what + ": the server's answer is not JSON")
+        raise errors.BadPayload(what + ": the server's answer is not JSON")
     except (MemoryError, RuntimeError):  # RuntimeError: recursion depth; what the bounds did not foresee: an error, not a crash
-        raise _bad(what + ": JSON too large to parse")
+        raise errors.BadPayload(what + ": JSON too large to parse")
 
 
 def _object(payload, what):
     d = decode_json(payload, what)
     if not isinstance(d, dict):
-        raise _bad(what + ": not a JSON object")
+        raise errors.BadPayload(what + ": not a JSON object")
     return d
 
 
@@ -123,7 +116,7 @@ class JsonCodec:
         """{"id": int, "method": str, "params": any} (spec §7)."""
         req = _object(payload, "rpc")
         if not isinstance(req.get("id"), int):
-            raise _bad("rpc: request without an integer id")
+            raise errors.BadPayload("rpc: request without an integer id")
         return req
 
     def rpc_response(self, payload):
