@@ -69,7 +69,7 @@ class Client(Endpoint):
             if t not in self._by_token:
                 return t
 
-    def _take(self, token=None, on_response=None, light=False):
+    def _take(self, token=None, on_response=None):
         # An exchange with the given token, or the empty one when it is free and safe (see
         # the class doc), else a random one. Pooled (end() returns it) unless it may become
         # an observation, whose exchange stays matched after end().
@@ -77,7 +77,7 @@ class Client(Endpoint):
             ex = Exchange(token, on_response)
         else:
             ex = self._spare.pop() if self._spare else Exchange()
-            ex.light = light
+            ex.light = False
             ex.ack_only = False
         if token is None:
             q = self._quiet
@@ -136,7 +136,8 @@ class Client(Endpoint):
             return None
         if n + 8 > self.bufsize:
             raise ValueError("message larger than buffer")
-        ex = self._take(light=True)
+        ex = self._take()
+        ex.light = True
         self.transmit(ex, hdr, self.timeout_ms)
         return ex
 
