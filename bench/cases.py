@@ -30,6 +30,7 @@ TELE = (
     ("CoAP CON, protobuf", "devproto", "rawproto", "coap"),
     ("HTTP, JSON", "http", "rawhttp", "http"),
     ("HTTP, protobuf", "httpproto", "rawhttpproto", "http"),
+    ("MQTT, JSON", "mqtt", "rawmqtt", "mqtt"),
 )
 # The downlink cases (bench/notifier.py): a notification received and dispatched.
 DOWN = (
@@ -66,6 +67,8 @@ CASE_DOC = {
     "rawproto": "raw bound: CON datagram with the protobuf body",
     "rawhttp": "raw bound: pre-encoded HTTP request on a blocking TCP socket, readinto the 38-byte response",
     "rawhttpproto": "raw bound: the same with the protobuf body",
+    "mqtt": "Device(link=MqttLink).send_telemetry(): MQTT 3.1.1 PUBLISH at QoS 1, JSON, answered by a PUBACK",
+    "rawmqtt": "raw bound: pre-encoded PUBLISH (QoS 1) on a blocking TCP socket, readinto the 4-byte PUBACK",
     "attr": "Device.subscribe(): CON notification -> ACK -> downlink -> on_attributes callback",
     "rpc": "Device.subscribe(): CON notification -> ACK -> downlink -> RPC handler -> POST rpc/<id> -> ACK 2.01",
     "rawattr": "raw bound: readinto the notification, send a pre-encoded empty ACK",
@@ -100,6 +103,7 @@ MEMORY = (
     ("protobuf", "reference app, protobuf payloads", None, False, False),
     ("https", "reference app over HTTPS (estimate: no ssl in this build)", None, False, False),
     ("coaps", "reference app over coaps (estimate: no ssl in this build)", None, False, False),
+    ("mqtt", "reference app over MQTT (QoS 1 uplinks, SUBSCRIBEs for attributes and RPC)", None, False, False),
     ("app", "reference app from its ROMFS image (heap beside the image)", None, True, False),
     ("ota", "reference app + firmware update from ROMFS (heap beside the image)", None, True, False),
     ("app", "reference app, 64-bit port (objects twice a board's)", None, False, True),

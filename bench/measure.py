@@ -171,8 +171,8 @@ def check_wire_more(mpy, errors):
     path = ("api", "v1", TOKEN, "telemetry")
     opts = coap_option_bytes(path)
     for srv, cases in (("coap", ("rawnon", "devnon", "rawproto", "devproto")),
-                       ("http", ("rawhttp", "http", "rawhttpproto", "httpproto"))):
-        r = Responder(log=True, pin=False) if srv == "coap" else Server("http", log=True, pin=False)
+                       ("http", ("rawhttp", "http", "rawhttpproto", "httpproto")), ("mqtt", ("rawmqtt", "mqtt"))):
+        r = Responder(log=True, pin=False) if srv == "coap" else Server(srv, log=True, pin=False)
         try:
             for c in cases:
                 n0 = len(r.lines)
@@ -193,6 +193,18 @@ def check_wire_more(mpy, errors):
                     row["token_len"] = req[0] & 15
                     row["minimal_request"] = 4 + len(opts) + 1 + len(msg.payload)
                     row["minimal_response"] = 4
+                elif srv == "mqtt":
+                    # PUBLISH (MQTT 3.1.1 §3.3): fixed header, topic, packet id, payload; nothing in it
+                    # is optional for a QoS 1 message on ThingsBoard's fixed topic, so it is minimal.
+                    tl = (req[2] << 8) | req[3]
+                    if req[0] != 0x32 or rsp[:2] != b"\x40\x02" or rsp[2:] != req[4 + tl:6 + tl]:
+                        errors.append("%s: not a QoS 1 PUBLISH and its PUBACK: %s / %s" % (c, req.hex(), rsp.hex()))
+                    if json.loads(req[6 + tl:]) != VALUES:
+                        errors.append("%s: PUBLISH payload %r" % (c, req[6 + tl:]))
+                    row["topic"] = req[4:4 + tl].decode()
+                    row["payload"] = len(req) - 4 - tl - 2
+                    row["minimal_request"] = len(req)
+                    row["minimal_response"] = 4
                 else:
                     head, _, body = req.partition(b"\r\n\r\n")
                     row["payload"] = len(body)
@@ -206,10 +218,14 @@ def check_wire_more(mpy, errors):
                 out[c] = row
         finally:
             r.stop()
-    for c in ("device", "devnon", "devproto", "http", "httpproto"):
+    for c in ("device", "devnon", "devproto", "http", "httpproto", "mqtt"):
         b = BOUND_OF[c]
         if c in out and b in out:
-            if c.startswith("http"):
+            if c == "mqtt":  # the same but for the packet id
+                rq, rb = bytes.fromhex(out[c]["request_hex"]), bytes.fromhex(out[b]["request_hex"])
+                tl = 4 + ((rq[2] << 8) | rq[3])
+                same = len(rq) == len(rb) and rq[:tl] == rb[:tl] and rq[tl + 2:] == rb[tl + 2:]
+            elif c.startswith("http"):
                 same = out[c]["request"] == out[b]["request"]
             else:
                 rq, rb = bytes.fromhex(out[c]["request_hex"]), bytes.fromhex(out[b]["request_hex"])

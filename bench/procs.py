@@ -113,14 +113,15 @@ class Responder:
 
 
 class Server(Responder):
-    """bench/httpresponder.py or bench/notifier.py (kind attr|rpc, count notifications)."""
+    """bench/httpresponder.py, bench/mqttresponder.py or bench/notifier.py (kind attr|rpc, count
+    notifications)."""
 
     def __init__(self, kind, log=False, pin=True, count=-1, skip=0):
         self.lines = []
         for _ in range(5):
             self.port = free_port()
-            if kind == "http":
-                cmd = [sys.executable, os.path.join(BENCH, "httpresponder.py"), str(self.port)]
+            if kind in ("http", "mqtt"):
+                cmd = [sys.executable, os.path.join(BENCH, kind + "responder.py"), str(self.port)]
             else:
                 cmd = [sys.executable, os.path.join(BENCH, "notifier.py"), str(self.port), "--kind", kind, "--count",
                        str(count), "--skip", str(skip)]

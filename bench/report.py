@@ -64,6 +64,7 @@ def write_report(data, path_md, path_json):
         for row in ct:
             a("| %s |" % " | ".join(str(x) for x in row))
         a("")
+    L.extend(mqtt_section(data))
     L.extend(memory_section(data))
     probe = data.get("heap_probe") or {}
     if probe:
@@ -90,7 +91,8 @@ def write_report(data, path_md, path_json):
     a("  after %d warm-up messages; median of %d rounds, each round one responder that every case talks to in turn." % (data["params"]["rate_warm"], data["params"]["rate_runs"]))
     a("  Load average (others share this machine) at start/end: %s / %s." % (env.get("load_start"), env.get("load_end")))
     a("- other cases: the CoAP NON and protobuf cases use the same responder (NON answered by a NON 2.01); HTTP uses")
-    a("  bench/httpresponder.py (CPython, keep-alive, `200 OK` + `Content-Length: 0`); the downlink cases use")
+    a("  bench/httpresponder.py (CPython, keep-alive, `200 OK` + `Content-Length: 0`); MQTT uses bench/mqttresponder.py")
+    a("  (CPython: CONNACK, then a PUBACK per QoS 1 PUBLISH, one kept TCP connection); the downlink cases use")
     a("  bench/notifier.py (CPython), which answers the Observe registrations and sends CON notifications one at a time")
     a("  (the next once the previous is ACKed, or for RPC once its reply is in), exactly as many as the run needs. Each")
     a("  case's instructions and rates are taken at the smallest heap it runs in (per-case heaps above), its bound at the same.")
@@ -191,14 +193,15 @@ def write_report(data, path_md, path_json):
         a("tbsim over loopback, the unix port running `tbdevice.ota` (tools/ota_bench_device.py, `-X heapsize=256K`), SHA256, file sink.")
         a("Bytes on the wire: measured by a counting UDP proxy between the device and tbsim (bench/run.py), one download")
         a("per mode of a %d KB image; CoAP = UDP payloads both ways (requests, responses, ACKs), IP = with 28 bytes of IPv4+UDP" % ((data.get("ota_wire") or [{}])[0].get("bytes", 0) // 1024))
-        a("header per datagram. Lower bound for both: 1.00 (the image itself).")
+        a("header per datagram. Lower bound for both: 1.00 (the image itself). MQTT chunks (v2/sw/request/{id}/chunk/{n}")
+        a("over tbsim's MQTT port, one PUBLISH and one answer per chunk): throughput only, no counting proxy for TCP.")
         a("")
         a("| mode | KB/s | image | ms | CoAP bytes / OTA byte | IP bytes / OTA byte | datagrams up / down |")
         a("|---|---:|---:|---:|---:|---:|---:|")
         wires = {(w["mode"], w["chunk"]): w for w in data.get("ota_wire") or []}
         for r in ota.get("throughput", []):
             w = wires.get((r["mode"], r["chunk"]), {})
-            name = "Block2 (1024)" if r["mode"] == "block2" else "chunk %d" % r["chunk"]
+            name = "Block2 (1024)" if r["mode"] == "block2" else "%s chunk %d" % ("MQTT" if r["mode"] == "mqtt" else "CoAP", r["chunk"])
             a("| %s | %s | %d KB | %d | %s | %s | %s / %s |" % (name, fmt(r.get("kb_per_s"), 1), r["bytes"] // 1024, r["ms"], w.get("coap_per_byte", "n/a"),
                                                              w.get("ip_per_byte", "n/a"), w.get("up_datagrams", "-"), w.get("down_datagrams", "-")))
         a("")
@@ -279,7 +282,7 @@ def goal_tables(data):
         x = dict(C.get(st, {}), **(L.get(st, {}) if st in L else {}))
         y = dict(C.get(b, {}), **(L.get(b, {}) if b in L else {}))
         main = st == "device"
-        unit = "message" if srv in ("coap", "http") else "notification"
+        unit = "message" if srv in ("coap", "http", "mqtt") else "notification"
         heap = data.get("heaps", {}).get(st, "?")
 
         def goal(g, v, ok, by):
@@ -297,12 +300,13 @@ def goal_tables(data):
         rr = ratio(v, y.get("rate"))
         crows.append(("", "%ss / s (median, pinned)" % unit, fmt(v), fmt(y.get("rate")), fmt_ratio(rr))
                      + goal(">= %.1fx bound" % GOAL_RATE_RATIO, rr, None if rr is None else rr >= GOAL_RATE_RATIO, "-" if rr is None else _by(rr, GOAL_RATE_RATIO, True, "x", 2)))
-        if srv in ("coap", "http"):
+        if srv in ("coap", "http", "mqtt"):
             w = W if st == "device" else WM.get(st)
             wb = ({"request": W.get("raw_request"), "response": W.get("response")} if st == "device" else WM.get(b)) or {}
             if w:
                 tot, mn = w["request"] + w["response"], w["minimal_request"] + w["minimal_response"]
-                crows.append(("", "bytes on the wire / message (request + response%s)" % (", headers included" if srv == "http" else ""),
+                crows.append(("", "bytes on the wire / message (%s%s)" % ("PUBLISH + PUBACK" if srv == "mqtt" else "request + response",
+                                                                       ", headers included" if srv == "http" else ""),
                               "%d + %d = %d" % (w["request"], w["response"], tot),
                               "%s + %s (minimal %d + %d)" % (wb.get("request"), wb.get("response"), w["minimal_request"], w["minimal_response"]),
                               fmt_ratio(ratio(tot, mn)) + " of minimal") + goal("= minimal", tot, tot == mn, "%d B over" % (tot - mn) if tot > mn else "-"))
@@ -317,6 +321,68 @@ def goal_tables(data):
                               "%s / %s" % (fmt(y.get("latency_median_us"), 1), fmt(y.get("latency_p99_us"), 1)),
                               fmt_ratio(ratio(x["latency_median_us"], y.get("latency_median_us"))), "none", "-", "-"))
     return rows, crows
+
+
+# ---- MQTT beside CoAP (issue 16 item 6) --------------------------------------------------------
+IP_UDP = 28  # IPv4 + UDP headers per datagram
+IP_TCP = 52  # IPv4 + TCP headers per segment, with the timestamps option Linux sends (40 without)
+
+
+def mqtt_section(data):
+    C = data.get("cases", {})
+    L_ = data.get("layers", {})
+    W = data.get("wire") or {}
+    WM = data.get("wire_more") or {}
+    mq = WM.get("mqtt")
+    if "mqtt" not in C and not mq:
+        return []
+    L = []
+    a = L.append
+    dev = dict(C.get("device", {}), **L_.get("device", {}))
+    raw = dict(C.get("raw", {}), **L_.get("raw", {}))
+    m, rm = C.get("mqtt", {}), C.get("rawmqtt", {})
+    heaps = data.get("heaps", {})
+    a("## MQTT beside CoAP (telemetry, JSON)")
+    a("")
+    a("`Device.send_telemetry` of the same two values: CoAP CON answered by a piggybacked ACK 2.01 (bench/responder.py)")
+    a("against MQTT 3.1.1, PUBLISH at QoS 1 on `v1/devices/me/telemetry` answered by a PUBACK (bench/mqttresponder.py,")
+    a("one kept TCP connection, Nagle off on both ends). Each with its raw bound from the same run.")
+    a("")
+    a("| figure | CoAP CON | MQTT QoS 1 | MQTT / CoAP |")
+    a("|---|---:|---:|---:|")
+    a("| heap B / message (64-bit port, GC off) | %s | %s | - |" % (fmt(dev.get("heap"), 1), fmt(m.get("heap"), 1)))
+    a("| instructions / message (smallest heap: %s / %s) | %s | %s | %s |" % (heaps.get("device", "?"), heaps.get("mqtt", "?"), fmt(dev.get("instr")),
+                                                                          fmt(m.get("instr")), fmt_ratio(ratio(m.get("instr"), dev.get("instr")))))
+    a("| messages / s (median, pinned) | %s | %s | %s |" % (fmt(dev.get("rate")), fmt(m.get("rate")), fmt_ratio(ratio(m.get("rate"), dev.get("rate")))))
+    a("| raw bound: messages / s | %s | %s | %s |" % (fmt(raw.get("rate")), fmt(rm.get("rate")), fmt_ratio(ratio(rm.get("rate"), raw.get("rate")))))
+    if W and mq:
+        cu, cd, mu, md = W["request"], W["response"], mq["request"], mq["response"]
+        a("| bytes up / message (request; PUBLISH) | %d | %d | %s |" % (cu, mu, fmt_ratio(ratio(mu, cu))))
+        a("| bytes down / message (ACK; PUBACK) | %d | %d | %s |" % (cd, md, fmt_ratio(ratio(md, cd))))
+        a("| both ways, protocol bytes | %d | %d | %s |" % (cu + cd, mu + md, fmt_ratio(ratio(mu + md, cu + cd))))
+        ci, mi = cu + cd + 2 * IP_UDP, mu + md + 2 * IP_TCP
+        a("| both ways, with IPv4 + UDP (%d B) / IPv4 + TCP (%d B) headers | %d | %d | %s |" % (IP_UDP, IP_TCP, ci, mi, fmt_ratio(ratio(mi, ci))))
+    mem = data.get("memory") or {}
+    app, mqm = mem.get(memory_key("app")), mem.get(memory_key("mqtt"))
+    if app or mqm:
+        a("| reference app, smallest heap on the 32-bit port (`tools/min-heap app` / `mqtt`) | %s | %s | - |" % (
+            _kb((app or {}).get("kb")), _kb((mqm or {}).get("kb"))))
+        for name, free in BOARDS:
+            left = ["-" if not r or r.get("kb") is None else "%d KB" % (free - r["kb"]) for r in (app, mqm)]
+            a("| heap left on %s (about %d KB free) | %s | %s | - |" % (name, free, left[0], left[1]))
+    ota = {(r["mode"], r["chunk"]): r for r in (data.get("ota") or {}).get("throughput", [])}
+    for chunk in (256, 512, 1024):
+        c, q = ota.get(("chunk", chunk)), ota.get(("mqtt", chunk))
+        if c or q:
+            a("| OTA download, chunks of %d, KB/s (tbsim) | %s | %s | %s |" % (chunk, fmt((c or {}).get("kb_per_s"), 1), fmt((q or {}).get("kb_per_s"), 1),
+                                                                     fmt_ratio(ratio((q or {}).get("kb_per_s"), (c or {}).get("kb_per_s")))))
+    a("")
+    a("The headers row counts one IP packet each way per message: in this loop TCP's ACKs ride on the PUBACK and on")
+    a("the next PUBLISH; a device sending every few seconds adds the bare TCP ACK of each PUBACK (another %d B)." % IP_TCP)
+    a("Once per connection, not per message: MQTT's TCP handshake, CONNECT and CONNACK (and the SUBSCRIBEs of the")
+    a("downlink); CoAP has none.")
+    a("")
+    return L
 
 
 # ---- memory (issue 13) ------------------------------------------------------------------

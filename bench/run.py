@@ -191,12 +191,13 @@ def main():
         def do_heap():
             r = Responder(pin=False)
             h = Server("http", pin=False)
+            mq = Server("mqtt", pin=False)
             try:
                 for c in NET_CASES + STEP_CASES + tuple(c for c in TELE_CASES + DOWN_CASES if c not in NET_CASES):
                     kind = SERVER_OF.get(c, "coap")
                     n, warm = params["heap_n"], params["heap_warm"]
                     srv = Server(kind, pin=False, count=n + warm) if kind in ("attr", "rpc") else None
-                    port = srv.port if srv else h.port if kind == "http" else r.port
+                    port = srv.port if srv else h.port if kind == "http" else mq.port if kind == "mqtt" else r.port
                     try:
                         res = attempt(c, "heap", lambda: mpy.client(c, port, "heap", n, warm, heap=params["heap_heapsize"], timeout=60))
                     finally:
@@ -210,10 +211,12 @@ def main():
             finally:
                 r.stop()
                 h.stop()
+                mq.stop()
 
         def do_callgrind():
             r = Responder(pin=False)
             h = Server("http", pin=False)
+            mq = Server("mqtt", pin=False)
             try:
                 jobs = []
                 for c in NET_CASES + STEP_CASES + tuple(c for c in TELE_CASES + DOWN_CASES if c not in NET_CASES):
@@ -233,7 +236,7 @@ def main():
                     files[job] = f
                     kind = SERVER_OF.get(c, "coap")
                     srv = Server(kind, pin=False, count=n) if kind in ("attr", "rpc") else None
-                    port = srv.port if srv else h.port if kind == "http" else r.port
+                    port = srv.port if srv else h.port if kind == "http" else mq.port if kind == "mqtt" else r.port
                     try:
                         return attempt(c, "callgrind n=%d" % n, lambda: mpy.callgrind(c, port, n, f, heap=heap or None))
                     finally:
@@ -265,6 +268,7 @@ def main():
             finally:
                 r.stop()
                 h.stop()
+                mq.stop()
 
         def do_rates():
             env["load_rates_start"] = load()
@@ -274,11 +278,12 @@ def main():
             for i in range(params["rate_runs"]):
                 r = Responder(pin=True)  # one per round: the bound and the stack use the same port
                 h = Server("http", pin=True)
+                mq = Server("mqtt", pin=True)
                 try:
                     for c in rate_cases:  # interleaved, so that load from elsewhere hits all cases alike
                         kind = SERVER_OF.get(c, "coap")
                         srv = Server(kind, pin=True, count=-1, skip=params["rate_warm"]) if kind in ("attr", "rpc") else None
-                        port = srv.port if srv else h.port if kind == "http" else r.port
+                        port = srv.port if srv else h.port if kind == "http" else mq.port if kind == "mqtt" else r.port
                         try:
                             res = attempt(c, "rate", lambda: mpy.client(c, port, "rate", params["rate_ms"], params["rate_warm"], pin=True, timeout=60))
                         finally:
@@ -293,6 +298,7 @@ def main():
                 finally:
                     r.stop()
                     h.stop()
+                    mq.stop()
             for c in rate_cases:
                 if rates[c]:
                     slot(c)["rates"] = rates[c]

@@ -2,6 +2,8 @@
 # package through tbdevice.ota (the real state machine, fetch loop, checksum and file sink),
 # printing one JSON line: bytes, milliseconds and, with heap=1, the heap in use (after a
 # collection) sampled at every piece written, against the idle heap before the update.
+# Mode "mqtt": over MQTT (tbdevice.mqttlink; port is tbsim's MQTT port), chunks on
+# v2/sw/request/{id}/chunk/{n}; otherwise CoAP chunk or block2.
 import asyncio
 import gc
 import json
@@ -28,14 +30,19 @@ class SampledSink(FileSink):
 
 
 async def main():
-    dev = Device(host, token, port=int(port))
+    if mode == "mqtt":
+        from tbdevice.mqttlink import MqttLink
+
+        dev = Device(host, token, link=MqttLink(host, int(port), token, timeout_ms=5000))
+    else:
+        dev = Device(host, token, port=int(port))
     await dev.connect()
 
     async def report(values):
         return True  # download only: no telemetry on the link while measuring
 
     sink = SampledSink(sd, "sw", bytearray(512))
-    ota = Ota(dev, {"sw": lambda: sink}, {"sw": None}, sd, report, lambda: None, mode=mode, chunk_size=int(cs),
+    ota = Ota(dev, {"sw": lambda: sink}, {"sw": None}, sd, report, lambda: None, mode="chunk" if mode == "mqtt" else mode, chunk_size=int(cs),
               timeout_ms=5000, retry_ms=100)
     pkg = {"title": title, "version": version, "size": int(size), "checksum_algorithm": alg, "checksum": cks}
     # warm-up: the code paths and their first allocations, then the idle heap

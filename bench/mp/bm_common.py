@@ -64,6 +64,32 @@ def http_request(port, payload):
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"  # what bench/httpresponder.py answers
 
 
+def _mqtt_str(s):
+    return bytes((len(s) >> 8, len(s) & 0xFF)) + s
+
+
+def _mqtt_packet(first, body):
+    # Fixed header (MQTT 3.1.1 §2.2): the type and flags, then the remaining length.
+    n = len(body)
+    rl = bytearray()
+    while True:
+        d = n & 0x7F
+        n >>= 7
+        rl.append(d | 0x80 if n else d)
+        if not n:
+            return bytes((first,)) + bytes(rl) + body
+
+
+def mqtt_connect():
+    # CONNECT by hand: "MQTT" level 4, clean session, user name (the access token), keep-alive 60 s.
+    return _mqtt_packet(0x10, _mqtt_str(b"MQTT") + b"\x04\x82\x00\x3c" + _mqtt_str(b"bench") + _mqtt_str(TOKEN.encode()))
+
+
+def mqtt_publish(payload, pid=1):
+    # PUBLISH at QoS 1 on the telemetry topic, as tbdevice.mqttlink sends it.
+    return _mqtt_packet(0x32, _mqtt_str(b"v1/devices/me/telemetry") + bytes((pid >> 8, pid & 0xFF)) + payload)
+
+
 def addr(port):
     return socket.getaddrinfo(HOST, port)[0][-1]
 

@@ -1,6 +1,6 @@
 # The tbdevice cases (a module of their own: only what a case needs is loaded, so the
 # harness takes as little heap as it can from the stack under test).
-#   device / devnon / devproto / http / httpproto: telemetry through Device.send_telemetry
+#   device / devnon / devproto / http / httpproto / mqtt: telemetry through Device.send_telemetry
 #   attr / rpc: a notification received and dispatched (from bench/notifier.py)
 import asyncio
 
@@ -8,7 +8,7 @@ from bm_common import HOST, TOKEN, VALUES, ameasure
 
 
 async def run(case, port, metric, n, warm):
-    if case in ("device", "devnon", "devproto", "http", "httpproto"):
+    if case in ("device", "devnon", "devproto", "http", "httpproto", "mqtt"):
         # Telemetry through Device.send_telemetry: CoAP CON (device), CoAP NON (devnon),
         # CoAP CON with the default protobuf profile (devproto), HTTP with JSON (http) or
         # protobuf (httpproto) through tbdevice.httplink on one kept-alive connection.
@@ -19,7 +19,12 @@ async def run(case, port, metric, n, warm):
             from tbdevice.protocodec import ProtoCodec
 
             codec = ProtoCodec()
-        if case.startswith("http"):
+        if case == "mqtt":
+            # MQTT 3.1.1, PUBLISH at QoS 1 answered by a PUBACK (bench/mqttresponder.py)
+            from tbdevice.mqttlink import MqttLink
+
+            dev = Device(HOST, TOKEN, link=MqttLink(HOST, port, TOKEN), codec=codec)
+        elif case.startswith("http"):
             from tbdevice.httplink import HttpLink
 
             dev = Device(HOST, TOKEN, link=HttpLink(HOST, port, TOKEN), codec=codec)

@@ -5,11 +5,13 @@
 #   rawproto  CON POST telemetry (protobuf), piggybacked ACK 2.01
 #   rawhttp   HTTP POST telemetry (JSON) on a kept-alive TCP connection, 200 with no body
 #   rawhttpproto  the same with the protobuf body
+#   rawmqtt   MQTT PUBLISH at QoS 1 (JSON) on a TCP connection, its 4-byte PUBACK
 #   rawattr   receive a CON attribute notification, send the pre-encoded empty ACK
 #   rawrpc    receive a CON RPC notification, ACK it, POST the pre-encoded reply, read its ACK
 import socket
 
-from bm_common import HTTP_RESPONSE, TOKEN, addr, coap_request, http_request, measure, payload_bytes, proto_payload, raw_request
+from bm_common import HTTP_RESPONSE, TOKEN, addr, coap_request, http_request, measure, mqtt_connect, mqtt_publish, payload_bytes, \
+    proto_payload, raw_request
 
 
 def run(case, port, metric, n, warm):
@@ -26,6 +28,22 @@ def run(case, port, metric, n, warm):
                 s.readinto(buf, rlen)  # a stream: exactly the response's bytes
 
         check = lambda: bytes(buf[:rlen]) == HTTP_RESPONSE
+    elif case == "rawmqtt":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(addr(port))
+        s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)  # as tbdevice.mqttconn
+        s.write(mqtt_connect())
+        s.readinto(buf, 4)  # CONNACK
+        if buf[0] != 0x20 or buf[3] != 0:
+            raise SystemExit("rawmqtt: CONNACK %r" % bytes(buf[:4]))
+        req = mqtt_publish(payload_bytes())
+
+        def loop(k):
+            for _ in range(k):
+                s.write(req)
+                s.readinto(buf, 4)  # the PUBACK
+
+        check = lambda: buf[0] == 0x40 and buf[3] == 1
     elif case in ("rawattr", "rawrpc"):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.connect(addr(port))

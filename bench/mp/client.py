@@ -1,7 +1,7 @@
 # Benchmark client (MicroPython unix port), driven by bench/run.py:
 #   micropython -m client <case> <port> <metric> <n> <warm>
-# case:   raw / rawnon / rawproto / rawhttp / rawhttpproto / rawattr / rawrpc (the bounds, bm_raw),
-#         araw / transport / exchange / request / device / devnon / devproto / http / httpproto /
+# case:   raw / rawnon / rawproto / rawhttp / rawhttpproto / rawmqtt / rawattr / rawrpc (the bounds, bm_raw),
+#         araw / transport / exchange / request / device / devnon / devproto / http / httpproto / mqtt /
 #         attr / rpc / wait / coro (bm_async), codec / dumps / jsondumps / encode / decode / token /
 #         exobj / rxack (bm_steps)
 # metric: count (run n, for callgrind), heap (gc.mem_alloc() delta over n, GC off),
@@ -18,7 +18,7 @@ def main():
         import bm_raw
 
         res = bm_raw.run(case, port, metric, n, warm)
-    elif case in ("device", "devnon", "devproto", "http", "httpproto", "attr", "rpc"):
+    elif case in ("device", "devnon", "devproto", "http", "httpproto", "mqtt", "attr", "rpc"):
         import asyncio
         import bm_dev
 

@@ -15,8 +15,13 @@ from micropython import const
 from coap.errors import Reset, Timeout, FormatError
 from coap.exchange import Exchange, Timer
 from coap.sched import idle_ms, receive
-from coap.message import ACK, CON, NON, RST, decode
+from coap.message import decode
 
+# The message types (coap.message's), folded here: an imported name is a global lookup per use.
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
 _DEDUP = const(16)  # remembered incoming CON message IDs (bounded, RFC 7252 §4.5)
 EXCHANGE_LIFETIME_MS = const(247000)  # RFC 7252 §4.8.2 with the default parameters
 _EAGAIN = (11, 35, -0x6900)  # EAGAIN on Linux/lwIP and macOS; mbedTLS WANT_READ (coaps)
@@ -304,14 +309,15 @@ class Endpoint:
         if d[1] == 0:
             self._on_empty(d, t, mid)
             return
-        if t == RST or d[0] & 15 > 8:
+        if t == _RST or d[0] & 15 > 8:
             self._bad(t, mid)
             return
-        if t == CON and self._dup(mid):
+        if t == _CON and self._dup(mid):
             return
-        if t == ACK:
+        if t == _ACK:
             ex = self._by_mid.get(mid)
-            if ex is not None and token_of(d) != ex.token:
+            # The token must match too; the empty token (most requests') without a call.
+            if ex is not None and (d[0] & 15 or ex.token != -1) and token_of(d) != ex.token:
                 ex = None
         else:
             ex = self.find(token_of(d), d[1])
@@ -319,19 +325,19 @@ class Endpoint:
             # A response nobody waits for, or a request to this client: rejected, and
             # answered with RST unless an ACK (§4.3, RFC 7641 §3.6).
             self.rejected += 1
-            if t != ACK:
-                self._reply(RST, mid)
-                if t == CON:
-                    self._remember(mid, RST)
+            if t != _ACK:
+                self._reply(_RST, mid)
+                if t == _CON:
+                    self._remember(mid, _RST)
             return
         msg = None
         if not ex.light:
             msg = self._decode(d, t)
             if msg is None:
                 return
-        if t == CON:
-            self._reply(ACK, mid)  # every CON response, separate or a notification (§5.2.2)
-            self._remember(mid, ACK)
+        if t == _CON:
+            self._reply(_ACK, mid)  # every CON response, separate or a notification (§5.2.2)
+            self._remember(mid, _ACK)
         ex.acked = True
         if msg is None:  # a light exchange: the code is all it wants
             ex.code = d[1]
@@ -363,13 +369,13 @@ class Endpoint:
     def _on_empty(self, d, t, mid):
         if d[0] & 15 or len(d) > 4:
             self._bad(t, mid)  # an empty message with content (§4.1)
-        elif t == CON:
-            self._reply(RST, mid)  # CoAP ping (§4.3)
-        elif t != NON:
+        elif t == _CON:
+            self._reply(_RST, mid)  # CoAP ping (§4.3)
+        elif t != _NON:
             ex = self._by_mid.get(mid)
             if ex is not None:
                 ex.acked = True
-                if t == RST:
+                if t == _RST:
                     ex.err = Reset("RST for message %d" % mid)
                 ex.wake()
 
@@ -406,5 +412,5 @@ class Endpoint:
     def _bad(self, t, mid):
         # Message format error: reject a CON with RST, ignore anything else (§4.2, §4.3).
         self.rejected += 1
-        if t == CON:
-            self._reply(RST, mid)
+        if t == _CON:
+            self._reply(_RST, mid)

@@ -4,7 +4,7 @@
 import socket
 
 _MSG_PEEK = getattr(socket, "MSG_PEEK", 0)
-_SHORT = 256  # datagrams shorter than this (ACKs, answers, most notifications) are read through a peek (recv)
+_SHORT = 128  # datagrams shorter than this (ACKs, answers, RPC requests, most notifications) are read through a peek (recv)
 
 
 class UdpTransport:

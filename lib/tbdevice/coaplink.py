@@ -18,11 +18,16 @@ from coap import message as m
 from coap.client import Client, Route
 from coap.errors import BadResponse, CoapError, FormatError, NoAck
 from tbdevice import errors
-from tbdevice.link import ATTRIBUTES, ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, TELEMETRY, encoded
+from tbdevice.link import ATTRIBUTES_GET, NAMES, PROVISION, RPC_REPLY, encoded
 
 _ETIMEDOUT = const(110)
 _CON_POST = const(0x4002)  # coap.client.header(True, POST)
 _NON_POST = const(0x5002)
+# link.TELEMETRY, ATTRIBUTES and RPC_REPLY, folded here for post(), the per-message path (an
+# imported name is a global lookup per use).
+_TELEMETRY = const(0)
+_ATTRIBUTES = const(1)
+_RPC_REPLY = const(4)
 
 
 async def _raise(e):
@@ -125,21 +130,22 @@ class CoapLink:
         cl = self.client
         if not cl.slots:  # every send slot busy
             return self._slow(op, body, arg)
-        cl.stage(self._routes[op] if op != RPC_REPLY else self._rpc_route(arg))
-        if op == TELEMETRY:
+        cl.stage(self._routes[op] if op != _RPC_REPLY else self._rpc_route(arg))
+        if op == _TELEMETRY:
             self.codec.write_telemetry(cl.body, body, arg)
-        elif op == ATTRIBUTES:
+        elif op == _ATTRIBUTES:
             self.codec.write_attributes(cl.body, body)
         elif body:
             cl.body.write(body)
         ex = cl.send(_CON_POST if self.con else _NON_POST)
         if ex is None:
             return self._big(op, arg)
-        if ex.code == 0 and ex.err is None:  # no answer yet
-            return self._rest(ex, op)
-        if ex.err is None and ex.code >> 5 == 2:
-            cl.end(ex)
-            return None
+        if ex.err is None:
+            if ex.code >> 5 == 2:  # answered with success, the usual case
+                cl.end(ex)
+                return None
+            if ex.code == 0:  # no answer yet
+                return self._rest(ex, op)
         return self._result(ex, op)
 
     def _slow(self, op, body, arg):
