@@ -16,8 +16,10 @@ PACKAGES = ("coap", "tbdevice", "httpclient")
 
 # Goals from the issue tracker for the full stack.
 GOAL_RATE_RATIO = 0.4  # >= 0.4x the raw loop's round trips per second
-GOAL_INSTR = 40000  # <= 40k instructions per message, JSON included
-GOAL_HEAP = 256  # <= 256 heap bytes per message
+# Issue 14 set both budgets for the plain (layered, no asyncio internals) stack: <= 100k instructions and
+# <= 256 heap bytes per message, JSON included (an earlier issue's 40k was for the tuned stack it replaced).
+GOAL_INSTR = 100000
+GOAL_HEAP = 256
 
 REQUIRED = ("raw", "device")
 BIG_HEAP = "16M"  # no collection at all during the device's callgrind run: the mutator's share
