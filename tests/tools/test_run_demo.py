@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tbtest import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 
@@ -24,14 +26,6 @@ def taken():
     yield udp.getsockname()[1], tcp.getsockname()[1]
     udp.close()
     tcp.close()
-
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_demo(**ports):
