@@ -75,6 +75,10 @@ def _coaps(tls, coap):
           "'coap.block_size' must be 16-512 for coaps (ThingsBoard takes at most 1024 bytes per DTLS message)")
 
 
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON's true is an int to Python
+
+
 def _mqtt(cfg, t):
     # MQTT_BASIC credentials (client id, user name, password) and tuning (docs/wire-mqtt.md §2.2).
     m = cfg.get("mqtt") or {}
@@ -85,11 +89,11 @@ def _mqtt(cfg, t):
     _need(not (m.get("username") and cfg.get("token")),
           "'token' and 'mqtt.username' are two kinds of credentials (the token is the MQTT user name): give one")
     ka = m.get("keepalive_s", 60)
-    _need(isinstance(ka, int) and 0 <= ka <= 65535, "'mqtt.keepalive_s' must be an integer 0-65535")
+    _need(_int(ka) and 0 <= ka <= 65535, "'mqtt.keepalive_s' must be an integer 0-65535")
     to = m.get("timeout_ms", 10000)
-    _need(isinstance(to, int) and to >= 100, "'mqtt.timeout_ms' must be an integer >= 100")
+    _need(_int(to) and to >= 100, "'mqtt.timeout_ms' must be an integer >= 100")
     il = m.get("inline_ms", 50)
-    _need(isinstance(il, int) and 0 <= il <= 1000, "'mqtt.inline_ms' must be an integer 0-1000")
+    _need(_int(il) and 0 <= il <= 1000, "'mqtt.inline_ms' must be an integer 0-1000")
     if t == "mqtts":
         tls = cfg.get("tls") or {}
         _need(tls.get("ca"), "'tls.ca' is required for mqtts (the CA file that the server's certificate must chain to)")
@@ -104,6 +108,8 @@ def validate(cfg):
         _need(k in _KEYS, "'%s' is not a known key" % k)
     _str(cfg, "host", True)
     t = cfg.setdefault("transport", "coap")
+    _need(not (isinstance(t, str) and t != t.lower() and t.lower() in _TRANSPORTS),
+          "'transport' must be lower case: \"%s\" (got %r)" % (t.lower() if isinstance(t, str) else t, t))
     _need(t in _TRANSPORTS, "'transport' must be one of coap, coaps, http, https, mqtt, mqtts (got %r)" % (t,))
     port = cfg.setdefault("port", _TRANSPORTS[t])
     _need(isinstance(port, int) and 0 < port < 65536, "'port' must be an integer 1-65535")

@@ -174,9 +174,12 @@ class Supervisor:
         if self.refusing:
             return
         self.refusing = True
-        if self.link.token is None:
-            why = ("the server does not accept the device's credentials: its X.509 certificate (bound to no "
-                   "device?) or, over MQTT, the client id / user name / password of `mqtt`")
+        link = self.link
+        if link.token is None and (getattr(link, "username", None) or getattr(link, "client_id", None)):
+            why = ("the server does not accept the MQTT_BASIC credentials: the client id / user name / password"
+                   " of `mqtt` (fix them on the device or in ThingsBoard)")
+        elif link.token is None:
+            why = "the server does not accept the device's X.509 certificate (bound to no device?)"
         else:
             why = "the server does not accept the access token in `token` (fix it on the device or in ThingsBoard)"
         self._say("credentials refused (%s): %s; retrying at the longest back-off" % (what, why))

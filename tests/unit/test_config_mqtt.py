@@ -57,3 +57,17 @@ def test_problems_name_the_key():
     assert "one of coap, coaps, http, https, mqtt, mqtts" in _err({"host": "h", "token": "t", "transport": "amqp"})
     # power saving is CoAP's (not over MQTT yet)
     assert "needs transport coap" in _err({"host": "h", "token": "t", "transport": "mqtt", "power": {"mode": "psm"}})
+
+
+def test_newcomer_mistakes():
+    # "MQTT" as the docs' headings spell it: the value to write instead, not the list of six
+    assert _err({"host": "h", "token": "t", "transport": "MQTT"}) == \
+        "config: 'transport' must be lower case: \"mqtt\" (got 'MQTT')"
+    # JSON's true is an int to Python: not a keep-alive of 1 s
+    for k in ("keepalive_s", "timeout_ms", "inline_ms"):
+        assert "'mqtt.%s' must be an integer" % k in _err({"host": "h", "token": "t", "transport": "mqtt",
+                                                           "mqtt": {k: True}})
+    assert "'mqtt.keepalive_s' must be an integer" in _err({"host": "h", "token": "t", "transport": "mqtt",
+                                                            "mqtt": {"keepalive_s": "60"}})
+    assert "'mqtt.keep_alive' is not a known key (known: client_id, username, password, keepalive_s" in \
+        _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": {"keep_alive": 60}})
