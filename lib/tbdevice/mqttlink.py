@@ -242,12 +242,18 @@ class MqttLink:
         self._alive = False
         self._gen += 1
         self.wire.close()
+        unanswered = len(self._pend)
         self._pend.clear()
         t, self._rx = self._rx, None
         if t is not None and t is not asyncio.current_task():
             t.cancel()
         self._ev.set()
         if why:
+            if unanswered and "server closed" in str(why):
+                # ThingsBoard closes the connection, without a PUBACK, on a payload it cannot parse
+                # (wire-mqtt §3.5): with a `payload` that is not the profile's, on every connection.
+                why = "%s, %d PUBLISH unanswered (ThingsBoard does that with a payload it cannot parse: is" \
+                      " `payload` the device profile's MQTT payload type, JSON or PROTOBUF?)" % (why, unanswered)
             self._say("mqtt: connection lost: %s" % why)
 
     def drop(self):

@@ -61,3 +61,16 @@ def test_nothing_at_all_listening(tmp_path):
     port = free_port(kind=__import__("socket").SOCK_STREAM)
     line = _said(tmp_path, "nothing listens at 127.0.0.1:%d (connection refused)" % port, port=port, token="t")
     assert "1883 for mqtt" in line, line
+
+
+def test_payload_that_is_not_the_profiles(sim, tmp_path):
+    # "payload": "protobuf" with a JSON device profile: ThingsBoard closes the connection at the first
+    # PUBLISH it cannot parse, on every connection; the line says what to compare
+    line = _said(tmp_path, "connection lost", port=sim.mqtt_port, token=sim.token, payload="protobuf")
+    assert "is `payload` the device profile's MQTT payload type, JSON or PROTOBUF?" in line, line
+    # and the reverse: JSON to a PROTOBUF profile
+    from test_mqtt_protobuf import NAME, TOKEN, profile
+    profile(sim)
+    line = _said(tmp_path, "connection lost", port=sim.mqtt_port, token=TOKEN)
+    assert "is `payload` the device profile's MQTT payload type" in line, line
+    assert NAME in sim.log_text()
