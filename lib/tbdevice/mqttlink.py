@@ -187,8 +187,7 @@ class MqttLink:
             self._refused = code
             self._refusals += 1
             self._retry_at = time.ticks_add(self._heard, backoff(self._refusals, 1000, 15000))
-            if self._refusals == 1:  # once, until they are taken (the Supervisor says why)
-                self._say("mqtt: CONNACK %d: the server refuses the credentials" % code)
+            # not said here: the Supervisor says it once, with what to change (supervisor.refused)
             return
         # 0x03 (server unavailable), 0x01 (protocol): the server's trouble, tried again later
         if code == 3:  # ThingsBoard's answer to a device whose profile has another transport (wire-mqtt §2.3)

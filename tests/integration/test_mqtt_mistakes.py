@@ -16,15 +16,17 @@ def sim(tbsim_factory, tmp_path):
     return tbsim_factory("--mqtt-port", "0", "--mqtts-port", "0", "--tls-dir", str(tmp_path / "pki"))
 
 
-def _said(tmp_path, text, **cfg):
+def _said(tmp_path, text, then=None, **cfg):
     dev = Device(write_config(tmp_path, transport=cfg.pop("transport", "mqtt"), **cfg))
     try:
         line = dev.wait_for(text, 20)
         assert line, dev.output()
+        if then:
+            assert dev.wait_for(then, 20), dev.output()
     finally:
         dev.stop()
     assert "Traceback" not in dev.output(), dev.output()
-    return line
+    return (line, dev.output()) if then else line
 
 
 def test_wrong_port_or_transport_says_which(sim, tmp_path):
@@ -52,7 +54,11 @@ def test_mqtts_with_another_ca(sim, tmp_path):
 
 
 def test_mqtt_basic_refusal_names_the_mqtt_credentials(sim, tmp_path):
-    line = _said(tmp_path, "credentials refused", port=sim.mqtt_port, mqtt={"client_id": "c1", "username": "u1", "password": "nope"})
+    line, out = _said(tmp_path, "credentials refused", then="queued, retrying in", port=sim.mqtt_port,
+                      mqtt={"client_id": "c1", "username": "u1", "password": "nope"})
+    # one line says it (the link's own "mqtt: CONNACK 5" line was a second), and the samples stay queued
+    assert not [x for x in out.splitlines() if x.startswith("mqtt: CONNACK")], out
+    assert out.count("credentials refused") == 1, out
     assert "MQTT_BASIC credentials: the client id / user name / password of `mqtt`" in line, line
     assert "X.509" not in line, line
 
