@@ -18,6 +18,7 @@ package(
         "mqttdown.py",
         "mqttlink.py",
         "mqttprov.py",
+        "mqttwhy.py",
     ),
     base_path="..",
 )

@@ -42,8 +42,6 @@ _ECONNRESET = const(104)
 _ENOTCONN = const(107)
 _ETIMEDOUT = const(110)
 _EPROTO = const(71)
-_ECONNREFUSED = const(111)
-_PORTS = "check `port` (ThingsBoard: 1883 for mqtt, 8883 for mqtts)"
 _BUF = const(1088)  # the send buffer; the receive buffer's size is mqttconn's
 _REFUSED = (2, 4, 5)  # CONNACK codes that refuse the credentials (wire-mqtt §2.3)
 _WATCH_MS = const(500)
@@ -163,10 +161,10 @@ class MqttLink:
             raise OSError(_ETIMEDOUT, "mqtt: no CONNACK in %d ms" % self.timeout_ms)
         except ValueError as e:  # mqttcodec.Malformed: not an MQTT server
             self.wire.close()
-            raise OSError(_EPROTO, "mqtt: %s:%d does not speak MQTT (%s): %s" % (self.host, self.port, e, _PORTS))
+            raise _hint(self, OSError(_EPROTO, str(e)), True)
         except OSError as e:
             self.wire.close()
-            raise self._why(e)
+            raise _hint(self, e)
         except BaseException:
             self.wire.close()
             raise
@@ -190,36 +188,7 @@ class MqttLink:
             # not said here: the Supervisor says it once, with what to change (supervisor.refused)
             return
         # 0x03 (server unavailable), 0x01 (protocol): the server's trouble, tried again later
-        if code == 3:  # ThingsBoard's answer to a device whose profile has another transport (wire-mqtt §2.3)
-            raise OSError(_ECONNRESET, "mqtt: CONNACK 3: server unavailable (ThingsBoard: the device's profile has a"
-                                       " transport other than MQTT or Default: change it, or the device's `transport`)")
-        raise OSError(_ECONNRESET, "mqtt: CONNACK %d" % code)
-
-    def _why(self, e):
-        # A connection that failed before its CONNACK, said so that the user knows what to change:
-        # the port or the transport (TLS or not) is the usual mistake. The errno stays (a host name
-        # that does not resolve is told apart by it: supervisor._unresolved).
-        a = e.args
-        code = a[0] if a else None
-        if type(code) is not int or code < 0:
-            return e  # getaddrinfo's: the Supervisor says the host does not resolve
-        text = str(a[1]).strip() if len(a) > 1 else ""
-        for p in ("mqtt: ", "mqtts: TLS: "):
-            if text.startswith(p):
-                text = text[len(p):].strip()
-        where = "%s:%d" % (self.host, self.port)
-        if code == _ECONNREFUSED:
-            why = "nothing listens at %s (connection refused): %s" % (where, _PORTS)
-        elif self.tls and ("ertificate" in text or "CERT" in text or "verif" in text):
-            why = "the certificate of %s does not chain to `tls.ca` (%s): give the CA that signed the server's" \
-                  " certificate" % (where, text.replace("\n", " ").strip())
-        elif self.tls and code in (_ECONNRESET, _EPROTO):
-            why = "no TLS at %s (%s): is it a plain MQTT port? mqtts is 8883 on ThingsBoard" % (where, text or code)
-        elif code == _ECONNRESET:
-            why = "%s closed the connection before the CONNACK: a TLS port (use `transport` mqtts)? %s" % (where, _PORTS)
-        else:
-            return e
-        return OSError(code, "mqtt: " + why)
+        raise _hint(self, OSError(_ECONNRESET, "mqtt: CONNACK %d" % code))
 
     async def _connect(self, creds):
         w = self.wire
@@ -249,10 +218,9 @@ class MqttLink:
         self._ev.set()
         if why:
             if unanswered and "server closed" in str(why):
-                # ThingsBoard closes the connection, without a PUBACK, on a payload it cannot parse
-                # (wire-mqtt §3.5): with a `payload` that is not the profile's, on every connection.
-                why = "%s, %d PUBLISH unanswered (ThingsBoard does that with a payload it cannot parse: is" \
-                      " `payload` the device profile's MQTT payload type, JSON or PROTOBUF?)" % (why, unanswered)
+                from tbdevice.mqttwhy import unanswered as hint  # loaded only then: its text costs heap
+
+                why = hint(why, unanswered)
             self._say("mqtt: connection lost: %s" % why)
 
     def drop(self):
@@ -608,3 +576,11 @@ class MqttLink:
 
     async def stop_downlink(self):
         self._down = None
+
+
+def _hint(link, e, malformed=False):
+    # A connection that failed before its CONNACK, in words that say what to change; the text
+    # loads only then (tbdevice/mqttwhy.py), so a working device does not carry it in its heap.
+    from tbdevice.mqttwhy import connect_failed
+
+    return connect_failed(link.host, link.port, link.tls, e, malformed)

@@ -86,6 +86,7 @@ def test_mqtt_modules_load_only_for_an_mqtt_config(sim, tmp_path):
     mqtt = _modules(tmp_path, transport="mqtt", port=sim.mqtt_port, token=sim.token)
     assert {"tbdevice.mqttlink", "tbdevice.mqttcodec", "tbdevice.mqttconn"} <= set(mqtt), mqtt
     assert "tbdevice.coaplink" not in mqtt and "tbdevice.mqttota" not in mqtt and "tbdevice.mqttprov" not in mqtt
+    assert "tbdevice.mqttwhy" not in mqtt, mqtt  # the failure texts load only on a failure
 
 
 def _bundle_tool():
