@@ -80,3 +80,10 @@ def test_payload_that_is_not_the_profiles(sim, tmp_path):
     line = _said(tmp_path, "connection lost", port=sim.mqtt_port, token=TOKEN)
     assert "is `payload` the device profile's MQTT payload type" in line, line
     assert NAME in sim.log_text()
+
+
+def test_device_of_a_coap_profile_over_mqtt(tbsim_factory, tmp_path):
+    # --protobuf-device puts the device in a COAP profile: ThingsBoard answers its MQTT CONNECT with 0x03
+    sim = tbsim_factory("--mqtt-port", "0", "--protobuf-device", "Coap-1=COAP_TOKEN")
+    line = _said(tmp_path, "CONNACK 3", port=sim.mqtt_port, token="COAP_TOKEN")
+    assert "the device's profile has a transport other than MQTT or Default" in line, line
