@@ -96,6 +96,8 @@ def _mqtt(cfg, t):
     _need(_int(il) and 0 <= il <= 1000, "'mqtt.inline_ms' must be an integer 0-1000")
     if t == "mqtts":
         tls = cfg.get("tls") or {}
+        _need(tls.get("verify", True) is True,
+              "'tls.verify': false is for coaps only: mqtts always checks the server's certificate against 'tls.ca'")
         _need(tls.get("ca"), "'tls.ca' is required for mqtts (the CA file that the server's certificate must chain to)")
         _need(bool(tls.get("cert")) == bool(tls.get("key")),
               "'tls.cert' and 'tls.key' go together (certificate and key)")

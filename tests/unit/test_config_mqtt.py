@@ -71,3 +71,6 @@ def test_newcomer_mistakes():
                                                             "mqtt": {"keepalive_s": "60"}})
     assert "'mqtt.keep_alive' is not a known key (known: client_id, username, password, keepalive_s" in \
         _err({"host": "h", "token": "t", "transport": "mqtt", "mqtt": {"keep_alive": 60}})
+    # coaps' "verify": false does not exist for mqtts: said, not ignored
+    assert "'tls.verify': false is for coaps only" in _err({"host": "h", "token": "t", "transport": "mqtts",
+                                                            "tls": {"ca": "ca.pem", "verify": False}})
