@@ -117,9 +117,9 @@ class App:
         dev.subscribe(keepalive_ms=0 if self.sleepy else 30000)
         gc.collect()
         # OTA (firmware/otaapp.py): report current_fw_*/current_sw_*, then follow fw_*/sw_* assignments.
-        from otaapp import make_ota
+        from otaapp import LazyOta
 
-        self.ota = make_ota(self)
+        self.ota = LazyOta(self)
         gc.collect()
         await self.report(self.ota.current())
         await self.ota.start()

@@ -19,20 +19,15 @@ from tbdevice.queue import TelemetryQueue
 _LONGEST = 16  # back-off step for refused credentials: retry_max_ms at once
 
 
-def make_queue(cfg):
-    q = cfg.get("queue") or {}
-    batch = 1 if cfg.get("payload") == "protobuf" else q.get("batch", 16)
-    spill = cfg["state_dir"] if q.get("spill") else None
-    return TelemetryQueue(q.get("limit", 64), spill, q.get("spill_limit", 2048), batch)
-
-
 class Forwarder:
     """`app` gives device (tbdevice.Device), hal (epoch_ms), log and ota."""
 
     def __init__(self, app, cfg):
         q = cfg.get("queue") or {}
         self.app = app
-        self.queue = make_queue(cfg)
+        batch = 1 if cfg.get("payload") == "protobuf" else q.get("batch", 16)
+        spill = cfg["state_dir"] if q.get("spill") else None
+        self.queue = TelemetryQueue(q.get("limit", 64), spill, q.get("spill_limit", 2048), batch)
         self.gap_ms = q.get("gap_ms", 100)  # between batches while catching up: the server's rate
         self.retry_ms = q.get("retry_ms", 1000)  # first back-off; doubles up to retry_max_ms
         self.retry_max_ms = q.get("retry_max_ms", 30000)

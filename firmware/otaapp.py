@@ -29,10 +29,6 @@ def running(state_dir):
             "sw": (sw["title"], sw["version"]) if "title" in sw and "version" in sw else None}
 
 
-def make_ota(app):
-    return LazyOta(app)
-
-
 class LazyOta:
     """What the app needs of an Ota (current(), start(), healthy()) without its modules. When
     there is something to do, firmware/otaload.run() loads tbdevice.ota.Ota (or, to confirm
