@@ -31,7 +31,6 @@ package(
         "queue.py",
         "rpc.py",
         "spill.py",
-        "supertask.py",
         "supervisor.py",
     ),
     base_path="..",

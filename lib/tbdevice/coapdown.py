@@ -51,7 +51,7 @@ class Observations:
             # 2.03 Valid with no payload opens the RPC subscription (spec §7)
 
         cl = link.client
-        routes = link._routes
+        routes = link.routes
         self.obs = (Observation(cl, routes[ATTRIBUTES], on_attr, (), link.con, silence_ms),
                     Observation(cl, routes[RPC_CALL], on_rpc, (), link.con, silence_ms))
 
@@ -60,7 +60,7 @@ class Observations:
 
     def _end(self, what, code):
         link = self.link
-        link._say("%s: subscription ended (%s), re-subscribing" % (what, m.code_str(code)))
+        link.say("%s: subscription ended (%s), re-subscribing" % (what, m.code_str(code)))
         if link.ended is not None:
             link.ended()
 
@@ -96,4 +96,4 @@ class Observations:
             try:
                 await o.cancel()
             except (CoapError, OSError) as e:
-                self.link._say("unsubscribe: %r" % e)
+                self.link.say("unsubscribe: %r" % e)

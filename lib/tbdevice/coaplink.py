@@ -49,6 +49,8 @@ def neutral(e, secure=False):
 
 
 class CoapLink:
+    basic = False  # access token or X.509 only (tbdevice/link.py)
+
     def __init__(self, host, port=5683, token=None, con=True, client=None, log=None, **coap):
         self.client = client or Client(host, port, **coap)
         self.con = con
@@ -59,7 +61,7 @@ class CoapLink:
         self._down = None  # tbdevice.coapdown.Observations, from start_downlink() on
         self.set_token(token)
 
-    def _say(self, text):
+    def say(self, text):
         if self.log:
             self.log(text)
 
@@ -71,8 +73,8 @@ class CoapLink:
         base = "api/v1/" + token + "/" if token else "api/v1/"
         self._base = base
         attrs = Route(base + "attributes")
-        # Indexed by operation; RPC_REPLY and PROVISION routes are made per call.
-        self._routes = (Route(base + "telemetry"), attrs, attrs, Route(base + "rpc"), None, Route(base + "claim"))
+        # Indexed by operation (coapdown reads the downlink's); RPC_REPLY and PROVISION routes are made per call.
+        self.routes = (Route(base + "telemetry"), attrs, attrs, Route(base + "rpc"), None, Route(base + "claim"))
 
     async def open(self):
         await self.client.connect()
@@ -118,7 +120,7 @@ class CoapLink:
             return self._rpc_route(rid)
         if op == PROVISION:
             return Route("api/v1/provision")
-        return self._routes[op]
+        return self.routes[op]
 
     def post(self, op, body, arg=None):
         """An uplink answered by a code only (telemetry, attributes, RPC reply, claim),
@@ -130,7 +132,7 @@ class CoapLink:
         cl = self.client
         if not cl.slots:  # every send slot busy
             return self._slow(op, body, arg)
-        cl.stage(self._routes[op] if op != _RPC_REPLY else self._rpc_route(arg))
+        cl.stage(self.routes[op] if op != _RPC_REPLY else self._rpc_route(arg))
         if op == _TELEMETRY:
             self.codec.write_telemetry(cl.body, body, arg)
         elif op == _ATTRIBUTES:

@@ -27,6 +27,8 @@ class HttpLink:
     """tls: an ssl.SSLContext for https (httpclient.client.tls_context), None for http.
     timeout_ms bounds each uplink request; poll_ms is the long-poll `timeout`."""
 
+    basic = False  # access token only (tbdevice/link.py)
+
     def __init__(self, host, port=80, token=None, tls=None, log=None, timeout_ms=20000, poll_ms=_POLL_MS,
                  limit=_LIMIT):
         self.host = host

@@ -4,6 +4,8 @@
 #
 #   token, set_token(t)    the access token in every route; None: the token-less routes of an
 #                          X.509 (coaps) device
+#   basic                  with token None: True when the credentials are MQTT_BASIC (client
+#                          id / user name / password), False for an X.509 certificate
 #   codec                  set by the Device: what post() writes telemetry and attributes with
 #   await open()           open the transport (DNS, socket, DTLS or TLS handshake); OSError
 #                          when that fails

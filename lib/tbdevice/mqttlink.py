@@ -70,6 +70,7 @@ class MqttLink:
         self.x509 = x509  # tls carries a client certificate: the credentials (wire-mqtt §2.2)
         self.client_id = client_id
         self.username = username
+        self.basic = bool(client_id or username)  # MQTT_BASIC, unless a token is set (tbdevice/link.py)
         self.password = password
         self.keepalive_s = keepalive_s
         self.timeout_ms = timeout_ms

@@ -13,15 +13,18 @@
 #       hal.associated()     False when the network interface lost its link (Wi-Fi association)
 #       await hal.rejoin(force)   rebuild the network link (force: even if it looks up);
 #                            True when it is up again
-# The task is tbdevice/supertask.py, loaded when start() first runs. Without a task (a Device
-# that never subscribes, BlockingDevice), link_up() re-opens the link itself. Only the receive
-# path says when the server was heard: nothing here writes it.
+# Without a task (a Device that never subscribes, BlockingDevice), link_up() re-opens the link
+# itself. Only the receive path says when the server was heard: nothing here writes it.
 import asyncio
 import time
 
 from tbdevice.link import backoff
 
 _TICK_MS = 1000  # the longest sleep of the task: the watchdog's feed and the expiry checks
+_PROBE_AGAIN_MS = 5000  # the next probe after an unanswered one
+_PROBE_MS = 4000  # a probe's answer time with a watchdog to feed (the task waits for it)
+_REJOIN_AFTER = 2  # unanswered probes in a row before the network itself is rebuilt
+_REFUSED = 16  # registration back-off step after a refusal of the credentials: the maximum at once
 
 
 class Supervisor:
@@ -67,9 +70,7 @@ class Supervisor:
             self.downlink = self._renew = True
             self.link.ended = self._ended
         if self._task is None:
-            from tbdevice.supertask import run  # only now: a Device that never starts it does not load it
-
-            self._task = asyncio.create_task(run(self))
+            self._task = asyncio.create_task(self._run())
         self.wake()
 
     async def stop(self):
@@ -147,10 +148,65 @@ class Supervisor:
             self._napping = False
             self._task.cancel()  # caught in _nap: ends the sleep early
 
-    # ---- for the task (tbdevice/supertask.py) ----------------------------------------------
+    # ---- the task ---------------------------------------------------------------------
+    async def _run(self):
+        joins = 0  # network rebuilds since the server was last heard
+        while True:
+            self._tick()
+            hal = self.hal
+            if hal is not None and (not hal.associated() or self.misses >= _REJOIN_AFTER):
+                # The network is gone, or up yet the server silent: rebuild it, with back-off.
+                self.online = False
+                joins += 1
+                if await hal.rejoin(self.misses >= _REJOIN_AFTER):
+                    self.misses = 1  # associated again; online once the server answers: probe now
+                    self._quiet = time.ticks_add(time.ticks_ms(), -_PROBE_AGAIN_MS)
+                await self._sleep(backoff(joins, 1000))
+                continue
+            if not self.up:
+                await self._try_open()
+                continue
+            now = time.ticks_ms()
+            heard = self.link.heard()
+            if heard is None:  # no liveness signal (HTTP): the network's state is all there is
+                self.online = True
+            else:
+                if time.ticks_diff(heard, self._quiet) > 0:
+                    self._quiet = heard
+                    self.misses = 0
+                    self.online = True
+                silence = time.ticks_diff(now, self._quiet)
+                if self.keepalive_ms and silence >= (
+                        self.keepalive_ms if self.misses == 0 else min(self.keepalive_ms, _PROBE_AGAIN_MS)):
+                    await self._probe()
+                    continue
+            if self.online:
+                joins = 0
+            if self.downlink and self._reg is None:
+                self._register(now, heard)
+            await self._nap(_TICK_MS)
+
     def _tick(self):
         if self.hal is not None:
             self.hal.tick(self.online)
+
+    async def _probe(self):
+        # RFC 7252 §4.3 ping; bounded so that a watchdog is fed in time.
+        self.pings += 1
+        t = self.ping_timeout_ms if self.hal is None else min(self.ping_timeout_ms, _PROBE_MS)
+        try:
+            alive = await self.link.probe(t)
+        except OSError:
+            alive = False  # e.g. ECONNREFUSED (ICMP port unreachable) raised by the send itself
+        self._quiet = time.ticks_ms()
+        if alive:
+            self.misses = 0
+            self.online = True
+            return
+        self.misses += 1
+        self.online = False
+        self._say("keepalive: no answer to a ping, re-opening the link")
+        self.fault()
 
     # ---- the downlink -----------------------------------------------------------------
     def _ended(self):
@@ -158,6 +214,39 @@ class Supervisor:
         self._reg_fails += 1
         self._reg_at = time.ticks_add(time.ticks_ms(), backoff(self._reg_fails, 1000))
         self.wake()
+
+    def _register(self, now, heard):
+        at = self._reg_at
+        if at is not None and time.ticks_diff(now, at) < 0:
+            if not (self._unheard and heard is not None and time.ticks_diff(heard, self._reg_t0) > 0):
+                return
+        r = self.link.keep_downlink(self._renew)
+        if r is not None:
+            self._renew = False
+            self._reg_t0 = now
+            self._reg = asyncio.create_task(self._registering(r))
+
+    async def _registering(self, r):
+        # A task of its own while it lasts: a registration may wait long for its answer, and
+        # the supervisor's task must go on feeding the watchdog meanwhile.
+        try:
+            code = await r
+        except OSError as e:
+            code = -1
+            self.fault(e)
+        self._reg = None
+        self._unheard = code == -1
+        if code == 0:
+            self._reg_fails = 0
+            self.refusing = False
+            self._reg_at = None
+            return
+        if code == 129:  # 4.01: the credentials are refused, which will not mend soon
+            self._reg_fails = _REFUSED
+            self.refused("subscriptions: 4.01")
+        else:
+            self._reg_fails += 1
+        self._reg_at = time.ticks_add(time.ticks_ms(), backoff(self._reg_fails, 1000))
 
     def accepted(self):
         """The server took the credentials (an uplink succeeded): after a refusal, register
@@ -175,7 +264,7 @@ class Supervisor:
             return
         self.refusing = True
         link = self.link
-        if link.token is None and (getattr(link, "username", None) or getattr(link, "client_id", None)):
+        if link.token is None and link.basic:
             why = ("the server does not accept the MQTT_BASIC credentials: the client id / user name / password"
                    " of `mqtt` (fix them on the device or in ThingsBoard)")
         elif link.token is None:
@@ -191,6 +280,16 @@ class Supervisor:
             self._tick()
             await asyncio.sleep_ms(min(ms, _TICK_MS))
             ms -= _TICK_MS
+
+    async def _nap(self, ms):
+        # A sleep that wake() ends early (by cancelling it: the task's only use of cancel).
+        self._napping = True
+        try:
+            await asyncio.sleep_ms(ms)
+        except asyncio.CancelledError:
+            if self._task is None:  # stop()
+                raise
+        self._napping = False
 
 
 def _unresolved(e):
