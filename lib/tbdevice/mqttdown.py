@@ -30,13 +30,13 @@ class Subscriptions:
     def __init__(self, link, put):
         self.link = link
         self.put = put  # the Downlink's: put(kind, payload, initial)
-        self.subbed = -1  # the connection (link._gen) the subscriptions were made on
+        self.subbed = -1  # the connection (link.gen) the subscriptions were made on
         self.state = -1  # the connection the shared attributes were read on
         self.busy = False
 
     def subscribed(self):
-        g = self.link._gen
-        return self.link._alive and self.subbed == g and self.state == g
+        g = self.link.gen
+        return self.link.alive and self.subbed == g and self.state == g
 
     def rpc(self, buf, a, b, p, end):
         # The id is only in the topic (wire-mqtt §7): into the payload, where the codec reads it;
@@ -55,32 +55,32 @@ class Subscriptions:
         coroutine making them: 0 when done, 129 when the credentials are refused, -1 for no
         answer, 128 for a refused filter or a state the device cannot take. A lost connection
         raises OSError (a link fault)."""
-        if self.busy or (self.link._unusable() is None and self.subscribed()):
+        if self.busy or (self.link.unusable() is None and self.subscribed()):
             return None
         return self._make()
 
     async def _make(self):
         link = self.link
-        if link._unusable() is not None:
+        if link.unusable() is not None:
             try:
-                await link._ready()
+                await link.ready()
             except errors.Unauthorized:
                 return 129
         self.busy = True
         try:
-            gen = link._gen
+            gen = link.gen
             if self.subbed != gen:
-                pid = link._next_pid()
-                link._suback = None
+                pid = link.next_pid()
+                link.suback = None
                 link.wire.write(mc.subscribe(pid, _FILTERS))
                 try:
-                    await asyncio.wait_for_ms(link._until(lambda: link._suback is not None, gen), link.timeout_ms)
+                    await asyncio.wait_for_ms(link.until(lambda: link.suback is not None, gen), link.timeout_ms)
                 except asyncio.TimeoutError:  # no SUBACK on a live connection: a dead one
-                    link._lost("no SUBACK in %d ms" % link.timeout_ms)
+                    link.lost("no SUBACK in %d ms" % link.timeout_ms)
                     raise OSError(_ETIMEDOUT, "mqtt: no SUBACK")
-                got = link._suback
+                got = link.suback
                 if got[0] != pid or _REFUSED_FILTER in got[1]:
-                    link._say("mqtt: subscriptions refused: %r" % (got,))
+                    link.say("mqtt: subscriptions refused: %r" % (got,))
                     return 128
                 self.subbed = gen
             try:
@@ -91,9 +91,9 @@ class Subscriptions:
             except errors.Unauthorized:
                 return 129
             except errors.TbError as e:  # an answer the device cannot take (too large): tried again later
-                link._say("mqtt: attribute state: %s" % e)
+                link.say("mqtt: attribute state: %s" % e)
                 return 128
-            if link._down is self and gen == link._gen:
+            if link.subscriptions is self and gen == link.gen:
                 # JSON text for the JSON codec; a protobuf profile's codec takes the dict as it is
                 self.put(ATTRIBUTE_UPDATE, dumps(shared) if link.codec.name == "json" else shared, True)
                 self.state = gen

@@ -84,13 +84,13 @@ class MqttLink:
         self._omv = memoryview(self._out)
         self._body = io.BytesIO(bufsize)
         self._small = bytearray(4)  # PUBACKs
-        self._alive = False
-        self._gen = 0  # counts connections made and lost: a waiter from another one fails
+        self.alive = False
+        self.gen = 0  # counts connections made and lost: a waiter from another one fails
         self._pid = 0
         self._id = 0  # request ids (attribute requests, client RPC, OTA)
         self._pend = {}  # packet id -> ticks sent, until its PUBACK
         self._answers = {}  # request id -> None while waited for, then the answer's payload
-        self._suback = None
+        self.suback = None
         self._pong = False
         self._ev = asyncio.Event()  # an awaited packet came, or the connection ended
         self._rx = None
@@ -101,14 +101,14 @@ class MqttLink:
         self._retry_at = 0
         self._opening = False
         self._idle = False  # opened without credentials: connects at the first use once it has them
-        self._down = None  # tbdevice.mqttdown.Subscriptions, from start_downlink() on
+        self.subscriptions = None  # tbdevice.mqttdown.Subscriptions, from start_downlink() on
         self.v2 = None  # an OTA download (tbdevice.mqttota) takes v2/... topics while it runs
         self.connects = 0
         self.received = 0
         if token:
             self.set_token(token)
 
-    def _say(self, text):
+    def say(self, text):
         if self.log:
             self.log(text)
 
@@ -122,7 +122,7 @@ class MqttLink:
             return
         self.token = token
         self._refused = None
-        self._lost("new credentials")
+        self.lost("new credentials")
         self._idle = True  # the next call connects with them
 
     def stats(self):
@@ -146,10 +146,10 @@ class MqttLink:
         if self._opening:
             # One open at a time (the Supervisor's, or a call's, _ready): its outcome is this one's.
             await self._wait_open()
-            if self._alive or self._refused is not None:
+            if self.alive or self._refused is not None:
                 return
             raise OSError(_ENOTCONN, "mqtt: not connected")
-        self._lost(None)
+        self.lost(None)
         creds = self._credentials()
         self._idle = creds is None
         if creds is None:
@@ -176,8 +176,8 @@ class MqttLink:
         if code == 0:
             self._refused = None
             self._refusals = 0
-            self._alive = True
-            self._gen += 1
+            self.alive = True
+            self.gen += 1
             self.connects += 1
             self.resume()
             return
@@ -201,15 +201,15 @@ class MqttLink:
             raise mc.Malformed("packet type %d before the CONNACK" % t)
         return mc.connack(buf, i)[1]
 
-    def _lost(self, why):
+    def lost(self, why):
         # The connection is over (a fault, the server closed it, drop(), close()): every waiter
         # of it fails with a link fault, the Device sends again on the next one.
-        if not self._alive:
+        if not self.alive:
             if not self._opening:  # an open under way is the new connection: not this one's to end
                 self.wire.close()
             return
-        self._alive = False
-        self._gen += 1
+        self.alive = False
+        self.gen += 1
         self.wire.close()
         unanswered = len(self._pend)
         self._pend.clear()
@@ -222,20 +222,20 @@ class MqttLink:
                 from tbdevice.mqttwhy import unanswered as hint  # loaded only then: its text costs heap
 
                 why = hint(why, unanswered)
-            self._say("mqtt: connection lost: %s" % why)
+            self.say("mqtt: connection lost: %s" % why)
 
     def drop(self):
-        self._lost(None)
+        self.lost(None)
 
     async def close(self):
         await self.stop_downlink()
-        if self._alive:
+        if self.alive:
             try:
                 self.wire.write(mc.DISCONNECT_PACKET)
                 await asyncio.wait_for_ms(self.wire.flush(), 1000)
             except (OSError, asyncio.TimeoutError):
                 pass  # closing anyway
-        self._lost(None)
+        self.lost(None)
         self._refused = None
 
     def pause(self):
@@ -244,8 +244,8 @@ class MqttLink:
             t.cancel()
 
     def resume(self):
-        if self._rx is None and self._alive:
-            self._rx = asyncio.create_task(self._receive(self._gen))
+        if self._rx is None and self.alive:
+            self._rx = asyncio.create_task(self._receive(self.gen))
 
     async def _wait_open(self):
         while self._opening:
@@ -258,15 +258,15 @@ class MqttLink:
     async def probe(self, timeout_ms):
         """PINGREQ; True when the PINGRESP comes within timeout_ms. A refusing server answered;
         a link without credentials yet has nothing to probe."""
-        if self._refused is not None or (self._idle and not self._alive):
+        if self._refused is not None or (self._idle and not self.alive):
             return True
-        if not self._alive:
+        if not self.alive:
             return False
-        gen = self._gen
+        gen = self.gen
         self._pong = False
         try:
             self.wire.write(mc.PINGREQ_PACKET)
-            await asyncio.wait_for_ms(self._until(self._ponged, gen), timeout_ms)
+            await asyncio.wait_for_ms(self.until(self._ponged, gen), timeout_ms)
             return True
         except (OSError, asyncio.TimeoutError):
             return False
@@ -274,10 +274,10 @@ class MqttLink:
     def _ponged(self):
         return self._pong
 
-    async def _until(self, done, gen):
+    async def until(self, done, gen):
         # Until done() holds; OSError once this connection is over.
         while True:
-            if gen != self._gen:
+            if gen != self.gen:
                 raise OSError(_ECONNRESET, "mqtt: connection lost")
             if done():
                 return
@@ -288,7 +288,7 @@ class MqttLink:
     async def _receive(self, gen):
         w = self.wire
         try:
-            while gen == self._gen:
+            while gen == self.gen:
                 t = w.take()
                 if t:
                     self._handle(t)
@@ -297,8 +297,8 @@ class MqttLink:
         except asyncio.CancelledError:
             raise
         except (OSError, ValueError, MemoryError) as e:  # ValueError: mqttcodec.Malformed
-            if gen == self._gen:
-                self._lost(e)
+            if gen == self.gen:
+                self.lost(e)
 
     def _handle(self, t):
         # One packet the wire took (the receive task's, or the inline wait's).
@@ -312,7 +312,7 @@ class MqttLink:
         elif t == mc.PUBLISH:
             self._publish(buf, w.first, i, end)
         elif t == mc.SUBACK:
-            self._suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
+            self.suback = (mc.packet_id(buf, i), bytes(buf[i + 2:end]))
             self._ev.set()
         elif t == mc.PINGRESP:
             self._pong = True
@@ -341,7 +341,7 @@ class MqttLink:
                         break
                     self._handle(t)
         except (OSError, ValueError, MemoryError) as e:  # as in _receive: the connection is over
-            self._lost(e)
+            self.lost(e)
             return False
         return True
 
@@ -354,7 +354,7 @@ class MqttLink:
             mc.puback_into(self._small, pid)
             self.wire.write(self._small)
         n = b - a
-        d = self._down
+        d = self.subscriptions
         if buf.startswith(_ATTRIBUTES, a) and n == len(_ATTRIBUTES):
             if d is not None:
                 d.put(ATTRIBUTE_UPDATE, bytes(buf[p:end]), False)
@@ -374,7 +374,7 @@ class MqttLink:
             self._ev.set()
 
     # ---- sending ------------------------------------------------------------------------
-    def _next_pid(self):
+    def next_pid(self):
         # 1..65535: id 0 makes ThingsBoard's decoder close the connection (wire-mqtt §2.1, §15)
         p = self._pid % 65535 + 1
         while p in self._pend:
@@ -384,7 +384,7 @@ class MqttLink:
 
     def _send(self, topic, n):
         # The payload is in _body[0:n]: one PUBLISH at QoS 1; returns its packet id.
-        pid = self._next_pid()
+        pid = self.next_pid()
         b = self._body
         b.seek(0)
         if len(topic) + n + 9 <= len(self._out):
@@ -410,16 +410,16 @@ class MqttLink:
                 now = time.ticks_ms()
                 for t in self._pend.values():
                     if time.ticks_diff(now, t) > self.timeout_ms:
-                        self._lost("no PUBACK in %d ms" % self.timeout_ms)
+                        self.lost("no PUBACK in %d ms" % self.timeout_ms)
                         break
         finally:
             self._watcher = None
 
-    def _unusable(self):
+    def unusable(self):
         # Why nothing can be sent now, or None.
         if self._refused is not None:
             return errors.Unauthorized("mqtt: CONNACK %d: the server refuses the credentials" % self._refused, 129)
-        if not self._alive:
+        if not self.alive:
             return OSError(_ENOTCONN, "mqtt: not connected")
         return None
 
@@ -427,7 +427,7 @@ class MqttLink:
         """An uplink answered by a PUBACK only (telemetry, attributes, RPC reply, claim; arg:
         the telemetry's ts or the reply's id): the awaitable ends with the PUBACK. A value the
         codec cannot encode raises here, before anything is sent."""
-        if self._unusable() is not None:
+        if self.unusable() is not None:
             return self._again(op, body, arg)
         b = self._body
         b.seek(0)
@@ -441,11 +441,11 @@ class MqttLink:
             if body:
                 b.write(body)
             topic = _CLAIM if op == CLAIM else _RPC_RES + str(arg).encode()
-        gen = self._gen
+        gen = self.gen
         try:
             pid = self._send(topic, b.tell())
         except OSError as e:
-            self._lost(e)
+            self.lost(e)
             return self._fail(e)
         if self._inline(pid):
             return None
@@ -456,7 +456,7 @@ class MqttLink:
 
     async def _acked(self, pid, gen):
         while True:
-            if gen != self._gen:
+            if gen != self.gen:
                 raise OSError(_ECONNRESET, "mqtt: connection lost before the PUBACK")
             if pid not in self._pend:
                 return
@@ -464,12 +464,12 @@ class MqttLink:
             await self._ev.wait()
 
     async def _again(self, op, body, arg):
-        await self._ready()
+        await self.ready()
         r = self.post(op, body, arg)
         if r is not None:
             await r
 
-    async def _ready(self):
+    async def ready(self):
         # Connected, or made so: a link opened before it had credentials (provisioning first)
         # connects once it has them; while the server refuses them, one CONNECT after each
         # back-off, else the refusal. Otherwise not connected is a link fault (the Device's).
@@ -478,9 +478,9 @@ class MqttLink:
         elif self._refused is not None:
             if time.ticks_diff(time.ticks_ms(), self._retry_at) >= 0:
                 await self.open()
-        elif not self._alive and self._idle and self._credentials() is not None:
+        elif not self.alive and self._idle and self._credentials() is not None:
             await self.open()
-        e = self._unusable()
+        e = self.unusable()
         if e is not None:
             raise e
 
@@ -496,8 +496,8 @@ class MqttLink:
             from tbdevice.mqttprov import provision
 
             return await provision(self, body, timeout_ms or self.timeout_ms)
-        if self._unusable() is not None:
-            await self._ready()
+        if self.unusable() is not None:
+            await self.ready()
         if op != ATTRIBUTES_GET and op != RPC_CALL:
             b = self._body
             b.seek(0)
@@ -505,7 +505,7 @@ class MqttLink:
                 b.write(body)
             topic = _TELEMETRY if op == TELEMETRY else _ATTRIBUTES if op == ATTRIBUTES else _CLAIM if op == CLAIM \
                 else _RPC_RES + str(rid).encode()
-            await self._acked(self._send(topic, b.tell()), self._gen)
+            await self._acked(self._send(topic, b.tell()), self.gen)
             return None
         i = self.new_id()
         if op == ATTRIBUTES_GET:
@@ -535,16 +535,16 @@ class MqttLink:
     async def exchange(self, topic, body, done, timeout_ms, what):
         """PUBLISH body (bytes or str) on topic at QoS 1, then wait until done() holds, up to
         timeout_ms (errors.Timeout); OSError when the connection ends meanwhile."""
-        e = self._unusable()
+        e = self.unusable()
         if e is not None:
             raise e
-        gen = self._gen
+        gen = self.gen
         b = self._body
         b.seek(0)
         b.write(body)
         self._send(topic, b.tell())
         try:
-            await asyncio.wait_for_ms(self._until(done, gen), timeout_ms)
+            await asyncio.wait_for_ms(self.until(done, gen), timeout_ms)
         except asyncio.TimeoutError:
             raise errors.Timeout("%s: no answer in %d ms" % (what, timeout_ms))
 
@@ -558,25 +558,25 @@ class MqttLink:
     # ---- downlink (tbdevice/mqttdown.py, loaded with subscribe()) ---------------------------
     @property
     def subscribed(self):
-        d = self._down
+        d = self.subscriptions
         return d is not None and d.subscribed()
 
     def start_downlink(self, put, silence_ms=300000):
         """put(kind, payload, initial) gets shared-attribute updates and RPC requests; the
         Supervisor subscribes (keep_downlink). silence_ms is CoAP's."""
-        if self._down is None:
+        if self.subscriptions is None:
             from tbdevice.mqttdown import Subscriptions
 
-            self._down = Subscriptions(self, put)
+            self.subscriptions = Subscriptions(self, put)
 
     def keep_downlink(self, renew=False):
         """None while this connection's subscriptions and attribute state stand; else the
         coroutine making them (tbdevice/mqttdown.py)."""
-        d = self._down
+        d = self.subscriptions
         return None if d is None else d.keep()
 
     async def stop_downlink(self):
-        self._down = None
+        self.subscriptions = None
 
 
 def _hint(link, e, malformed=False):
