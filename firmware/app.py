@@ -79,7 +79,7 @@ class App:
         self.forward = Forwarder(self, cfg)
         self.diagnostics_ms = cfg.get("diagnostics_interval_ms") or 0
 
-    def _say(self, text):
+    def say(self, text):
         if self.log:
             self.log(text)
 
@@ -106,7 +106,7 @@ class App:
             token = await token(self, dev)
         if token:
             dev.set_token(token)
-        self._say("device: %s %s:%d, reporting every %d ms" % (
+        self.say("device: %s %s:%d, reporting every %d ms" % (
             cfg["transport"].upper().replace("COAP", "CoAP"), cfg["host"], cfg["port"], self.interval_ms))
         dev.on_rpc("setGpio", self.set_gpio)
         dev.on_rpc("getGpio", self.get_gpio)
@@ -160,7 +160,7 @@ class App:
 
     async def _reboot_later(self):
         await asyncio.sleep_ms(1000)
-        self._say("device: rebooting")
+        self.say("device: rebooting")
         self.hal.reset()
 
     def set_interval(self, value):
@@ -173,15 +173,15 @@ class App:
         if isinstance(value, int) and value >= 100:
             self.interval_ms = value
             self._wake.set()
-            self._say("telemetry interval: %d ms" % value)
+            self.say("telemetry interval: %d ms" % value)
         else:
-            self._say("telemetry_interval_ms: ignoring %r (an integer >= 100 is needed)" % (value,))
+            self.say("telemetry_interval_ms: ignoring %r (an integer >= 100 is needed)" % (value,))
 
     async def report(self, values):
         try:
             await self.device.send_telemetry(values)
             self.sent += 1
-            self._say("telemetry %s -> %s" % (dumps(values), self.ok))
+            self.say("telemetry %s -> %s" % (dumps(values), self.ok))
             if self.ota is not None:
                 self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
             return True
@@ -192,11 +192,11 @@ class App:
             if isinstance(e, errors.Unauthorized):
                 self.device.supervisor.refused(str(e))
             self.forward.sample(values)
-            self._say("telemetry failed: %s: %s, queued" % (type(e).__name__, e))
+            self.say("telemetry failed: %s: %s, queued" % (type(e).__name__, e))
             return False
         except errors.TbError as e:
             self.failed += 1
-            self._say("telemetry failed: %s: %s" % (type(e).__name__, e))
+            self.say("telemetry failed: %s: %s" % (type(e).__name__, e))
             return False
 
     def take_sample(self):

@@ -41,7 +41,7 @@ class LazyOta:
         self.sd = app.cfg["state_dir"]
         self.running = running(self.sd)
         self.real = None
-        self._healthy = False
+        self.healthy_posted = False
 
     def current(self):
         out = {}
@@ -53,7 +53,7 @@ class LazyOta:
         return out
 
     def healthy(self):
-        self._healthy = True
+        self.healthy_posted = True
         if self.real is not None:
             self.real.healthy()
 
@@ -66,9 +66,9 @@ class LazyOta:
 
                 asyncio.create_task(self._load(kind, stage == "applying"))
                 return
-        await self._look()
+        await self.look()
 
-    async def _look(self):
+    async def look(self):
         # The assignment, read once (one made while the device was off is found this way).
         keys = []
         for kind in _KINDS:
@@ -76,7 +76,7 @@ class LazyOta:
         try:
             got = await self.app.device.request_attributes(shared_keys=keys)
         except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
-            self.app._say("ota: reading the assignment: %r (the subscription will bring it)" % e)
+            self.app.say("ota: reading the assignment: %r (the subscription will bring it)" % e)
             return
         self._check(got.get("shared") or {})
 
@@ -106,7 +106,7 @@ class LazyOta:
         pkg = target(shared, kind)
         if failed != pkg:
             return False
-        self.app._say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+        self.app.say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
                                                                                     pkg["version"]))
         return True
 
@@ -117,15 +117,15 @@ class LazyOta:
         try:
             import otaload
         except MemoryError:
-            return await self._no_heap(kind)
+            return await self.no_heap(kind)
         await otaload.run(self, kind, trial)
 
-    async def _no_heap(self, kind):
+    async def no_heap(self, kind):
         # The heap cannot take the OTA modules now: say so (a task that died here would leave
         # the package unanswered); the next change of the assignment tries again.
         import gc
 
         gc.collect()
         why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
-        self.app._say("ota: " + why)
+        self.app.say("ota: " + why)
         await self.app.report({kind + "_state": "FAILED", kind + "_error": why})

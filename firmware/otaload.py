@@ -16,9 +16,9 @@ async def run(lazy, kind, trial):
         ota = (load_trial if trial else load_ota)(app, lazy.running)
     except MemoryError:
         unload_all()
-        return await lazy._no_heap(kind)
+        return await lazy.no_heap(kind)
     lazy.real = ota
-    if lazy._healthy:
+    if lazy.healthy_posted:
         ota.healthy()  # posted already: that was the health check (it confirms)
     try:
         if trial:
@@ -30,7 +30,7 @@ async def run(lazy, kind, trial):
         lazy.real = None
         unload_all()
     if trial:
-        await lazy._look()
+        await lazy.look()
 
 
 def unload_all():
