@@ -53,7 +53,9 @@ def serve(c, log):
         c.close()
 
 
-def main():
+def listen(serve):
+    """The command line of a TCP responder: `<port> [--log]`; serve(conn, log) in a thread per
+    connection (bench/mqttresponder.py too)."""
     port = int(sys.argv[1])
     log = "--log" in sys.argv[2:]
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -61,13 +63,13 @@ def main():
     s.bind(("127.0.0.1", port))
     s.listen(16)
     print("PORT", port, flush=True)
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c, log), daemon=True).start()
+    try:
+        while True:
+            c, _ = s.accept()
+            threading.Thread(target=serve, args=(c, log), daemon=True).start()
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        pass
+    listen(serve)

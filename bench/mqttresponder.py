@@ -8,8 +8,8 @@
 # Prints "PORT <n>" once listening; with --log, "REQ <hex>" and "RSP <hex>" for the first
 # PUBLISH of each connection and what answered it.
 import socket
-import sys
-import threading
+
+from httpresponder import listen
 
 CONNACK = b"\x20\x02\x00\x00"
 PINGRESP = b"\xd0\x00"
@@ -87,21 +87,5 @@ def serve(c, log):
         c.close()
 
 
-def main():
-    port = int(sys.argv[1])
-    log = "--log" in sys.argv[2:]
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
-    s.listen(16)
-    print("PORT", port, flush=True)
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c, log), daemon=True).start()
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        pass
+    listen(serve)
