@@ -4,6 +4,7 @@
 # (provisioning, power saving, diagnostics) is firmware/appopt.py, loaded only then.
 import asyncio
 import gc
+import sys
 import time
 
 from forward import Forwarder
@@ -11,51 +12,6 @@ from tbdevice import errors
 from tbdevice.device import Device
 from tbdevice.jsonenc import dumps
 from version import FW_TITLE, FW_VERSION
-
-
-def make_link(cfg, log):
-    """The link cfg["transport"] names: CoAP over UDP, HTTP(S) (spec §15), or MQTT(S)
-    (docs/wire-mqtt.md), where tls.ca is the CA file that the server's certificate must
-    chain to. The MQTT modules load only here, for an MQTT config."""
-    t = cfg["transport"]
-    if t in ("mqtt", "mqtts"):
-        from tbdevice.mqttconn import link_from_config
-
-        return link_from_config(cfg, log)
-    if t in ("http", "https"):
-        from httpclient.client import tls_context
-        from tbdevice.httplink import HttpLink
-
-        tls = None
-        if t == "https":
-            with open(cfg["tls"]["ca"], "rb") as f:
-                tls = tls_context(f.read())
-        return HttpLink(cfg["host"], cfg["port"], tls=tls, log=log, **(cfg.get("http") or {}))
-    from tbdevice.coaplink import CoapLink
-
-    coap = dict(cfg.get("coap") or {})
-    con = coap.pop("con", True)
-    if t == "coaps":
-        # DTLS 1.2 with X.509 (spec §12). The handshake runs in every link.open(), so the
-        # supervisor's re-open redoes it.
-        from coap.dtls import BLOCK_SIZE, DtlsTransport
-
-        tls = cfg.get("tls") or {}
-        coap["transport"] = DtlsTransport(cfg["host"], cfg["port"], tls.get("ca"), tls.get("cert"), tls.get("key"),
-                                          tls.get("verify", True))
-        coap.setdefault("block_size", BLOCK_SIZE)
-    return CoapLink(cfg["host"], cfg["port"], None, con, None, log, **coap)
-
-
-def make_codec(cfg):
-    """The payload type the device profile requires (spec §4): None for JSON, or protobuf
-    by the profile schema module cfg["proto"] (tools/protoc.py; the defaults of spec §11.1
-    when absent)."""
-    if cfg["payload"] != "protobuf":
-        return None
-    from tbdevice.protocodec import ProtoCodec
-
-    return ProtoCodec(cfg.get("proto"))
 
 
 class App:
@@ -85,10 +41,13 @@ class App:
 
     async def start(self):
         cfg = self.cfg
+        from linkcfg import make_codec, make_link  # needed once: it leaves the heap below
+
         self.codec = make_codec(cfg)
         await self.hal.connect_network()
         self.device = dev = Device(cfg["host"], None, clock=self.hal.epoch_ms, log=self.log,
                                    link=make_link(cfg, self.log), codec=self.codec)
+        del sys.modules["linkcfg"], make_codec, make_link
         # Collections between the phases of start-up (here, after subscribe() and after OTA's
         # set-up; start.py before App()): each phase's imports leave garbage, and collecting it
         # before the next phase's long-lived objects are made packs them together instead of

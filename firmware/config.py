@@ -46,6 +46,9 @@ def _ota(o):
     for k in ("timeout_ms", "retry_ms", "health_timeout_ms"):
         v = o.get(k, 1)
         _need(isinstance(v, int) and v > 0, "'ota.%s' must be a positive integer" % k)
+    # the free heap an update needs beside the app; with less it runs in a boot of its own (docs/ota.md)
+    _need(_int(o.get("beside_app_kb", 0)) and o.get("beside_app_kb", 0) >= 0,
+          "'ota.beside_app_kb' must be an integer >= 0")
     # https package URLs (fw_url): the CA their server must chain to (else tls.ca); only an
     # explicit false skips the check (firmware/otaload.url_tls)
     _need(isinstance(o.get("verify", True), bool), "'ota.verify' must be true or false")
@@ -131,7 +134,8 @@ def validate(cfg):
     _need(cfg["payload"] == "json" or t[:4] != "http", "'payload': protobuf needs transport coap(s) or mqtt(s)")
     iv = cfg.setdefault("telemetry_interval_ms", 5000)
     _need(isinstance(iv, int) and iv >= 100, "'telemetry_interval_ms' must be an integer >= 100")
-    _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms", "ca", "verify"))
+    _obj(cfg, "ota", ("mode", "chunk_size", "path", "timeout_ms", "retry_ms", "health_timeout_ms", "ca", "verify",
+                      "beside_app_kb"))
     _ota(cfg.get("ota") or {})
     _obj(cfg, "tls", ("ca", "cert", "key", "verify"))
     _obj(cfg, "wifi", ("ssid", "password"))

@@ -4,12 +4,19 @@
 # when there is something to do (docs/ota.md, "Heap"): a download to resume or an image on
 # trial recorded by the last boot, or an assignment (shared attributes fw_* / sw_*) naming
 # another package than the running one that has not failed before; they leave the heap when
-# that is over.
+# that is over. When the heap beside the app is short for an update (ota.beside_app_kb), the
+# update runs in a boot of its own instead: the download is recorded and the board reboots
+# into firmware/otaload.update_boot, which loads the link and the OTA modules and not the app.
+import asyncio
+import gc
 import json
 
 from version import FW_TITLE, FW_VERSION
 
 _KINDS = ("fw", "sw")
+# The free heap (KB, collected) an update needs beside the app: measured 49-50 KB on a 32-bit
+# port with the modules as plain .mpy files (tools/min-heap ota, docs/memory.md).
+BESIDE_APP_KB = 52
 
 
 def _read(path):
@@ -19,6 +26,17 @@ def _read(path):
         return d if isinstance(d, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def downloading(state_dir):
+    """True when the last boot left a download under way (tbdevice.otastate.Record): this
+    boot finishes it alone (firmware/start.py)."""
+    return any(_read("%s/ota/%s.json" % (state_dir, k)).get("stage") == "download" for k in _KINDS)
+
+
+def _free():
+    gc.collect()
+    return gc.mem_free()
 
 
 def running(state_dir):
@@ -42,6 +60,8 @@ class LazyOta:
         self.running = running(self.sd)
         self.real = None
         self.healthy_posted = False
+        self.rebooting = False  # for an update in a boot of its own (update_boot)
+        self.beside = (app.cfg.get("ota") or {}).get("beside_app_kb", BESIDE_APP_KB) * 1024
 
     def current(self):
         out = {}
@@ -61,9 +81,7 @@ class LazyOta:
         self.app.device.on_attributes(self._on_change)
         for kind in _KINDS:
             stage = _read("%s/ota/%s.json" % (self.sd, kind)).get("stage")  # tbdevice.otastate.Record
-            if stage:  # a download to resume, or the image the last boot applied
-                import asyncio
-
+            if stage:  # the image the last boot applied (a download goes to otaload.update_boot)
                 asyncio.create_task(self._load(kind, stage == "applying"))
                 return
         await self.look()
@@ -90,8 +108,6 @@ class LazyOta:
         for kind in _KINDS:
             t, v = shared.get(kind + "_title"), shared.get(kind + "_version")
             if t and v and (t, v) != self.running.get(kind) and not self._failed_before(kind, shared):
-                import asyncio
-
                 asyncio.create_task(self._load(kind))
                 return
 
@@ -112,20 +128,52 @@ class LazyOta:
 
     async def _load(self, kind, trial=False):
         # trial: the last boot applied an image and nothing else is under way (otaload.run)
-        if self.real is not None:
+        if self.real is not None or self.rebooting:
             return
+        if not trial and _free() < self.beside:
+            return await self.update_boot(kind)
         try:
             import otaload
         except MemoryError:
-            return await self.no_heap(kind)
+            return await (self.no_heap(kind) if trial else self.update_boot(kind))
         await otaload.run(self, kind, trial)
+
+    async def update_boot(self, kind):
+        """Too little heap beside the app for this update: record the download (where it
+        stands, or from byte 0) and reboot; the next boot makes it alone (otaload.update_boot).
+        What the queue holds goes to the server first."""
+        from tbdevice import otastate as st
+
+        app = self.app
+        self.rebooting = True
+        rec = st.Record(self.sd, kind)
+        if rec.get("stage") != "download":
+            # The package by all its attributes: one that failed before is not tried again
+            # (tbdevice.ota.Ota.decide says the same), and the reboot would be for nothing.
+            try:
+                got = await app.device.request_attributes(shared_keys=st.keys(kind))
+            except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
+                app.say("ota: reading the assignment: %r (the subscription will bring it)" % e)
+                self.rebooting = False
+                return
+            pkg = st.target(got.get("shared") or {}, kind)
+            if pkg is None or pkg == rec.get("failed"):
+                if pkg is not None:
+                    app.say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+                                                                                           pkg["version"]))
+                self.rebooting = False
+                return
+            rec.set(pkg=pkg, stage="download", offset=0, failed=None)
+        app.say("ota: %s: %d KB free beside the app, %d KB wanted: rebooting to update in a boot of its own" % (
+            kind, _free() // 1024, self.beside // 1024))
+        q = app.forward.queue
+        while len(q):  # the sender is on it; a reboot would lose it
+            await asyncio.sleep_ms(100)
+        app.hal.reset()
 
     async def no_heap(self, kind):
         # The heap cannot take the OTA modules now: say so (a task that died here would leave
         # the package unanswered); the next change of the assignment tries again.
-        import gc
-
-        gc.collect()
-        why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
+        why = "out of memory loading the OTA modules (%d bytes free)" % _free()
         self.app.say("ota: " + why)
         await self.app.report({kind + "_state": "FAILED", kind + "_error": why})

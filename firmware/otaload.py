@@ -13,7 +13,7 @@ async def run(lazy, kind, trial):
     assignment), hand it to lazy.real while it runs, and unload it all once it is idle."""
     app = lazy.app
     try:
-        ota = (load_trial if trial else load_ota)(app, lazy.running)
+        ota = load_trial(app, lazy.running) if trial else load_ota(app, lazy.running, lazy.update_boot)
     except MemoryError:
         unload_all()
         return await lazy.no_heap(kind)
@@ -105,8 +105,9 @@ def _sinks(app):
     return hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(app.cfg["state_dir"])
 
 
-def load_ota(app, running):
-    """The full tbdevice.ota.Ota for app; running: {kind: (title, version) or None}."""
+def load_ota(app, running, no_heap=None):
+    """The full tbdevice.ota.Ota for app; running: {kind: (title, version) or None};
+    no_heap: what a download that runs out of heap does (tbdevice.ota.Ota)."""
     from tbdevice.ota import Ota
 
     cfg = app.cfg
@@ -114,7 +115,8 @@ def load_ota(app, running):
     return Ota(app.device, _sinks(app), running, cfg["state_dir"], app.report, app.hal.reset,
                mode=o.get("mode", "chunk"), chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"),
                timeout_ms=o.get("timeout_ms", 10000), retry_ms=o.get("retry_ms", 5000),
-               health_timeout_ms=o.get("health_timeout_ms", 120000), url_ssl=url_tls(cfg), log=app.log)
+               health_timeout_ms=o.get("health_timeout_ms", 120000), url_ssl=url_tls(cfg), log=app.log,
+               no_heap=no_heap)
 
 
 def load_trial(app, running):
@@ -125,3 +127,79 @@ def load_trial(app, running):
     o = app.cfg.get("ota") or {}
     return Trial(_sinks(app), running, app.cfg["state_dir"], app.report, app.hal.reset,
                  o.get("health_timeout_ms", 120000), app.log)
+
+
+class _Alone:
+    # What load_ota and appopt.token need of an App (firmware/app.py), for update_boot.
+    def __init__(self, cfg, hal):
+        self.cfg = cfg
+        self.hal = hal
+        self.log = print if cfg.get("log", True) else None
+        self.device = None
+        self.codec = None
+
+    def say(self, text):
+        if self.log:
+            self.log(text)
+
+    async def report(self, values):
+        await self.device.send_telemetry(values)
+        self.say("telemetry %r" % (values,))
+        return True
+
+
+async def update_boot(cfg, hal):
+    """The boot after otaapp.LazyOta.update_boot (firmware/start.py: the last boot recorded a
+    download under way): the link and the OTA modules without the app, so that the whole heap
+    is the update's. It goes on with the download, verifies and applies it and reboots into
+    the new image; when the update fails (FAILED is reported) or is no longer assigned, it
+    reboots into the running image."""
+    from linkcfg import make_codec, make_link
+    from otaapp import running
+    from tbdevice import otastate as st
+    from tbdevice.device import Device
+
+    me = _Alone(cfg, hal)
+    me.say("device: a boot of its own for the update under way")
+    await hal.connect_network()
+    me.codec = make_codec(cfg)
+    me.device = dev = Device(cfg["host"], None, clock=hal.epoch_ms, log=me.log, link=make_link(cfg, me.log),
+                             codec=me.codec)
+    await dev.connect()
+    dev.supervise(hal)  # as in the app: the link re-opened after a fault, the board's watchdog fed
+    token = cfg.get("token")
+    if not token:  # an X.509 certificate, MQTT_BASIC or the stored token (firmware/appopt.py)
+        from appopt import token
+
+        token = await token(me, dev)
+    if token:
+        dev.set_token(token)
+    sd = cfg["state_dir"]
+    try:
+        ota = load_ota(me, running(sd))
+    except MemoryError:
+        ota = None
+        unload_all()
+    if ota is not None:
+        await ota.start(follow=False)
+        await ota.idle()
+    for kind in st.KINDS:  # still here: nothing to reboot into; the next boot is the app's
+        rec = st.Record(sd, kind)
+        if rec.get("stage") == "download":
+            if ota is None:
+                why = "out of memory loading the OTA modules (%d bytes free)" % _free()
+                me.say("ota: %s FAILED: %s" % (kind, why))
+                try:
+                    await me.report({kind + "_state": st.FAILED, kind + "_error": why})
+                except Exception as e:  # noqa: TbError, OSError: said, and the reboot goes on
+                    me.say("ota: report failed: %r" % e)
+                rec.set(failed=rec.get("pkg"))
+            rec.set(stage=None, pkg=None, offset=None)
+    hal.reset()
+
+
+def _free():
+    import gc
+
+    gc.collect()
+    return gc.mem_free()

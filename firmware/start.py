@@ -54,16 +54,30 @@ def main(argv):
         return 2
     try:
         import hal
-        from app import App
+        from otaapp import downloading
 
-        gc.collect()
-        app = App(cfg, hal.Hal(cfg))
+        if downloading(cfg["state_dir"]):
+            # An update the last boot left under way is made alone: the app is not loaded
+            # (firmware/otaload.update_boot; docs/ota.md, "Heap").
+            import otaload
+
+            gc.collect()
+            run, app = otaload.update_boot(cfg, hal.Hal(cfg)), None
+        else:
+            from app import App
+
+            gc.collect()
+            app = App(cfg, hal.Hal(cfg))
+            run = app.run()
     except Exception as e:  # noqa: a broken image on trial must still reboot into the old one
         return _fatal(e)
     try:
-        asyncio.run(app.run())
+        asyncio.run(run)
     except KeyboardInterrupt:
-        print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
+        if app is None:
+            print("device: stopped in the update's own boot; the next boot goes on with it")
+        else:
+            print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
     except Exception as e:  # noqa: the last word before a board resets; say what it was
         return _fatal(e)
     return 0

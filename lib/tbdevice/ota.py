@@ -29,12 +29,15 @@ def _free():
 class Ota(Trial):
     """Trial's arguments (tbdevice.otaboot), and: url_ssl: how an https package URL (fw_url)
     verifies its server: an ssl.SSLContext, or a function that makes one when the first such
-    URL comes (it may raise OtaError saying why it cannot); None fails those packages."""
+    URL comes (it may raise OtaError saying why it cannot); None fails those packages.
+    no_heap(kind): what a download that runs out of heap does instead of failing (the app
+    moves it to a boot of its own, firmware/otaapp.py); it goes on from the recorded offset."""
 
     def __init__(self, device, sinks, running, state_dir, report, reset, mode="chunk", chunk_size=1024,
                  path="fw", timeout_ms=10000, retry_ms=5000, stalls=5, health_timeout_ms=120000, url_ssl=None,
-                 settle_ms=500, log=None):
+                 settle_ms=500, log=None, no_heap=None):
         Trial.__init__(self, sinks, running, state_dir, report, reset, health_timeout_ms, log)
+        self.no_heap = no_heap
         self.device = device
         self.mode = mode
         self.chunk_size = min(1024, chunk_size)
@@ -137,6 +140,12 @@ class Ota(Trial):
             else:
                 await self._fail(kind, "storage error: %r" % e)
         except MemoryError:
+            if self.no_heap is not None and rec.get("stage") == "download":
+                try:
+                    self._sink(kind).close()
+                except (OSError, MemoryError):
+                    pass
+                return await self.no_heap(kind)
             # Not enough heap for this update on this board: say so rather than end the task
             # silently with the package stuck in DOWNLOADING.
             self._end(kind, rec, pkg)

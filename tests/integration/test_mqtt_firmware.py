@@ -106,7 +106,8 @@ def _values(sim, key):
     return [p["value"] for p in got.get(key, [])]
 
 
-def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
+@pytest.mark.parametrize("where", ["beside the app", "own boot"])
+def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path, where):
     from test_http_device import upload_and_assign
 
     bt = _bundle_tool()
@@ -115,7 +116,8 @@ def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
     bt.install(bt.build("1.0.0", "UNIX", out=str(tmp_path / "a.tbb")), str(sd))
     data = open(bt.build("1.0.1", "UNIX", out=str(tmp_path / "b.tbb")), "rb").read()
     dev = Device(write_config(tmp_path, transport="mqtt", port=sim.mqtt_port, token=sim.token, state_dir=str(sd),
-                              ota={"timeout_ms": 3000, "retry_ms": 200, "health_timeout_ms": 15000, "chunk_size": 1024}))
+                              ota={"timeout_ms": 3000, "retry_ms": 200, "health_timeout_ms": 15000, "chunk_size": 1024,
+                                   "beside_app_kb": 100000 if where == "own boot" else 0}))
     try:
         assert wait_until(lambda: (_values(sim, "current_fw_version") or [None])[-1] == "1.0.0", 20), dev.output()
         upload_and_assign(sim, data, title="tb-micropython", version="1.0.1")
@@ -127,6 +129,7 @@ def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path):
         assert _values(sim, "current_fw_version")[-1] == "1.0.1"
         out = dev.output()
         assert "run-device: reset, booting again" in out and "fw 1.0.1 confirmed" in out, out
+        assert ("a boot of its own for the update" in out) == (where == "own boot"), out
     finally:
         dev.stop()
     log = sim.log_text()

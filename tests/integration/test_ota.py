@@ -408,6 +408,45 @@ def _kill_micropython(dev):
     dev.proc.wait(timeout=10)
 
 
+def test_too_little_heap_beside_the_app_updates_in_a_boot_of_its_own(tbsim, tmp_path):
+    # Less free heap than ota.beside_app_kb: the app records the download and reboots; that boot loads the
+    # link and the OTA modules and not the app (firmware/otaload.update_boot), downloads, applies and
+    # reboots into the new image, which confirms it as usual.
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path, beside_app_kb=100000)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1"))
+        assert wait_state(tbsim, "UPDATED", 60), dev.output()
+        assert latest(tbsim, "current_fw_version") == "1.0.1"
+        out = dev.output()
+        assert "KB free beside the app, 100000 KB wanted: rebooting to update in a boot of its own" in out
+        own = out.index("device: a boot of its own for the update under way")
+        applied = out.index("fw tb-micropython 1.0.1 applied")
+        assert own < applied and "reporting every" not in out[own:applied]  # the app did not start there
+        assert out.count("a boot of its own for the update") == 1
+    finally:
+        dev.stop()
+
+
+def test_an_update_failing_in_its_own_boot_goes_back_to_the_app_once(tbsim, tmp_path):
+    # FAILED in the update's boot: the next boot is the app's, which knows that package failed and
+    # does not reboot for it again.
+    data = open(bundle(tmp_path, "1.0.1"), "rb").read()
+    dev = start_device(tbsim, tmp_path, beside_app_kb=100000)
+    try:
+        assign(tbsim, upload(tbsim, data, "1.0.1", checksum="0" * 64))
+        assert wait_state(tbsim, "FAILED", 60), dev.output()
+        assert "checksum mismatch" in latest(tbsim, "fw_error")
+        assert wait_until(lambda: "1.0.1 failed before; waiting for another assignment" in dev.output(), 30, 0.1), \
+            dev.output()
+        out = dev.output()
+        assert out.count("a boot of its own for the update") == 1
+        assert "reporting every" in out[out.index("a boot of its own"):]
+        assert latest(tbsim, "current_fw_version") == "1.0.0"
+    finally:
+        dev.stop()
+
+
 def test_interrupted_download_resumes(tbsim, tmp_path):
     # Power lost mid-download: the device is killed while its request for chunk 80 (byte 20480,
     # past the record saved every 16 KB) is held at the gate, so the kill cannot come too late.
@@ -647,11 +686,13 @@ def test_https_package_url_verifies_its_server(tbsim_factory, tmp_path, case):
         dev.stop()
 
 
-def test_http_transport_downloads_through_the_firmware_route(tbsim, tmp_path):
+@pytest.mark.parametrize("where", ["beside the app", "own boot"])
+def test_http_transport_downloads_through_the_firmware_route(tbsim, tmp_path, where):
+    # own boot: a software package in the update's own boot (which then reboots into the app)
     sd = tmp_path / "state"
     sd.mkdir()
-    cfg = write_config(tmp_path, transport="http", port=tbsim.http_port, token=tbsim.token, state_dir=str(sd),
-                       ota=dict(OTA_FAST, chunk_size=512))
+    ota = dict(OTA_FAST, chunk_size=512, beside_app_kb=100000 if where == "own boot" else 0)
+    cfg = write_config(tmp_path, transport="http", port=tbsim.http_port, token=tbsim.token, state_dir=str(sd), ota=ota)
     dev = Device(cfg, heap="384K")
     try:
         assert wait_until(lambda: latest(tbsim, "current_fw_version") is not None, 15, 0.1), dev.output()
@@ -661,6 +702,7 @@ def test_http_transport_downloads_through_the_firmware_route(tbsim, tmp_path):
         assert _sw_wait(tbsim, "4.0.0"), dev.output()
         assert (sd / "ota" / "sw.bin").read_bytes() == data
         assert "software?title=sw-http&version=4.0.0&size=512&chunk=7" in tbsim.log_text()
+        assert ("a boot of its own for the update" in dev.output()) == (where == "own boot"), dev.output()
     finally:
         dev.stop()
 
