@@ -165,6 +165,8 @@ async def update_boot(cfg, hal):
     me.codec = make_codec(cfg)
     me.device = dev = Device(cfg["host"], None, clock=hal.epoch_ms, log=me.log, link=make_link(cfg, me.log),
                              codec=me.codec)
+    import sys
+    del make_link, make_codec, sys.modules["linkcfg"]
     await dev.connect()
     dev.supervise(hal)  # as in the app: the link re-opened after a fault, the board's watchdog fed
     token = cfg.get("token")
@@ -177,6 +179,8 @@ async def update_boot(cfg, hal):
     sd = cfg["state_dir"]
     try:
         ota = load_ota(me, running(sd))
+        del running
+        sys.modules.pop("otaapp", None)
     except MemoryError:
         ota = None
         unload_all()
