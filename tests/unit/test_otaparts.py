@@ -480,6 +480,10 @@ def test_config_ota_ca_and_verify():
     assert "'ota.verify' must be true or false" in err({"verify": "no"})
     assert "'ota.ca' must be the path of a CA file" in err({"ca": ""})
     assert "'ota.cafile' is not a known key" in err({"cafile": "x"})
+    # the free heap an update needs beside the app (below it, a boot of its own): KB, an integer
+    assert err({"beside_app_kb": 0}) is None and err({"beside_app_kb": 200}) is None
+    for bad in ("52", True, -1, 52.5):
+        assert "'ota.beside_app_kb' must be an integer >= 0" in err({"beside_app_kb": bad}), bad
 
 
 def test_progress_steps():
