@@ -137,6 +137,7 @@ class _Alone:
         self.log = print if cfg.get("log", True) else None
         self.device = None
         self.codec = None
+        self.ota = None
 
     def say(self, text):
         if self.log:
@@ -145,6 +146,8 @@ class _Alone:
     async def report(self, values):
         await self.device.send_telemetry(values)
         self.say("telemetry %r" % (values,))
+        if self.ota is not None:
+            self.ota.healthy()  # connected and posted: an image on trial passed its health check (app.py)
         return True
 
 
@@ -154,6 +157,8 @@ async def update_boot(cfg, hal):
     is the update's. It goes on with the download, verifies and applies it and reboots into
     the new image; when the update fails (FAILED is reported) or is no longer assigned, it
     reboots into the running image."""
+    import sys
+
     from linkcfg import make_codec, make_link
     from otaapp import running
     from tbdevice import otastate as st
@@ -165,7 +170,6 @@ async def update_boot(cfg, hal):
     me.codec = make_codec(cfg)
     me.device = dev = Device(cfg["host"], None, clock=hal.epoch_ms, log=me.log, link=make_link(cfg, me.log),
                              codec=me.codec)
-    import sys
     del make_link, make_codec, sys.modules["linkcfg"]
     await dev.connect()
     dev.supervise(hal)  # as in the app: the link re-opened after a fault, the board's watchdog fed
@@ -178,7 +182,7 @@ async def update_boot(cfg, hal):
         dev.set_token(token)
     sd = cfg["state_dir"]
     try:
-        ota = load_ota(me, running(sd))
+        ota = me.ota = load_ota(me, running(sd))
         del running
         sys.modules.pop("otaapp", None)
     except MemoryError:
