@@ -27,8 +27,9 @@ APP_KB = 90
 LIB_KB = 57
 APP_OTA_KB = 120
 # Not a ceiling of the issue: the app from its ROMFS image updating itself (tools/romboot.py, a ROMFS
-# bundle) keeps working; KB beside the image, which a board keeps in flash. Measured 76-77 KB (2026-12-06).
-ROM_OTA_KB = 80
+# bundle) keeps working; KB beside the image, which a board keeps in flash. Measured 76-77 KB with the update beside
+# the app, 78 KB in the update's own boot (2026-12-06).
+ROM_OTA_KB = 82
 # The transports and payloads the config loads on demand (issue 13: each has its own figure), so that none
 # breaks or grows unnoticed: measured HTTP 72, protobuf 105 (2026-12-06); HTTP 77 and protobuf 107 once the update's
 # own boot came (0.7 KB more retained by otaapp; the rest is where the app's objects now fall in the heap).
