@@ -319,11 +319,11 @@ class Esp32Device(Device):
         return json.loads((self.flash / "flash.json").read_text())
 
 
-def start_esp32(sim, tmp_path, ota):
+def start_esp32(sim, tmp_path, ota, **more):
     sd = tmp_path / "state"
     sd.mkdir()
     bundle_tool.install(bundle(tmp_path, "1.0.0", board="ESP32_GENERIC"), str(sd))
-    cfg = write_config(tmp_path, port=sim.coap_port, token=sim.token, state_dir=str(sd), ota=OTA_FAST,
+    cfg = write_config(tmp_path, port=sim.coap_port, token=sim.token, state_dir=str(sd), ota=dict(OTA_FAST, **more),
                        coap={"ack_timeout_ms": 300, "max_retransmit": 2}, wifi={"ssid": "lab", "password": "pw"})
     dev = Esp32Device(cfg, tmp_path, ota)
     assert wait_until(lambda: latest(sim, "current_fw_version") == "1.0.0", 15, 0.1), dev.output()
@@ -331,9 +331,11 @@ def start_esp32(sim, tmp_path, ota):
 
 
 def test_esp32_on_stock_micropython_updates_from_a_bundle(tbsim, tmp_path):
-    # Stock MicroPython: no OTA partitions; the bundle goes to a file-system slot, on trial, confirmed.
+    # Stock MicroPython: no OTA partitions; the bundle goes to a file-system slot, on trial, confirmed. A stock
+    # ESP32-WROOM has less heap beside the app than an update needs: the download runs in a boot of its own
+    # (Wi-Fi joined, no app), as beside_app_kb makes it here.
     data = open(bundle(tmp_path, "1.0.1", board="ESP32_GENERIC"), "rb").read()
-    dev = start_esp32(tbsim, tmp_path, ota=False)
+    dev = start_esp32(tbsim, tmp_path, ota=False, beside_app_kb=100000)
     try:
         assert "esp32: running factory" in dev.output()
         assign(tbsim, upload(tbsim, data, "1.0.1"))
@@ -341,6 +343,7 @@ def test_esp32_on_stock_micropython_updates_from_a_bundle(tbsim, tmp_path):
         assert latest(tbsim, "current_fw_version") == "1.0.1"
         out = dev.output()
         assert "applied: an application bundle (.mpy v6) in slot b; rebooting" in out
+        assert out.index("applied: an application bundle") > out.index("a boot of its own for the update")
         assert out.index("fw 1.0.1 confirmed") > out.index("booting again")
         assert json.loads((tmp_path / "state" / "ota" / "boot.json").read_text()) == {"slot": "b", "state": "ok"}
         assert (tmp_path / "state" / "slots" / "b" / "board" / "wifihal.mpy").exists()  # the ESP32 board's
@@ -443,6 +446,37 @@ def test_an_update_failing_in_its_own_boot_goes_back_to_the_app_once(tbsim, tmp_
         assert out.count("a boot of its own for the update") == 1
         assert "reporting every" in out[out.index("a boot of its own"):]
         assert latest(tbsim, "current_fw_version") == "1.0.0"
+    finally:
+        dev.stop()
+
+
+def test_the_update_boot_of_an_image_on_trial_is_its_health_check(tbsim, tmp_path):
+    # The boot after a firmware update (1.0.1 in slot b, on trial) finds a software download left under way:
+    # that boot makes the download alone, and its posts are the new image's health check (it connected and
+    # posted), so the image is confirmed there rather than rolled back at the next boot.
+    sd = tmp_path / "state"
+    sd.mkdir()
+    bundle_tool.install(bundle(tmp_path, "1.0.0"), str(sd))
+    fw = bundle(tmp_path, "1.0.1")
+    bundle_tool.bundle.unpack(fw, str(sd / "slots" / "b"))
+    (sd / "ota" / "boot.json").write_text(json.dumps({"slot": "b", "prev": "a", "state": "trial"}))
+    assign(tbsim, upload(tbsim, open(fw, "rb").read(), "1.0.1"))
+    data = os.urandom(3000)
+    assign(tbsim, upload(tbsim, data, "2.0.0", title="sw-x", kind="SOFTWARE"), "softwareId")
+    (sd / "ota" / "fw.json").write_text(json.dumps({"stage": "applying", "pkg": {"title": TITLE, "version": "1.0.1"}}))
+    (sd / "ota" / "sw.json").write_text(json.dumps({"stage": "download", "offset": 0,
+                                                    "pkg": {"title": "sw-x", "version": "2.0.0"}}))
+    cfg = write_config(tmp_path, port=tbsim.coap_port, token=tbsim.token, state_dir=str(sd), ota=OTA_FAST,
+                       coap={"ack_timeout_ms": 300, "max_retransmit": 2})
+    dev = Device(cfg, heap="384K")
+    try:
+        assert _sw_wait(tbsim, "2.0.0"), dev.output()
+        assert (sd / "ota" / "sw.bin").read_bytes() == data
+        assert wait_until(lambda: latest(tbsim, "fw_state") == "UPDATED", 30, 0.1), dev.output()
+        assert latest(tbsim, "current_fw_version") == "1.0.1"
+        out = dev.output()
+        assert out.index("fw 1.0.1 confirmed") > out.index("a boot of its own for the update")
+        assert json.loads((sd / "ota" / "boot.json").read_text()) == {"slot": "b", "state": "ok"}
     finally:
         dev.stop()
 
