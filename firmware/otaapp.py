@@ -34,11 +34,6 @@ def downloading(state_dir):
     return any(_read("%s/ota/%s.json" % (state_dir, k)).get("stage") == "download" for k in _KINDS)
 
 
-def _free():
-    gc.collect()
-    return gc.mem_free()
-
-
 def running(state_dir):
     """{kind: (title, version) or None}: this image, and the software package last applied
     (what tbdevice.otasink.FileSink.installed() reads)."""
@@ -130,7 +125,8 @@ class LazyOta:
         # trial: the last boot applied an image and nothing else is under way (otaload.run)
         if self.real is not None or self.rebooting:
             return
-        if not trial and _free() < self.beside:
+        gc.collect()
+        if not trial and gc.mem_free() < self.beside:
             return await self.update_boot(kind)
         try:
             import otaload
@@ -165,7 +161,7 @@ class LazyOta:
                 return
             rec.set(pkg=pkg, stage="download", offset=0, failed=None)
         app.say("ota: %s: %d KB free beside the app, %d KB wanted: rebooting to update in a boot of its own" % (
-            kind, _free() // 1024, self.beside // 1024))
+            kind, st.free() // 1024, self.beside // 1024))
         q = app.forward.queue
         while len(q):  # the sender is on it; a reboot would lose it
             await asyncio.sleep_ms(100)
@@ -174,6 +170,7 @@ class LazyOta:
     async def no_heap(self, kind):
         # The heap cannot take the OTA modules now: say so (a task that died here would leave
         # the package unanswered); the next change of the assignment tries again.
-        why = "out of memory loading the OTA modules (%d bytes free)" % _free()
+        gc.collect()
+        why = "out of memory loading the OTA modules (%d bytes free)" % gc.mem_free()
         self.app.say("ota: " + why)
         await self.app.report({kind + "_state": "FAILED", kind + "_error": why})

@@ -195,7 +195,7 @@ async def update_boot(cfg, hal):
         rec = st.Record(sd, kind)
         if rec.get("stage") == "download":
             if ota is None:
-                why = "out of memory loading the OTA modules (%d bytes free)" % _free()
+                why = "out of memory loading the OTA modules (%d bytes free)" % st.free()
                 me.say("ota: %s FAILED: %s" % (kind, why))
                 try:
                     await me.report({kind + "_state": st.FAILED, kind + "_error": why})
@@ -204,10 +204,3 @@ async def update_boot(cfg, hal):
                 rec.set(failed=rec.get("pkg"))
             rec.set(stage=None, pkg=None, offset=None)
     hal.reset()
-
-
-def _free():
-    import gc
-
-    gc.collect()
-    return gc.mem_free()

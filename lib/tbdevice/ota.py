@@ -19,13 +19,6 @@ _ENOSPC = 28
 _SAVE_EVERY = 16384  # bytes between progress records (flash wear vs. work redone on resume)
 
 
-def _free():
-    import gc
-
-    gc.collect()
-    return gc.mem_free()
-
-
 class Ota(Trial):
     """Trial's arguments (tbdevice.otaboot), and: url_ssl: how an https package URL (fw_url)
     verifies its server: an ssl.SSLContext, or a function that makes one when the first such
@@ -149,7 +142,7 @@ class Ota(Trial):
             # Not enough heap for this update on this board: say so rather than end the task
             # silently with the package stuck in DOWNLOADING.
             self._end(kind, rec, pkg)
-            await self._fail(kind, "out of memory (%d bytes free)" % _free())
+            await self._fail(kind, "out of memory (%d bytes free)" % st.free())
 
     def _end(self, kind, rec, pkg):
         try:

@@ -22,6 +22,14 @@ class OtaError(Exception):
     """A failure that will not mend by retrying: reported as FAILED with fw_error = str(e)."""
 
 
+def free():
+    """The free heap once collected: what an update can count on (said when it runs out)."""
+    import gc
+
+    gc.collect()
+    return gc.mem_free()
+
+
 def unload(*names):
     """Let the heap have back the tbdevice modules `names` (e.g. "bundle") once a step of an
     update is over: a later step imports them again. Their heap comes back only when nothing
