@@ -6,7 +6,8 @@
 # another package than the running one that has not failed before; they leave the heap when
 # that is over. When the heap beside the app is short for an update (ota.beside_app_kb), the
 # update runs in a boot of its own instead: the download is recorded and the board reboots
-# into firmware/otaload.update_boot, which loads the link and the OTA modules and not the app.
+# (otaload.reboot_for) into otaload.update_boot, which loads the link and the OTA modules and
+# not the app.
 import asyncio
 import gc
 import json
@@ -55,7 +56,7 @@ class LazyOta:
         self.running = running(self.sd)
         self.real = None
         self.healthy_posted = False
-        self.rebooting = False  # for an update in a boot of its own (update_boot)
+        self.rebooting = False  # for an update in a boot of its own (otaload.reboot_for)
         self.beside = (app.cfg.get("ota") or {}).get("beside_app_kb", BESIDE_APP_KB) * 1024
 
     def current(self):
@@ -122,50 +123,17 @@ class LazyOta:
         return True
 
     async def _load(self, kind, trial=False):
-        # trial: the last boot applied an image and nothing else is under way (otaload.run)
+        # trial: the last boot applied an image and nothing else is under way (otaload.run);
+        # else with less free heap than beside_app_kb the update gets a boot of its own
         if self.real is not None or self.rebooting:
             return
         gc.collect()
-        if not trial and gc.mem_free() < self.beside:
-            return await self.update_boot(kind)
+        alone = not trial and gc.mem_free() < self.beside
         try:
             import otaload
         except MemoryError:
-            return await (self.no_heap(kind) if trial else self.update_boot(kind))
-        await otaload.run(self, kind, trial)
-
-    async def update_boot(self, kind):
-        """Too little heap beside the app for this update: record the download (where it
-        stands, or from byte 0) and reboot; the next boot makes it alone (otaload.update_boot).
-        What the queue holds goes to the server first."""
-        from tbdevice import otastate as st
-
-        app = self.app
-        self.rebooting = True
-        rec = st.Record(self.sd, kind)
-        if rec.get("stage") != "download":
-            # The package by all its attributes: one that failed before is not tried again
-            # (tbdevice.ota.Ota.decide says the same), and the reboot would be for nothing.
-            try:
-                got = await app.device.request_attributes(shared_keys=st.keys(kind))
-            except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
-                app.say("ota: reading the assignment: %r (the subscription will bring it)" % e)
-                self.rebooting = False
-                return
-            pkg = st.target(got.get("shared") or {}, kind)
-            if pkg is None or pkg == rec.get("failed"):
-                if pkg is not None:
-                    app.say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
-                                                                                           pkg["version"]))
-                self.rebooting = False
-                return
-            rec.set(pkg=pkg, stage="download", offset=0, failed=None)
-        app.say("ota: %s: %d KB free beside the app, %d KB wanted: rebooting to update in a boot of its own" % (
-            kind, st.free() // 1024, self.beside // 1024))
-        q = app.forward.queue
-        while len(q):  # the sender is on it; a reboot would lose it
-            await asyncio.sleep_ms(100)
-        app.hal.reset()
+            return await self.no_heap(kind)
+        await (otaload.reboot_for(self, kind) if alone else otaload.run(self, kind, trial))
 
     async def no_heap(self, kind):
         # The heap cannot take the OTA modules now: say so (a task that died here would leave

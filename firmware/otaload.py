@@ -13,10 +13,13 @@ async def run(lazy, kind, trial):
     assignment), hand it to lazy.real while it runs, and unload it all once it is idle."""
     app = lazy.app
     try:
-        ota = load_trial(app, lazy.running) if trial else load_ota(app, lazy.running, lazy.update_boot)
+        if trial:
+            ota = load_trial(app, lazy.running)
+        else:
+            ota = load_ota(app, lazy.running, lambda k: reboot_for(lazy, k))
     except MemoryError:
         unload_all()
-        return await lazy.no_heap(kind)
+        return await (lazy.no_heap(kind) if trial else reboot_for(lazy, kind))
     lazy.real = ota
     if lazy.healthy_posted:
         ota.healthy()  # posted already: that was the health check (it confirms)
@@ -31,6 +34,42 @@ async def run(lazy, kind, trial):
         unload_all()
     if trial:
         await lazy.look()
+
+
+async def reboot_for(lazy, kind):
+    """Too little heap beside the app for this update (otaapp.LazyOta): record the download
+    (where it stands, or from byte 0) and reboot; the next boot makes it alone (update_boot).
+    What the app's queue holds goes to the server first."""
+    import asyncio
+
+    from tbdevice import otastate as st
+
+    app = lazy.app
+    lazy.rebooting = True
+    rec = st.Record(lazy.sd, kind)
+    if rec.get("stage") != "download":
+        # The package by all its attributes: one that failed before is not tried again
+        # (tbdevice.ota.Ota.decide says the same), and the reboot would be for nothing.
+        try:
+            got = await app.device.request_attributes(shared_keys=st.keys(kind))
+            pkg = st.target(got.get("shared") or {}, kind)
+        except Exception as e:  # noqa: CoapError, TbError, ValueError: the subscription brings it
+            app.say("ota: reading the assignment: %r (the subscription will bring it)" % e)
+            pkg = None
+        if pkg is None or pkg == rec.get("failed"):
+            if pkg is not None:
+                app.say("ota: %s %s %s failed before; waiting for another assignment" % (kind, pkg["title"],
+                                                                                       pkg["version"]))
+            lazy.rebooting = False
+            unload_all()
+            return
+        rec.set(pkg=pkg, stage="download", offset=0, failed=None)
+    app.say("ota: %s: %d KB free beside the app, %d KB wanted: rebooting to update in a boot of its own" % (
+        kind, st.free() // 1024, lazy.beside // 1024))
+    q = app.forward.queue
+    while len(q):  # the sender is on it; a reboot would lose it
+        await asyncio.sleep_ms(100)
+    app.hal.reset()
 
 
 def unload_all():
@@ -152,7 +191,7 @@ class _Alone:
 
 
 async def update_boot(cfg, hal):
-    """The boot after otaapp.LazyOta.update_boot (firmware/start.py: the last boot recorded a
+    """The boot after reboot_for (firmware/start.py: the last boot recorded a
     download under way): the link and the OTA modules without the app, so that the whole heap
     is the update's. It goes on with the download, verifies and applies it and reboots into
     the new image; when the update fails (FAILED is reported) or is no longer assigned, it
