@@ -7,6 +7,8 @@
 #                      MicroPython) or a MicroPython image in the next OTA app partition
 #                      (esp32.Partition, a custom build with the app frozen)
 #   every board:       sw = a data package kept as state_dir/ota/sw.bin
+# With too little heap beside the app, reboot_for() records the download and reboots, and
+# update_boot() (from firmware/start.py) makes it in a boot without the app (docs/ota.md).
 async def run(lazy, kind, trial):
     """For otaapp.LazyOta: load what there is to do (trial: only the image the last boot
     applied to confirm, or to report rolled back; else the full Ota, which also reads the
