@@ -45,6 +45,13 @@ def _config(path):
         del sys.modules["config"]
 
 
+def _downloading(state_dir):
+    # Here, so that nothing of otaapp stays referenced from main(): the update's own boot lets it go.
+    from otaapp import downloading
+
+    return downloading(state_dir)
+
+
 def main(argv):
     cfg = _config(argv[1] if len(argv) > 1 else "config.json")
     gc.collect()  # config.py's code and the parsed file's garbage, before the app's imports (app.py: start)
@@ -54,9 +61,8 @@ def main(argv):
         return 2
     try:
         import hal
-        from otaapp import downloading
 
-        if downloading(cfg["state_dir"]):
+        if _downloading(cfg["state_dir"]):
             # An update the last boot left under way is made alone: the app is not loaded
             # (firmware/otaload.update_boot; docs/ota.md, "Heap").
             import otaload
