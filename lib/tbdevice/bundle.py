@@ -69,12 +69,17 @@ class _Part(io.IOBase):
     # The next n bytes of a file as a stream of their own: json.load() parses the manifest
     # from flash as it reads, where json.loads() would need it whole in one block of heap
     # (2 KB for the app's 57 files), which a fragmented heap mid-download may not have.
+    # MicroPython's json.load reads one byte per call: readinto allocates nothing then, or
+    # the garbage of each byte would lie between the manifest's objects and shred the free
+    # heap that the download needs in blocks of a KB (docs/memory.md).
     def __init__(self, f, n):
         self.f = f
         self.n = n
 
     def readinto(self, buf):
-        k = self.f.readinto(memoryview(buf)[: min(len(buf), self.n)]) if self.n else 0
+        if not self.n:
+            return 0
+        k = self.f.readinto(buf if len(buf) <= self.n else memoryview(buf)[: self.n])
         self.n -= k
         return k
 
