@@ -67,6 +67,7 @@ async def fetch(client, route, size, offset, data, con=True, timeout_ms=None, re
                 offset = end
                 fails = 0
             pos = end
+            msg = p = None  # as in otafetch.chunks: the datagram goes before the next is read
         if not forgot:
             if size is not None and pos != size:
                 raise OtaError("size mismatch: %d bytes received, fw_size says %d" % (pos, size))

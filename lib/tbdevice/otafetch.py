@@ -26,6 +26,7 @@ async def chunks(get, size, chunk_size, offset, data):
         if len(p) > want:
             raise OtaError("size mismatch: chunk %d has %d bytes, fw_size %d allows %d" % (k, len(p), size, want))
         await data(memoryview(p)[skip:])
+        p = None  # written: its datagram leaves the heap before the next one is read into it
         skip = 0
         k += 1
 
