@@ -93,10 +93,11 @@ class Forwarder:
             try:
                 await q.flush(self._send)
                 break
-            except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
+            except (errors.Timeout, errors.ServerError, errors.Unauthorized, MemoryError) as e:
                 # No answer, a reset, or 5.00 (what ThingsBoard answers when a rate limit
                 # is hit, spec §2.3): the server may take it later. 4.01: the credentials are
-                # refused, not the data: keep it until they are fixed (said once).
+                # refused, not the data: keep it until they are fixed (said once). No heap to
+                # send with (an update's code beside the app): later too.
                 self.failures += 1
                 self.last_error = _why(e)
                 if isinstance(e, errors.Unauthorized):

@@ -123,17 +123,23 @@ class LazyOta:
         return True
 
     async def _load(self, kind, trial=False):
-        # trial: the last boot applied an image and nothing else is under way (otaload.run);
+        # trial: the last boot applied an image and nothing else is under way (otatrial.run);
         # else with less free heap than beside_app_kb the update gets a boot of its own
         if self.real is not None or self.rebooting:
             return
         gc.collect()
         alone = not trial and gc.mem_free() < self.beside
         try:
-            import otaload
+            if trial:
+                from otatrial import run  # the boot after an update: no download code
+            else:
+                from otaload import reboot_for, run
+
+                if alone:
+                    run = reboot_for
         except MemoryError:
             return await self.no_heap(kind)
-        await (otaload.reboot_for(self, kind) if alone else otaload.run(self, kind, trial))
+        await run(self, kind)
 
     async def no_heap(self, kind):
         # The heap cannot take the OTA modules now: say so (a task that died here would leave

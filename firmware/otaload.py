@@ -1,41 +1,25 @@
-# The reference app's OTA once there is something to do (firmware/otaapp.py loads this with
-# the OTA modules): tbdevice.ota.Ota with the `ota` config key (DESIGN §3) and the board's
-# sinks, or, for the boot after an update, no more than tbdevice.otaboot.Trial. A board's
-# hal may offer ota_sinks(); the default is what file-system boards need:
-#   unix port, Pico W: fw = an application bundle in a slot (firmware/bootslot.py)
-#   ESP32:             fw = by the package's first bytes, an application bundle in a slot (stock
-#                      MicroPython) or a MicroPython image in the next OTA app partition
-#                      (esp32.Partition, a custom build with the app frozen)
-#   every board:       sw = a data package kept as state_dir/ota/sw.bin
-# With too little heap beside the app, reboot_for() records the download and reboots, and
-# update_boot() (from firmware/start.py) makes it in a boot without the app (docs/ota.md).
-async def run(lazy, kind, trial):
-    """For otaapp.LazyOta: load what there is to do (trial: only the image the last boot
-    applied to confirm, or to report rolled back; else the full Ota, which also reads the
-    assignment), hand it to lazy.real while it runs, and unload it all once it is idle."""
-    app = lazy.app
+# The reference app's OTA once there is something to download (firmware/otaapp.py loads this
+# with the OTA modules): tbdevice.ota.Ota with the `ota` config key (DESIGN §3) and the board's
+# sinks (tbdevice.otasink.board_sinks). The boot after an update loads firmware/otatrial.py
+# instead. With too little heap beside the app, reboot_for() records the download and reboots,
+# and update_boot() (from firmware/start.py) makes it in a boot without the app (docs/ota.md).
+async def run(lazy, kind):
+    """For otaapp.LazyOta: load the full Ota (which reads the assignment), hand it to
+    lazy.real while it runs, and unload it all once it is idle."""
     try:
-        if trial:
-            ota = load_trial(app, lazy.running)
-        else:
-            ota = load_ota(app, lazy.running, lambda k: reboot_for(lazy, k))
+        ota = load_ota(lazy.app, lazy.running, lambda k: reboot_for(lazy, k))
     except MemoryError:
         unload_all()
-        return await (lazy.no_heap(kind) if trial else reboot_for(lazy, kind))
+        return await reboot_for(lazy, kind)
     lazy.real = ota
     if lazy.healthy_posted:
-        ota.healthy()  # posted already: that was the health check (it confirms)
+        ota.healthy()  # posted already: an image on trial passed its health check
     try:
-        if trial:
-            await ota.settle()
-        else:
-            await ota.start(follow=False)  # LazyOta hands it the attribute changes
+        await ota.start(follow=False)  # LazyOta hands it the attribute changes
         await ota.idle()
     finally:
         lazy.real = None
         unload_all()
-    if trial:
-        await lazy.look()
 
 
 async def reboot_for(lazy, kind):
@@ -89,25 +73,6 @@ def unload_all():
         del sys.modules["bootslot"]
 
 
-def default_sinks(state_dir):
-    from tbdevice.otasink import FileSink, SlotSink
-
-    try:
-        import esp32  # feature detection (DESIGN §4.7)
-    except ImportError:
-        esp32 = None
-
-    def fw():
-        slot = SlotSink(state_dir, "fw")  # the boot shim, bootslot.py, is imported to apply
-        if esp32 is None:
-            return slot
-        from tbdevice.otapart import Esp32Sink, PartitionSink
-
-        return Esp32Sink(slot, PartitionSink(esp32))
-
-    return {"fw": fw, "sw": lambda: FileSink(state_dir, "sw")}
-
-
 def url_tls(cfg):
     """How an https package URL (fw_url) verifies its server (tbdevice.ota.Ota's url_ssl): a
     function making the TLS context when the first such package comes. The CA is "ota.ca",
@@ -141,33 +106,20 @@ def url_tls(cfg):
     return make
 
 
-def _sinks(app):
-    hal = app.hal
-    return hal.ota_sinks() if hasattr(hal, "ota_sinks") else default_sinks(app.cfg["state_dir"])
-
-
 def load_ota(app, running, no_heap=None):
     """The full tbdevice.ota.Ota for app; running: {kind: (title, version) or None};
     no_heap: what a download that runs out of heap does (tbdevice.ota.Ota)."""
     from tbdevice.ota import Ota
+    from tbdevice.otasink import board_sinks
 
     cfg = app.cfg
     o = cfg.get("ota") or {}
-    return Ota(app.device, _sinks(app), running, cfg["state_dir"], app.report, app.hal.reset,
+    sd = cfg["state_dir"]
+    return Ota(app.device, board_sinks(app.hal, sd), running, sd, app.report, app.hal.reset,
                mode=o.get("mode", "chunk"), chunk_size=o.get("chunk_size", 1024), path=o.get("path", "fw"),
                timeout_ms=o.get("timeout_ms", 10000), retry_ms=o.get("retry_ms", 5000),
                health_timeout_ms=o.get("health_timeout_ms", 120000), url_ssl=url_tls(cfg), log=app.log,
                no_heap=no_heap)
-
-
-def load_trial(app, running):
-    """tbdevice.otaboot.Trial for app: the image the last boot applied, confirmed after the
-    health check or reported rolled back, without the download's modules."""
-    from tbdevice.otaboot import Trial
-
-    o = app.cfg.get("ota") or {}
-    return Trial(_sinks(app), running, app.cfg["state_dir"], app.report, app.hal.reset,
-                 o.get("health_timeout_ms", 120000), app.log)
 
 
 class _Alone:

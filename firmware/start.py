@@ -96,6 +96,8 @@ def main(argv):
         else:
             print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
     except Exception as e:  # noqa: the last word before a board resets; say what it was
+        app = run = None  # the app's heap back first: a MemoryError leaves none to say it with
+        gc.collect()
         return _fatal(e)
     return 0
 

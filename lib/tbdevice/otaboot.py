@@ -12,6 +12,8 @@ import time
 from tbdevice import otastate as st
 from tbdevice.errors import TbError
 
+_RETRY_MS = 500  # a confirmation that found no heap tries again after this
+
 
 class Trial:
     """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
@@ -119,8 +121,13 @@ class Trial:
 
     async def _confirm(self):
         for kind, pkg in list(self.pending.items()):
-            self._sink(kind).confirm()
-            st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
+            while True:
+                try:
+                    self._sink(kind).confirm()
+                    st.Record(self.state_dir, kind).set(stage=None, pkg=None, offset=None)
+                    break
+                except MemoryError:  # the app beside it filled the heap for now: once it has room
+                    await asyncio.sleep_ms(_RETRY_MS)
             del self.pending[kind]
             self._say("%s %s confirmed" % (kind, pkg["version"]))
             await self._report({kind + "_state": st.UPDATED})

@@ -4,7 +4,8 @@
 #   FileSink: the package kept as state_dir/ota/<kind>.bin (software packages, data)
 #   SlotSink: an application bundle unpacked into the free slot and booted on trial
 #             (firmware/bootslot.py), confirmed after the health check
-# The ESP32 partition sink is tbdevice.otapart. Interface (all sinks):
+# The ESP32 partition sink is tbdevice.otapart; board_sinks() says which a board uses.
+# Interface (all sinks):
 #   open(pkg, offset) -> offset, write(buf), durable(), replay(n, fn), close(),
 #   apply(pkg) -> None or what was applied where (logged), needs_reboot, confirm(), discard()
 import json
@@ -214,3 +215,29 @@ class SlotSink(FileSink):
 
     def confirm(self):
         self.shim().confirm(self.state_dir)
+
+
+def board_sinks(hal, state_dir):
+    """{kind: function making its sink}: the board's own (hal.ota_sinks()) or the default,
+    what file-system boards need:
+      unix port, Pico W: fw = an application bundle in a slot (firmware/bootslot.py)
+      ESP32:             fw = by the package's first bytes, an application bundle in a slot
+                         (stock MicroPython) or a MicroPython image in the next OTA app
+                         partition (tbdevice.otapart: a custom build with the app frozen)
+      every board:       sw = a data package kept as state_dir/ota/sw.bin"""
+    if hasattr(hal, "ota_sinks"):
+        return hal.ota_sinks()
+    try:
+        import esp32  # feature detection (DESIGN §4.7)
+    except ImportError:
+        esp32 = None
+
+    def fw():
+        slot = SlotSink(state_dir, "fw")  # the boot shim, bootslot.py, is imported to apply
+        if esp32 is None:
+            return slot
+        from tbdevice.otapart import Esp32Sink, PartitionSink
+
+        return Esp32Sink(slot, PartitionSink(esp32))
+
+    return {"fw": fw, "sw": lambda: FileSink(state_dir, "sw")}

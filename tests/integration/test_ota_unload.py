@@ -9,7 +9,7 @@ from test_firmware import Device, write_config
 from test_ota import OTA_FAST, assign, bundle, bundle_tool, history, latest, start_device, upload, wait_state
 
 _WATCHED = ("tbdevice.ota", "tbdevice.otaboot", "tbdevice.otasink", "tbdevice.otafetch", "tbdevice.otablock2",
-            "tbdevice.coapota", "tbdevice.bundle", "tbdevice.checksum", "otaload", "bootslot")
+            "tbdevice.coapota", "tbdevice.bundle", "tbdevice.checksum", "otaload", "otatrial", "bootslot")
 
 _MODS_HAL = b'''
 

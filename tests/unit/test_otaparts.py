@@ -700,3 +700,43 @@ def test_download_errors_are_tbdevice_errors():
     assert isinstance(e, errors.Timeout) and e.code == 503, repr(e)
     assert isinstance(_raised(otafetch.chunks(otafetch.http_chunk_getter(HttpLink(404), "fw", pkg, 50), 100, 50, 0,
                                               data)), st.OtaError)
+
+
+def test_trial_confirms_once_the_heap_has_room():
+    # The new image's confirmation runs beside the whole app: a MemoryError there (a full heap
+    # for now) is tried again, not the end of the task with the image left on trial.
+    import time
+
+    if not hasattr(time, "ticks_ms"):
+        return  # CPython: Trial runs on MicroPython's time and asyncio
+    from tbdevice import otaboot
+    from tbdevice import otastate as st
+
+    sd = _tmp("trialheap")
+    pkg = {"title": "t", "version": "2"}
+    st.Record(sd, "fw").set(stage="applying", pkg=pkg)
+
+    class Sink:
+        tries = 0
+
+        def confirm(self):
+            Sink.tries += 1
+            if Sink.tries == 1:
+                raise MemoryError("memory allocation failed, allocating 64 bytes")
+
+    reports = []
+
+    async def report(values):
+        reports.append(values)
+        return True
+
+    async def main():
+        trial = otaboot.Trial({"fw": Sink}, {"fw": ("t", "2")}, sd, report, None)
+        trial.healthy()
+        await trial.settle()
+        await asyncio.wait_for(trial.idle(), 5)
+
+    asyncio.run(main())
+    assert Sink.tries == 2
+    assert reports == [{"fw_state": st.UPDATED}]
+    assert st.Record(sd, "fw").get("stage") is None

@@ -175,6 +175,46 @@ def test_store_and_forward_refuses_a_sample_json_cannot_carry():
         assert len(f.queue) == 1
 
 
+def test_no_heap_to_send_keeps_the_sample_for_later():
+    # A MemoryError while sending (an update's code beside the app filled the heap) is a
+    # failure to retry, as no answer is: the sender backs off and the sample stays queued.
+    from forward import Forwarder
+
+    class Device:
+        class supervisor:
+            @staticmethod
+            def accepted():
+                pass
+
+        fail = True
+
+        async def send_telemetry(self, values, ts=None):
+            if self.fail:
+                raise MemoryError("memory allocation failed, allocating 104 bytes")
+
+    class App:
+        device = Device()
+        log = None
+        ok = "2.01"
+        sent = 0
+        ota = None
+
+        class hal:
+            @staticmethod
+            def epoch_ms():
+                return 1700000000000
+
+    app = App()
+    f = Forwarder(app, {"state_dir": "/tmp"})
+    f.queue.put({"t": 21.5}, 1700000000000)  # what sample() puts (it needs the port's ticks)
+    why = asyncio.run(f.flush())
+    assert why and "MemoryError" in why, why
+    assert len(f.queue) == 1 and f.failures == 1
+    app.device.fail = False
+    assert asyncio.run(f.flush()) is None
+    assert len(f.queue) == 0 and f.sent == 1
+
+
 def test_zz_cleanup():
     # runs last (tests run in name order): leave nothing in /tmp
     for tag in ("spill", "reboot", "resume", "ticks", "unstamped"):

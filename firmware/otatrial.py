@@ -1,0 +1,38 @@
+# The boot after an update, for otaapp.LazyOta: tbdevice.otaboot.Trial confirms the image the
+# last boot applied once the app has connected and posted (its health check), or reports it
+# rolled back. Apart from firmware/otaload.py, whose download and reboot code this boot never
+# needs: here the whole app runs beside the OTA code, and both must fit (docs/memory.md).
+import sys
+
+
+async def run(lazy, kind):
+    """Confirm (or report rolled back) the image the last boot applied, then let the OTA
+    code go and read the assignment as an idle app does."""
+    from tbdevice import otastate as st
+
+    app = lazy.app
+    try:
+        from tbdevice.otaboot import Trial
+        from tbdevice.otasink import board_sinks
+
+        o = app.cfg.get("ota") or {}
+        trial = Trial(board_sinks(app.hal, lazy.sd), lazy.running, lazy.sd, app.report, app.hal.reset,
+                      o.get("health_timeout_ms", 120000), app.log)
+        del Trial, board_sinks
+    except MemoryError:
+        trial = None
+    if trial is not None:
+        lazy.real = trial
+        if lazy.healthy_posted:
+            trial.healthy()  # posted already: that was the health check (it confirms)
+        try:
+            await trial.settle()
+            await trial.idle()
+        finally:
+            lazy.real = None
+    st.unload("otaboot", "otasink", "otapart")
+    sys.modules.pop("otatrial", None)
+    b = sys.modules.get("bootslot")
+    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
+        del sys.modules["bootslot"]
+    await (lazy.look() if trial is not None else lazy.no_heap(kind))
