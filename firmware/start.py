@@ -91,10 +91,12 @@ def main(argv):
     try:
         asyncio.run(run)
     except KeyboardInterrupt:
+        # Said without allocating: a Ctrl-C that lands in a collection (frequent with the
+        # threshold above) leaves MicroPython 1.28's heap locked ("heap is locked").
         if app is None:
             print("device: stopped in the update's own boot; the next boot goes on with it")
         else:
-            print("device: stopped (%d sent, %d failed)" % (app.sent, app.failed))
+            print("device: stopped (", app.sent, " sent, ", app.failed, " failed)", sep="")
     except Exception as e:  # noqa: the last word before a board resets; say what it was
         app = run = None  # the app's heap back first: a MemoryError leaves none to say it with
         gc.collect()

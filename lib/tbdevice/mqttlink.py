@@ -218,7 +218,9 @@ class MqttLink:
             t.cancel()
         self._ev.set()
         if why:
-            if unanswered and "server closed" in str(why):
+            # closed (FIN), or reset (RST: what Linux sends when the server closes with our bytes unread)
+            reset = isinstance(why, OSError) and why.args and why.args[0] == _ECONNRESET
+            if unanswered and (reset or "server closed" in str(why)):
                 from tbdevice.mqttwhy import unanswered as hint  # loaded only then: its text costs heap
 
                 why = hint(why, unanswered)
