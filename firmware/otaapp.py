@@ -1,6 +1,6 @@
 # OTA in the reference app while there is nothing to do: reports the running versions and
 # watches the assignment. The OTA modules (the state machine, fetch, checksums, sinks, and
-# firmware/otaload.py, which sets them up from the `ota` config key and the board) load only
+# firmware/otaload.py or, after an update, firmware/otatrial.py, which set them up) load only
 # when there is something to do (docs/ota.md, "Heap"): a download to resume or an image on
 # trial recorded by the last boot, or an assignment (shared attributes fw_* / sw_*) naming
 # another package than the running one that has not failed before; they leave the heap when
@@ -46,9 +46,9 @@ def running(state_dir):
 class LazyOta:
     """What the app needs of an Ota (current(), start(), healthy()) without its modules. When
     there is something to do, firmware/otaload.run() loads tbdevice.ota.Ota (or, to confirm
-    the image the last boot applied, tbdevice.otaboot.Trial) as `real`, which gets the
-    attribute changes, and drops it again once it is idle: a finished or failed update gives
-    its heap back."""
+    the image the last boot applied, firmware/otatrial.run() loads tbdevice.otaboot.Trial) as
+    `real`, which gets the attribute changes, and drops it again once it is idle: a finished
+    or failed update gives its heap back."""
 
     def __init__(self, app):
         self.app = app
