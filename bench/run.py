@@ -121,7 +121,7 @@ def main():
     try:
         env["micropython"] = (sh([MICROPYTHON, "-c", "import sys; print(sys.version, sys.implementation._build)"]) or "").strip()
         env["micropython32"] = (sh([MICROPYTHON32, "-c", "import sys; print(sys.version, sys.implementation._build, "
-                                    "sys.maxsize.bit_length() + 1, 'bit')"]) or "").strip()
+                                    "'32-bit' if sys.maxsize < 1 << 32 else '64-bit')"]) or "").strip()
         env["mpy_cross"] = sh([MPY_CROSS, "--version"])
         vg = sh(["valgrind", "--version"]) if shutil.which("valgrind") else None
         env["valgrind"] = vg
