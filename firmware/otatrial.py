@@ -12,13 +12,16 @@ async def run(lazy, kind):
 
     app = lazy.app
     try:
-        from tbdevice.otaboot import Trial
-        from tbdevice.otasink import board_sinks
+        from tbdevice.otaboot import Trial, kept_sinks
 
+        # A board's own sinks confirm as they do after an update beside the app; the default
+        # ones (tbdevice.otasink, and tbdevice.otapart on an ESP32) are not loaded for it.
+        hal = app.hal
+        sinks = hal.ota_sinks() if hasattr(hal, "ota_sinks") else kept_sinks(lazy.sd)
         o = app.cfg.get("ota") or {}
-        trial = Trial(board_sinks(app.hal, lazy.sd), lazy.running, lazy.sd, app.report, app.hal.reset,
-                      o.get("health_timeout_ms", 120000), app.log)
-        del Trial, board_sinks
+        trial = Trial(sinks, lazy.running, lazy.sd, app.report, hal.reset, o.get("health_timeout_ms", 120000),
+                      app.log)
+        del Trial, kept_sinks
     except MemoryError:
         trial = None
     if trial is not None:

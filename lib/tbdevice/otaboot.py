@@ -15,6 +15,41 @@ from tbdevice.errors import TbError
 _RETRY_MS = 500  # a confirmation that found no heap tries again after this
 
 
+def cancel_rollback(esp32):
+    """Keep the ESP32 app image that runs now (the bootloader's rollback no longer applies)."""
+    try:
+        esp32.Partition.mark_app_valid_cancel_rollback()
+    except OSError:
+        pass  # a build without rollback support (OSError(-261)): nothing to cancel
+
+
+class Kept:
+    """The default sinks' confirmation (tbdevice.otasink.board_sinks) without their download
+    code, for a boot that only confirms (firmware/otatrial.py). fw: the boot shim's slot
+    (firmware/bootslot.py) and, on an ESP32, the bootloader's rollback, as
+    tbdevice.otapart.Esp32Sink does; each is a no-op unless its own image is on trial.
+    sw: nothing (a data package has no trial)."""
+
+    def __init__(self, state_dir, kind):
+        self.state_dir = state_dir
+        self.kind = kind
+
+    def confirm(self):
+        if self.kind != "fw":
+            return
+        __import__("bootslot").confirm(self.state_dir)
+        try:
+            import esp32
+        except ImportError:
+            return
+        cancel_rollback(esp32)
+
+
+def kept_sinks(state_dir):
+    """board_sinks' shape ({kind: factory}) for Trial, with Kept for every kind."""
+    return {"fw": lambda: Kept(state_dir, "fw"), "sw": lambda: Kept(state_dir, "sw")}
+
+
 class Trial:
     """sinks: {kind: factory() -> sink}; running: {kind: (title, version) or None}.
     report(values) posts telemetry (async, True when posted); reset() reboots the board."""

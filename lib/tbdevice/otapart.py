@@ -150,10 +150,9 @@ class PartitionSink:
         return what + " in partition " + self.part.info()[4]
 
     def confirm(self):
-        try:
-            self.esp32.Partition.mark_app_valid_cancel_rollback()
-        except OSError:
-            pass  # a build without rollback support (OSError(-261)): nothing to cancel
+        from tbdevice.otaboot import cancel_rollback
+
+        cancel_rollback(self.esp32)
 
 
 class Esp32Sink:

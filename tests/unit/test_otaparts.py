@@ -320,6 +320,23 @@ def test_boot_pointer_trial_confirm_and_fallback():
     assert bootslot.choose(sd) == "a"
 
 
+def test_kept_confirms_the_slot_on_trial_without_the_sinks():
+    # The boot after an update (firmware/otatrial.py) confirms through otaboot.Kept, without the
+    # download's sinks: the boot pointer ends as SlotSink.confirm leaves it; sw has nothing to keep.
+    from tbdevice.otaboot import kept_sinks
+
+    sd = _tmp("kept")
+    os.mkdir(sd + "/slots")
+    _slot(sd, "a", "1")
+    bootslot.switch(sd, "a")
+    assert bootslot.choose(sd) == "a" and bootslot.on_trial()
+    sinks = kept_sinks(sd)
+    sinks["sw"]().confirm()
+    assert bootslot.on_trial()
+    sinks["fw"]().confirm()  # no esp32 module here: the slot only
+    assert bootslot.read(sd) == {"slot": "a", "state": "ok"} and not bootslot.on_trial()
+
+
 def test_manifest_read_leaves_no_garbage_per_byte():
     # json.load reads the manifest one byte per call: bundle._Part must allocate nothing then,
     # or that garbage, spread between the manifest's objects, shreds the heap a download needs
