@@ -2,20 +2,15 @@
 # for tests/coapstack/mpy/drive.py on the MicroPython unix port.
 import json
 import os
-import sys
 import tempfile
 
 import pytest
 
 import mpy
+from peers.scripted_peer import ScriptedPeer, Router
+from tbtest import free_port  # noqa: F401 (tests import it from here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-from peers.scripted_peer import ScriptedPeer, Router  # noqa: E402
-from tbtest import free_port  # noqa: E402,F401 (tests import it from here)
 
 DRIVER = os.path.relpath(os.path.join(HERE, "mpy", "drive.py"), mpy.ROOT)
 
