@@ -36,6 +36,10 @@ def _fatal(e):
         sys.print_exception(e)  # where it happened: what a user reports
     except MemoryError:  # no heap left even to print it: the line above says what
         pass
+    if isinstance(e, MemoryError):
+        gc.collect()
+        print("device: the app did not fit in this board's %d KB of heap: docs/memory.md says what fits where "
+              "(ROMFS or a frozen build keep the code out of the heap)" % ((gc.mem_free() + gc.mem_alloc()) // 1024))
     if _on_trial():
         # A new image that dies before its health check: the next boot falls back (bootslot.py).
         print("device: the new image failed before its health check; rebooting into the previous one")

@@ -82,3 +82,5 @@ def test_app_from_romfs_updates_itself(build):
 def test_the_heap_limit_is_real(build):
     r = min_heap("app", "--at", str(TOO_SMALL_KB))
     assert r.returncode == 1 and "MemoryError" in r.stdout, r.stdout[-3000:] + r.stderr
+    # and the user is told what it means and where to look (firmware/start.py)
+    assert "device: the app did not fit in this board's" in r.stdout and "docs/memory.md" in r.stdout, r.stdout[-3000:]
