@@ -38,11 +38,10 @@ def _fatal(e):
         pass
     if isinstance(e, MemoryError):
         gc.collect()
-        try:
-            print("device: the app did not fit in this board's %d KB of heap: docs/memory.md says what fits where "
-                  "(ROMFS or a frozen build keep the code out of the heap)" % ((gc.mem_free() + gc.mem_alloc()) // 1024))
-        except MemoryError:  # not even for this line: the trial's fallback below must still run
-            pass
+        # Printed in pieces, which allocates nothing: the heap may have no room for the line.
+        print("device: the app did not fit in this board's ", (gc.mem_free() + gc.mem_alloc()) // 1024,
+              " KB of heap: docs/memory.md says what fits where (ROMFS or a frozen build keep the code out of "
+              "the heap)", sep="")
     if _on_trial():
         # A new image that dies before its health check: the next boot falls back (bootslot.py).
         print("device: the new image failed before its health check; rebooting into the previous one")
