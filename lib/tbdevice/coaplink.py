@@ -53,6 +53,7 @@ class CoapLink:
 
     def __init__(self, host, port=5683, token=None, con=True, client=None, log=None, **coap):
         self.client = client or Client(host, port, **coap)
+        self.host, self.port = host, port  # for messages (tbdevice/link.py)
         self.con = con
         self.codec = None  # set by the Device: what post() writes telemetry and attributes with
         self.log = log

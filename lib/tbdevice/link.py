@@ -6,6 +6,7 @@
 #                          X.509 (coaps) device
 #   basic                  with token None: True when the credentials are MQTT_BASIC (client
 #                          id / user name / password), False for an X.509 certificate
+#   host, port             the server's address, as configured (for messages)
 #   codec                  set by the Device: what post() writes telemetry and attributes with
 #   await open()           open the transport (DNS, socket, DTLS or TLS handshake); OSError
 #                          when that fails

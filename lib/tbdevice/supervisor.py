@@ -24,6 +24,7 @@ _TICK_MS = 1000  # the longest sleep of the task: the watchdog's feed and the ex
 _PROBE_AGAIN_MS = 5000  # the next probe after an unanswered one
 _PROBE_MS = 4000  # a probe's answer time with a watchdog to feed (the task waits for it)
 _REJOIN_AFTER = 2  # unanswered probes in a row before the network itself is rebuilt
+_ECONNREFUSED = 111  # the same errno on Linux, lwIP (ESP32, Pico W) and MicroPython's own table
 _REFUSED = 16  # registration back-off step after a refusal of the credentials: the maximum at once
 
 
@@ -85,8 +86,8 @@ class Supervisor:
     def fault(self, e=None):
         """A link fault: the link is dropped now and re-opened after a back-off (down())."""
         if self.up:
-            if e is not None:
-                self._say("link down: %r" % e)
+            if e is not None and self.log:
+                self._say("link down: " + _text(e, self.link))
             self.fails += 1
             self.down()
         self.wake()
@@ -131,7 +132,8 @@ class Supervisor:
                 raise
             self.fails += 1
             self.online = False
-            self._say("link: %r, retrying" % e)
+            if self.log:
+                self._say("link: %s, retrying" % _text(e, self.link))
             return
         finally:
             self._opening = False
@@ -290,6 +292,16 @@ class Supervisor:
             if self._task is None:  # stop()
                 raise
         self._napping = False
+
+
+def _text(e, link):
+    # A link fault in words. A refused connection (a TCP RST, or over UDP the ICMP port
+    # unreachable that answers a datagram to a port nothing serves) names the address: a wrong
+    # `port`, or the server is down. Others as their type and text ("OSError: [Errno 113] EHOSTUNREACH").
+    if e.args == (_ECONNREFUSED,):
+        return "nothing answers at %s:%s (connection refused): is `port` right, and the server up?" % (
+            link.host, link.port)
+    return "%s: %s" % (type(e).__name__, e)
 
 
 def _unresolved(e):

@@ -7,8 +7,10 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 import mpy
-from tbtest import wait_until
+from tbtest import free_port, wait_until
 
 RUN_DEVICE = os.path.join(mpy.ROOT, "tools", "run-device")
 
@@ -130,6 +132,20 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path):
     assert r.returncode == 2 and "not valid JSON" in r.stdout
     r = mpy.run(["firmware/main.py", str(tmp_path / "missing.json")], heap="384K", timeout=20)
     assert r.returncode == 2 and "cannot read" in r.stdout
+
+
+@pytest.mark.parametrize("transport", ["coap", "http"])
+def test_a_port_nothing_serves_is_named(tmp_path, transport):
+    # The newcomer's wrong `port` (or a server that is down): the link-down line says where nothing
+    # answered, and the device keeps trying (docs/getting-started.md, troubleshooting).
+    port = free_port(socket.SOCK_DGRAM if transport == "coap" else socket.SOCK_STREAM)
+    dev = Device(write_config(tmp_path, port=port, token="T", transport=transport))
+    try:
+        line = dev.wait_for("link down", 20)
+        assert line == "link down: nothing answers at 127.0.0.1:%d (connection refused): is `port` right, and " \
+                       "the server up?" % port, dev.output()
+    finally:
+        dev.stop()
 
 
 class HostileServer:
