@@ -8,8 +8,21 @@ import sys
 async def run(lazy, kind):
     """Confirm (or report rolled back) the image the last boot applied, then let the OTA
     code go and read the assignment as an idle app does."""
-    from tbdevice import otastate as st
+    settled = await _settle(lazy)
+    # Nothing holds the trial's objects now (they lived in _settle's frame), so the OTA
+    # modules' code leaves the heap with them: this boot ends up as light as any other.
+    from tbdevice.otastate import unload
 
+    unload("otaboot", "otasink", "otapart", "otastate")
+    sys.modules.pop("otatrial", None)
+    b = sys.modules.get("bootslot")
+    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
+        del sys.modules["bootslot"]
+    await (lazy.look() if settled else lazy.no_heap(kind))
+
+
+async def _settle(lazy):
+    # False when the heap had no room for the OTA code.
     app = lazy.app
     try:
         from tbdevice.otaboot import Trial, kept_sinks
@@ -21,21 +34,14 @@ async def run(lazy, kind):
         o = app.cfg.get("ota") or {}
         trial = Trial(sinks, lazy.running, lazy.sd, app.report, hal.reset, o.get("health_timeout_ms", 120000),
                       app.log)
-        del Trial, kept_sinks
     except MemoryError:
-        trial = None
-    if trial is not None:
-        lazy.real = trial
-        if lazy.healthy_posted:
-            trial.healthy()  # posted already: that was the health check (it confirms)
-        try:
-            await trial.settle()
-            await trial.idle()
-        finally:
-            lazy.real = None
-    st.unload("otaboot", "otasink", "otapart")
-    sys.modules.pop("otatrial", None)
-    b = sys.modules.get("bootslot")
-    if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
-        del sys.modules["bootslot"]
-    await (lazy.look() if trial is not None else lazy.no_heap(kind))
+        return False
+    lazy.real = trial
+    if lazy.healthy_posted:
+        trial.healthy()  # posted already: that was the health check (it confirms)
+    try:
+        await trial.settle()
+        await trial.idle()
+    finally:
+        lazy.real = None
+    return True

@@ -7,6 +7,7 @@
 # on Trial; an application that only has an image to confirm can load no more than this
 # (firmware/otaapp.py).
 import asyncio
+import sys
 import time
 
 from tbdevice import otastate as st
@@ -38,6 +39,9 @@ class Kept:
         if self.kind != "fw":
             return
         __import__("bootslot").confirm(self.state_dir)
+        # Confirmed: nothing needs the boot shim now (firmware/start.py asks for it only while on
+        # trial), and its heap is back before UPDATED is reported.
+        sys.modules.pop("bootslot", None)
         try:
             import esp32
         except ImportError:

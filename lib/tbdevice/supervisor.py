@@ -18,13 +18,15 @@
 import asyncio
 import time
 
+from micropython import const
+
 from tbdevice.link import backoff
 
 _TICK_MS = 1000  # the longest sleep of the task: the watchdog's feed and the expiry checks
 _PROBE_AGAIN_MS = 5000  # the next probe after an unanswered one
 _PROBE_MS = 4000  # a probe's answer time with a watchdog to feed (the task waits for it)
 _REJOIN_AFTER = 2  # unanswered probes in a row before the network itself is rebuilt
-_ECONNREFUSED = 111  # the same errno on Linux, lwIP (ESP32, Pico W) and MicroPython's own table
+_ECONNREFUSED = const(111)  # the same errno on Linux, lwIP (ESP32, Pico W) and MicroPython's own table
 _REFUSED = 16  # registration back-off step after a refusal of the credentials: the maximum at once
 
 

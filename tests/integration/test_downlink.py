@@ -499,6 +499,8 @@ def test_firmware_in_psm_gets_what_was_sent_while_it_slept_after_its_next_uplink
         t.join(25)
         assert out == [(200, {"pin": 2, "value": 1})], (out, fw.output())
         assert fw.wait_for("telemetry interval: 7000 ms"), fw.output()
+        # the RPC's line comes after its reply is sent, which the REST caller may have had first
+        assert fw.wait_for(" setGpio({"), fw.output()
         # ... and both reached it only after it woke (and reported: the uplink that opens the window).
         after = fw.lines[n:]
         awake = next(i for i, x in enumerate(after) if "power: awake" in x)
