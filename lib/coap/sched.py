@@ -38,7 +38,7 @@ def receive(sock, read_one):
     while True:
         if ready is None:
             # The protocol of asyncio's own streams: yielding the IO queue's wait suspends
-            # the task until sock is readable. No allocation per datagram.
+            # the task until sock is readable.
             q = _core._io_queue  # looked up per wait, as _task_queue
             try:
                 q.queue_read(sock)
