@@ -61,10 +61,11 @@ def unjam(q, sock):
     hard fault on a board) where a MemoryError was due (extmod/modselect.c: "This case is
     not handled"). Registering again fills the entry (the map's record, dropped first, is
     the heap it needs); where even that finds no heap, a board's unregister() still
-    removes the entry."""
+    removes the entry. The receive task is the only one that waits on sock, so nothing
+    else of asyncio's is undone."""
     q.map.pop(id(sock), None)
     try:
         q.poller.register(sock, select.POLLIN)
     except MemoryError:
-        pass
+        pass  # the entry stays empty: unregister() below removes it (on a board)
     q.poller.unregister(sock)
