@@ -27,7 +27,6 @@ def test_refused_token_keeps_samples_until_the_server_takes_it(tbsim, tmp_path, 
                               queue={"retry_ms": 200, "retry_max_ms": 1000, "gap_ms": 0}))
     try:
         assert dev.wait_for("credentials refused", 15), dev.output()
-        t_refused = time.time()
         # Samples go on being taken and stay queued: nothing is dropped as "refused".
         assert wait_until(lambda: sum("retrying in" in x for x in dev.lines) >= 4, 15), dev.output()
         out = dev.output()
@@ -43,9 +42,12 @@ def test_refused_token_keeps_samples_until_the_server_takes_it(tbsim, tmp_path, 
             assert out.count("poll: Unauthorized") <= 2, out
         # Fixed on the server's side: the device's credentials become the token the device has.
         did = tbsim.rest.device_id(tbsim.device_name)
+        t_fixed = time.time()
         tbsim.rest.post("/api/device/credentials", {"deviceId": {"id": did, "entityType": "DEVICE"},
                                                     "credentialsType": "ACCESS_TOKEN", "credentialsId": WRONG})
-        got = wait_until(lambda: (lambda h: h if h and h[0] < t_refused * 1000 and h[-1] > time.time() * 1000 - 3000
+        # stored: the samples taken while the token was refused, then the live ones (not "before the
+        # refusal was seen": the first sample comes after the boot report's refusal)
+        got = wait_until(lambda: (lambda h: h if h and h[0] < t_fixed * 1000 and h[-1] > time.time() * 1000 - 3000
                                   else None)(_history(tbsim, "temperature")), 20, interval=0.25)
         assert got, dev.output()
         ok = "2.01" if transport == "coap" else "200"  # the log says the transport's own status
