@@ -139,14 +139,10 @@ class App:
     async def report(self, values):
         try:
             await self.device.send_telemetry(values)
-            self.sent += 1
-            self.say("telemetry %s -> %s" % (dumps(values), self.ok))
-            if self.ota is not None:
-                self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
-            return True
-        except (errors.Timeout, errors.ServerError, errors.Unauthorized) as e:
+        except (errors.Timeout, errors.ServerError, errors.Unauthorized, MemoryError) as e:
             # Not the data's fault: it goes into the store-and-forward queue, sent when the
-            # server takes it (refused credentials are said once, by the supervisor).
+            # server takes it (refused credentials are said once, by the supervisor), or
+            # when the heap has room for the message again.
             self.failed += 1
             if isinstance(e, errors.Unauthorized):
                 self.device.supervisor.refused(str(e))
@@ -157,6 +153,11 @@ class App:
             self.failed += 1
             self.say("telemetry failed: %s: %s" % (type(e).__name__, e))
             return False
+        self.sent += 1
+        self.say("telemetry %s -> %s" % (dumps(values), self.ok))
+        if self.ota is not None:
+            self.ota.healthy()  # connected and posted: the new image's health check (issue 4)
+        return True
 
     def take_sample(self):
         """One sample into the store-and-forward queue; returns its ts (or None)."""

@@ -7,8 +7,9 @@ import sys
 
 async def run(lazy, kind):
     """Confirm (or report rolled back) the image the last boot applied, then let the OTA
-    code go and read the assignment as an idle app does."""
-    settled = await _settle(lazy)
+    code go, post what the trial had to say and read the assignment as an idle app does."""
+    said = []
+    settled = await _settle(lazy, said)
     # Nothing holds the trial's objects now (they lived in _settle's frame), so the OTA
     # modules' code leaves the heap with them: this boot ends up as light as any other.
     from tbdevice.otastate import unload
@@ -18,12 +19,20 @@ async def run(lazy, kind):
     b = sys.modules.get("bootslot")
     if b is not None and not b.on_trial():  # confirmed: firmware/start.py needs it no more
         del sys.modules["bootslot"]
+    for values in said:  # UPDATED (or FAILED): posted only now, with the OTA code gone
+        await lazy.app.report(values)
     await (lazy.look() if settled else lazy.no_heap(kind))
 
 
-async def _settle(lazy):
-    # False when the heap had no room for the OTA code.
+async def _settle(lazy, said):
+    # False when the heap had no room for the OTA code. What the trial reports goes to `said`:
+    # a message sent from here would keep the OTA code in the heap until it is answered, beside
+    # the app and its own messages, the peak of this boot (the local confirmation needs no link).
     app = lazy.app
+
+    async def report(values):
+        said.append(values)
+        return True
     try:
         from tbdevice.otaboot import Trial, kept_sinks
 
@@ -32,7 +41,7 @@ async def _settle(lazy):
         hal = app.hal
         sinks = hal.ota_sinks() if hasattr(hal, "ota_sinks") else kept_sinks(lazy.sd)
         o = app.cfg.get("ota") or {}
-        trial = Trial(sinks, lazy.running, lazy.sd, app.report, hal.reset, o.get("health_timeout_ms", 120000),
+        trial = Trial(sinks, lazy.running, lazy.sd, report, hal.reset, o.get("health_timeout_ms", 120000),
                       app.log)
     except MemoryError:
         return False

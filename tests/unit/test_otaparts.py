@@ -337,6 +337,59 @@ def test_kept_confirms_the_slot_on_trial_without_the_sinks():
     assert bootslot.read(sd) == {"slot": "a", "state": "ok"} and not bootslot.on_trial()
 
 
+def test_the_boot_after_an_update_posts_updated_once_the_ota_code_is_gone():
+    # firmware/otatrial.run confirms the image on trial without the link, lets the OTA modules
+    # go, and only then posts UPDATED: a message sent by the trial kept their code beside the app
+    # until it was answered, and at the edge of the heap that answer never came (the receive
+    # found no heap), so the boot hung holding them (issue 13: tools/min-heap ota at 96 KB).
+    if not hasattr(asyncio, "sleep_ms"):
+        return  # CPython: Trial runs on MicroPython's asyncio (and time)
+    import sys
+
+    import otatrial
+
+    sd = _tmp("trialboot")
+    os.mkdir(sd + "/slots")
+    _slot(sd, "a", "2")
+    bootslot.switch(sd, "a")
+    assert bootslot.choose(sd) == "a" and bootslot.on_trial()
+    st.Record(sd, "fw").set(stage="applying", pkg={"title": "t", "version": "2"})
+    posted = []
+
+    class Hal:
+        def reset(self):
+            raise AssertionError("no reset: the image is healthy")
+
+    class App:
+        cfg = {}
+        hal = Hal()
+        log = None
+
+        async def report(self, values):
+            posted.append((values, "tbdevice.otaboot" in sys.modules or "tbdevice.otastate" in sys.modules))
+            return True
+
+    class Lazy:
+        app = App()
+        running = {"fw": ("t", "2"), "sw": None}
+        real = None
+        healthy_posted = True  # the app posted before the trial loaded: that was the health check
+        looked = False
+
+        async def look(self):
+            Lazy.looked = True
+
+    Lazy.sd = sd
+    kept = dict(sys.modules)
+    try:
+        asyncio.run(otatrial.run(Lazy(), "fw"))
+    finally:
+        sys.modules.update(kept)
+    assert posted == [({"fw_state": st.UPDATED}, False)]
+    assert Lazy.looked and bootslot.read(sd) == {"slot": "a", "state": "ok"}
+    assert st.Record(sd, "fw").get("stage") is None
+
+
 def test_manifest_read_leaves_no_garbage_per_byte():
     # json.load reads the manifest one byte per call: bundle._Part must allocate nothing then,
     # or that garbage, spread between the manifest's objects, shreds the heap a download needs
