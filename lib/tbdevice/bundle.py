@@ -6,9 +6,9 @@
 # "mpy" is what loading the bundle's .mpy files takes: {"version": 6} for bytecode, plus
 # "sub_version" and "arch" (with its name, "march") when a module holds native code;
 # check_mpy() compares it with the running MicroPython before anything is unpacked.
-# The manifest is written into the slot last, as manifest.json: a slot without it is
-# incomplete and never booted.
-import io
+# The device reads the manifest a member and a file entry at a time (_Manifest). What it
+# says but the file list is written into the slot last, as manifest.json: a slot without it
+# is incomplete and never booted.
 import json
 import os
 import sys
@@ -65,45 +65,130 @@ def _rmtree(path):
     os.rmdir(path)
 
 
-class _Part(io.IOBase):
-    # The next n bytes of a file as a stream of their own: json.load() parses the manifest
-    # from flash as it reads, where json.loads() would need it whole in one block of heap
-    # (2 KB for the app's 57 files), which a fragmented heap mid-download may not have.
-    # MicroPython's json.load reads one byte per call: readinto allocates nothing then, or
-    # the garbage of each byte would lie between the manifest's objects and shred the free
-    # heap that the download needs in blocks of a KB (docs/memory.md).
-    def __init__(self, f, n):
+_LONGEST = 512  # bytes of JSON in one member of the manifest but "files", or in one file entry
+
+
+class _Manifest:
+    # The manifest (the n bytes after the header of the bundle f) read a byte at a time and cut
+    # into the JSON texts of its members and of its file entries, each parsed alone: the file
+    # list is never whole in the heap (the app's 69 paths were 6 KB of objects, the peak of an
+    # update's boot: docs/memory.md). The bytes come through a one-byte buffer, so reading
+    # them allocates nothing: garbage per byte would shred the heap the download needs.
+    def __init__(self, f):
+        if f.read(4) != MAGIC:
+            raise BundleError("not a bundle (bad magic)")
+        n = f.read(2)
+        if len(n) != 2:
+            raise BundleError("truncated bundle header")
         self.f = f
-        self.n = n
+        self.n = (n[0] << 8) | n[1]
+        self.one = bytearray(1)
+        self.text = bytearray(_LONGEST)
+        self.k = 0
 
-    def readinto(self, buf):
-        if not self.n:
-            return 0
-        k = self.f.readinto(buf if len(buf) <= self.n else memoryview(buf)[: self.n])
-        self.n -= k
-        return k
+    def _byte(self):
+        if not self.n or self.f.readinto(self.one) != 1:
+            raise BundleError("bad bundle manifest (truncated)")
+        self.n -= 1
+        return self.one[0]
 
-    def read(self):  # what CPython's json.load calls (tools/bundle.py --install, on the host)
-        b = self.f.read(self.n)
-        self.n -= len(b)
-        return b
+    def _cut(self, stops):
+        # Gather the text up to the first byte of `stops` outside strings and brackets; return
+        # that byte.
+        self.k = depth = 0
+        quoted = escaped = False
+        while True:
+            c = self._byte()
+            if quoted:
+                if escaped:
+                    escaped = False
+                elif c == 92:  # backslash
+                    escaped = True
+                elif c == 34:
+                    quoted = False
+            elif c == 34:  # double quote
+                quoted = True
+            elif not depth and c in stops:
+                return c
+            elif c in b"[{":
+                depth += 1
+            elif c in b"]}":
+                depth -= 1
+            if self.k == _LONGEST:
+                raise BundleError("bad bundle manifest (a value longer than %d bytes)" % _LONGEST)
+            self.text[self.k] = c
+            self.k += 1
+
+    def _value(self):
+        try:
+            return json.loads(self.text[: self.k])
+        except ValueError:
+            raise BundleError("bad bundle manifest")
+
+    def _blank(self):
+        return not self.text[: self.k].strip()
+
+    def _expect(self, c):
+        if self._cut(c) != c[0] or not self._blank():
+            raise BundleError("bad bundle manifest")
+
+    def head(self):
+        """The manifest's members but "files", checking every file entry on the way."""
+        self._expect(b"{")
+        man = {}
+        files = False
+        while True:
+            stop = self._cut(b":}")
+            if stop == 125 and self._blank():  # {} (or a trailing comma)
+                break
+            key = self._value()
+            if stop != 58 or not isinstance(key, str):
+                raise BundleError("bad bundle manifest")
+            if key == "files":
+                for _ in self.files():
+                    pass
+                files = True
+                stop = self._cut(b",}")
+                if not self._blank():
+                    raise BundleError("bad bundle manifest")
+            else:
+                stop = self._cut(b",}")
+                man[key] = self._value()
+            if stop == 125:  # }
+                break
+        if not files:
+            raise BundleError("bad bundle manifest (no files)")
+        return man
+
+    def files(self):
+        """(path, size) of each file, in the bundle's order: the reader stands at the value of
+        "files" (skip() brings it there)."""
+        self._expect(b"[")
+        while True:
+            stop = self._cut(b",]")
+            if stop == 93 and self._blank():  # [] (or a trailing comma)
+                return
+            entry = self._value()
+            if not (isinstance(entry, list) and len(entry) == 2 and _safe(entry[0]) and isinstance(entry[1], int)
+                    and entry[1] >= 0):
+                raise BundleError("bad file entry in the bundle manifest: %r" % (entry,))
+            yield entry[0], entry[1]
+            if stop == 93:  # ]
+                return
+
+    def skip(self):
+        """Read on to the value of "files"."""
+        self._expect(b"{")
+        while True:
+            if self._cut(b":") and self._value() == "files":
+                return
+            self._cut(b",")
 
 
 def read_manifest(f):
-    if f.read(4) != MAGIC:
-        raise BundleError("not a bundle (bad magic)")
-    n = f.read(2)
-    if len(n) != 2:
-        raise BundleError("truncated bundle header")
-    try:
-        man = json.load(_Part(f, (n[0] << 8) | n[1]))
-        files = man["files"]
-    except (ValueError, KeyError, TypeError):
-        raise BundleError("bad bundle manifest")
-    for entry in files:
-        if not (isinstance(entry, list) and len(entry) == 2 and _safe(entry[0]) and isinstance(entry[1], int)):
-            raise BundleError("bad file entry in the bundle manifest: %r" % (entry,))
-    return man
+    """The manifest of the bundle f (a binary stream at its start) but its file list, which
+    is checked; f is left at the first file's bytes."""
+    return _Manifest(f).head()
 
 
 def check_mpy(man, have=None):
@@ -131,28 +216,31 @@ def check_mpy(man, have=None):
 
 def unpack(src, dest, buf=None, check=None):
     """Unpack the bundle file src into the directory dest (emptied first), `buf` bytes at a
-    time; returns the manifest. check(manifest), when given, runs before dest is touched and
-    may raise. Raises BundleError on a malformed bundle, OSError on I/O."""
+    time; returns the manifest but its file list. check(manifest), when given, runs before
+    dest is touched and may raise. Raises BundleError on a malformed bundle, OSError on I/O."""
     buf = buf or bytearray(512)
     mv = memoryview(buf)
     with open(src, "rb") as f:
-        man = read_manifest(f)
+        man = read_manifest(f)  # every entry checked before anything is written
         if check is not None:
             check(man)
         _rmtree(dest)
         os.mkdir(dest)
-        for path, size in man["files"]:
-            _makedirs(dest, path)
-            with open(dest + "/" + path, "wb") as out:
-                left = size
-                while left:
-                    n = f.readinto(mv[: min(left, len(buf))])
-                    if not n:
-                        raise BundleError("bundle truncated in %s" % path)
-                    out.write(mv[:n])
-                    left -= n
+        with open(src, "rb") as g:  # the entries again, beside the files' bytes in f
+            entries = _Manifest(g)
+            entries.skip()
+            for path, size in entries.files():
+                _makedirs(dest, path)
+                with open(dest + "/" + path, "wb") as out:
+                    left = size
+                    while left:
+                        n = f.readinto(mv[: min(left, len(buf))])
+                        if not n:
+                            raise BundleError("bundle truncated in %s" % path)
+                        out.write(mv[:n])
+                        left -= n
         if f.read(1):
             raise BundleError("trailing bytes after the last file")
     with open(dest + "/manifest.json", "w") as f:
-        json.dump(man, f)  # written as it is encoded: no 2 KB string
+        json.dump(man, f)
     return man
