@@ -390,6 +390,27 @@ def test_the_boot_after_an_update_posts_updated_once_the_ota_code_is_gone():
     assert st.Record(sd, "fw").get("stage") is None
 
 
+def test_a_report_the_heap_has_no_room_for_is_queued():
+    # firmware/app.App.report (the states OTA reports, UPDATED among them): a message the heap
+    # cannot take now goes into the store-and-forward queue, as one the server did not answer.
+    if not hasattr(asyncio, "sleep_ms"):
+        return  # CPython: the app runs on MicroPython's asyncio (and time)
+    from app import App
+
+    class Device:
+        async def send_telemetry(self, values):
+            raise MemoryError("memory allocation failed, allocating 1296 bytes")
+
+    class Hal:
+        def epoch_ms(self):
+            return 1700000000000
+
+    app = App({"telemetry_interval_ms": 1000, "state_dir": _tmp("report")}, Hal(), log=None)
+    app.device = Device()
+    assert asyncio.run(app.report({"fw_state": "UPDATED"})) is False
+    assert app.failed == 1 and len(app.forward.queue) == 1
+
+
 def test_manifest_read_leaves_no_garbage_per_byte_and_holds_no_file_list():
     # The manifest is read one byte per call: bundle._Manifest must allocate nothing then, or
     # that garbage shreds the heap a download needs (issue 13: 131 KB of heap for an update,
