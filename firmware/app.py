@@ -11,6 +11,7 @@ from forward import Forwarder
 from tbdevice import errors
 from tbdevice.device import Device
 from tbdevice.jsonenc import dumps
+from tbdevice.link import backoff
 from version import FW_TITLE, FW_VERSION
 
 
@@ -55,7 +56,19 @@ class App:
         gc.collect()
         # The first open: over coaps the DTLS handshake, which a server that is down or refuses
         # our certificate fails; retried with back-off like every later one (tbdevice.supervisor).
-        await dev.connect()
+        # A host name that does not resolve is raised (Device.connect): a typo in `host`, or a
+        # network whose DNS is not up yet (a router that boots with the board after a power cut),
+        # so it is said and tried again, never the end of the device.
+        fails = 0
+        while True:
+            try:
+                await dev.connect()
+                break
+            except OSError as e:
+                fails += 1
+                wait = backoff(fails, 2000)
+                self.say("device: %s: is `host` right? trying again in %d s" % (e, wait // 1000))
+                await asyncio.sleep_ms(wait)
         if not self.sleepy:  # a sleeping board runs no supervisor: each report is its liveness check
             dev.supervise(self.hal)  # the board's watchdog and network rejoin join the link's supervisor
         token = cfg.get("token")

@@ -148,6 +148,21 @@ def test_a_port_nothing_serves_is_named(tmp_path, transport):
         dev.stop()
 
 
+def test_a_host_that_does_not_resolve_is_named_and_tried_again(tmp_path):
+    # A typo in `host`, or DNS not up yet when the board boots (a router coming back with it after a
+    # power cut): said at start, then tried again with back-off; the device does not end (a board
+    # would sit at its REPL until someone reset it).
+    dev = Device(write_config(tmp_path, host="no-such-host.invalid", token="T"))
+    try:
+        said = "device: no-such-host.invalid: the host name does not resolve"
+        assert dev.wait_for(said, 20), dev.output()
+        assert "is `host` right? trying again in " in dev.output()
+        assert wait_until(lambda: dev.output().count(said) >= 2, 20, 0.1), dev.output()
+        assert dev.proc.poll() is None and "fatal" not in dev.output(), dev.output()
+    finally:
+        dev.stop()
+
+
 class HostileServer:
     """Answers every CON request with garbage, a malformed CoAP message carrying the
     request's token, a response for an unknown token, then finally the right 2.01."""
