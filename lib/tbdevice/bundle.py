@@ -156,6 +156,9 @@ class _Manifest:
                 man[key] = self._value()
             if stop == 125:  # }
                 break
+        while self.n:  # whitespace to the end: then f stands at the first file's bytes
+            if self._byte() not in b" \t\r\n":
+                raise BundleError("bad bundle manifest (bytes after its end)")
         if not files:
             raise BundleError("bad bundle manifest (no files)")
         return man
@@ -180,7 +183,8 @@ class _Manifest:
         """Read on to the value of "files"."""
         self._expect(b"{")
         while True:
-            if self._cut(b":") and self._value() == "files":
+            self._cut(b":")
+            if self._value() == "files":
                 return
             self._cut(b",")
 

@@ -451,9 +451,11 @@ def test_manifest_reader_takes_json_as_json():
     man = read(r' { "files" : [ [ "a/b.mpy" , 3 ] ,["c]\"{.mpy",0]] , "title":"t\"}", "mpy": {"version": [6, {"x": "]"}]} } ')
     assert man == {"title": 't"}', "mpy": {"version": [6, {"x": "]"}]}}
     assert read('{"files": []}') == {}
+    f = io.BytesIO(bundle.MAGIC + b"\x00\x10" + b'{"files": [] }  ' + b"x")  # whitespace after the object
+    assert bundle.read_manifest(f) == {} and f.read() == b"x"
     for bad in ('{"title": "t"}', '{"files": [["../x", 1]]}', '{"files": [["a", -1]]}', '{"files": [["a", 1]',
                 '["files", []]', '{"files": [1, 2]}', '{"files": []', '{"files": [], "t": tru}',
-                '{"files": [["a", 1], ["a"]]}', '{"files": [], "t": "%s"}' % ("x" * 600)):
+                '{"files": [["a", 1], ["a"]]}', '{"files": [], "t": "%s"}' % ("x" * 600), '{"files": []} x'):
         _raises(bundle.BundleError, read, bad)
 
 
