@@ -127,6 +127,8 @@ def test_shared_updates_and_server_rpc(sim, device, tmp_path):
     status, body = rpc(sim, "echo", {"pin": "not a number"}, name=NAME)
     assert status == 504, (status, body)
     assert rpc(sim, "echo", {"pin": 5, "value": 0}, name=NAME) == (200, {"pin": 5, "value": 0}), d.output()
+    # (the device's line for it may come after its reply has reached the caller: waited for)
+    assert d.wait(lambda e: e["ev"] == "rpc" and e["params"] == {"pin": 5, "value": 0}, start=m), d.output()
     assert [e["params"] for e in d.events[m:] if e["ev"] == "rpc"] == [{"pin": 5, "value": 0}], d.output()
     open(go, "w").close()
     end = d.end()
