@@ -23,6 +23,32 @@ TBSIM_PROVISION_SECRET = "PROV_SECRET_1"
 _BANNER = re.compile(r"tbsim: CoAP coap://([\d.]+):(\d+)\s+REST http://[\d.]+:(\d+)")
 
 
+def as_from_a_terminal():
+    """Popen's preexec_fn for a process that a test stops as a terminal's Ctrl-C would: SIGINT at its
+    default, as a shell gives a foreground command, even where the tests run with SIGINT ignored (a
+    script's background job passes that on, and a shell script cannot trap a signal ignored at entry)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop_after(p, seconds):
+    """A timer that kills p's process group after `seconds` (p started with start_new_session): a read
+    to its end then ends too, and the test fails instead of hanging. Cancel it when done."""
+    import signal
+
+    def kill():
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    t = threading.Timer(seconds, kill)
+    t.daemon = True
+    t.start()
+    return t
+
+
 def free_port(kind=socket.SOCK_DGRAM, pair=False):
     """A loopback port that is free now (UDP; kind=socket.SOCK_STREAM for TCP). pair: PORT + 1 is free
     too (libcoap's servers listen for coap on -p PORT and for coaps on PORT + 1). Whoever binds it next

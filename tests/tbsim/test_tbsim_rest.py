@@ -8,7 +8,7 @@ import uuid
 
 from aiocoap.numbers import Code
 
-from tbtest import REPO, RestClient
+from tbtest import REPO, RestClient, as_from_a_terminal
 from tbsim_wire import RawPeer
 
 
@@ -86,10 +86,9 @@ def test_attribute_rest_scopes_and_values(tbsim):
 
 def _run(args, **kw):
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "tools"))
-    # SIGINT as a terminal gives it, even where this test runs with SIGINT ignored (a background job)
     return subprocess.Popen([sys.executable, "-m", "tbsim", "--coap-port", "0", "--http-port", "0"] + args,
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+                            preexec_fn=as_from_a_terminal, **kw)
 
 
 def test_cli_sqlite_file_persists_and_sigint_exits_cleanly(tmp_path):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tbtest import free_port
+from tbtest import as_from_a_terminal, free_port, stop_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = os.path.join(ROOT, ".venv", "bin", "python")
@@ -75,8 +75,9 @@ def test_ctrl_c_stops_the_demo_with_status_0():
     env = dict(os.environ, COAP_PORT=str(free_port(socket.SOCK_DGRAM)), HTTP_PORT=str(free_port(socket.SOCK_STREAM)),
                MQTT_PORT=str(free_port(socket.SOCK_STREAM)))
     p = subprocess.Popen([os.path.join(ROOT, "tools", "run-demo")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=as_from_a_terminal)
     out = []
+    timer = stop_after(p, 120)
     try:
         # Once the demo is up: the device has reported and the operator (started last) is watching.
         # A Ctrl-C during the start-up is not what this test is about (seen once in a full run: the
@@ -94,6 +95,7 @@ def test_ctrl_c_stops_the_demo_with_status_0():
         out += p.stdout.readlines()
         assert p.wait(timeout=30) == 0, "".join(out)
     finally:
+        timer.cancel()
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert "make run: stopped\n" in out and "[tbsim]    tbsim: stopped\n" in out, "".join(out)

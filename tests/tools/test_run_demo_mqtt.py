@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 
+from tbtest import as_from_a_terminal, stop_after
 from test_run_demo import ROOT, free_port
 
 
@@ -13,8 +14,9 @@ def test_the_demo_runs_over_mqtt():
     env = dict(os.environ, TRANSPORT="mqtt", COAP_PORT=str(free_port(socket.SOCK_DGRAM)),
                HTTP_PORT=str(free_port(socket.SOCK_STREAM)), MQTT_PORT=str(free_port(socket.SOCK_STREAM)))
     p = subprocess.Popen([os.path.join(ROOT, "tools", "run-demo")], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=as_from_a_terminal)
     out = []
+    timer = stop_after(p, 120)
     try:
         for line in p.stdout:
             out.append(line)
@@ -24,6 +26,7 @@ def test_the_demo_runs_over_mqtt():
         out += p.stdout.readlines()
         assert p.wait(timeout=30) == 0, "".join(out)
     finally:
+        timer.cancel()
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     text = "".join(out)

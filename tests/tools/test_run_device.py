@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tbtest import free_port
+from tbtest import as_from_a_terminal, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,7 +24,7 @@ def test_a_stop_ends_the_device_once_and_cleanly(tmp_path, how):
                                "telemetry_interval_ms": 1000, "state_dir": str(tmp_path / "state")}))
     for _ in range(12):
         p = subprocess.Popen([os.path.join(ROOT, "tools", "run-device"), str(cfg)], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+                             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=as_from_a_terminal)
         out = b""
         while b"link down" not in out:
             chunk = p.stdout.read1(4096)
