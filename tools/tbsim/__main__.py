@@ -134,7 +134,7 @@ async def amain(args):
     for sig in (signal.SIGINT, signal.SIGTERM):
         # A SIGINT ignored from the start stays ignored, as the shell's convention goes: a script's
         # background job (tools/run-demo's) is stopped by the script, which decides what a Ctrl-C
-        # to the whole group means; stopping on it too raced the script's own handling.
+        # to the whole group means; stopping on it too could race the script's own handling.
         if signal.getsignal(sig) is not signal.SIG_IGN:
             loop.add_signal_handler(sig, stop.set)
     try:
