@@ -4,6 +4,7 @@ ThingsBoard REST, wait_until. Imported as `tbtest` (a unique name: several folde
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -27,15 +28,12 @@ def as_from_a_terminal():
     """Popen's preexec_fn for a process that a test stops as a terminal's Ctrl-C would: SIGINT at its
     default, as a shell gives a foreground command, even where the tests run with SIGINT ignored (a
     script's background job passes that on, and a shell script cannot trap a signal ignored at entry)."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop_after(p, seconds):
     """A timer that kills p's process group after `seconds` (p started with start_new_session): a read
     to its end then ends too, and the test fails instead of hanging. Cancel it when done."""
-    import signal
 
     def kill():
         try:

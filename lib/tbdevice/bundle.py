@@ -104,7 +104,7 @@ class _Manifest:
                     escaped = False
                 elif c == 92:  # backslash
                     escaped = True
-                elif c == 34:
+                elif c == 34:  # "
                     quoted = False
             elif c == 34:  # double quote
                 quoted = True
@@ -139,10 +139,10 @@ class _Manifest:
         files = False
         while True:
             stop = self._cut(b":}")
-            if stop == 125 and self._blank():  # {} (or a trailing comma)
+            if stop == 125 and self._blank():  # } right after { (or after a comma)
                 break
             key = self._value()
-            if stop != 58 or not isinstance(key, str):
+            if stop != 58 or not isinstance(key, str):  # 58: the key's ":"
                 raise BundleError("bad bundle manifest")
             if key == "files":
                 for _ in self.files():
@@ -169,7 +169,7 @@ class _Manifest:
         self._expect(b"[")
         while True:
             stop = self._cut(b",]")
-            if stop == 93 and self._blank():  # [] (or a trailing comma)
+            if stop == 93 and self._blank():  # ] right after [ (or after a comma)
                 return
             entry = self._value()
             if not (isinstance(entry, list) and len(entry) == 2 and _safe(entry[0]) and isinstance(entry[1], int)
