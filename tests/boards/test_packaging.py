@@ -21,6 +21,15 @@ def load_board_tool():
     return mod
 
 
+def load_bundle_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundle_tool", os.path.join(ROOT, "tools", "bundle.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 board = load_board_tool()
 tracked = board.tracked
 # What the board manifests require from micropython-lib (the build's $(MPY_LIB_DIR)).
@@ -214,6 +223,32 @@ def test_make_build_compiles_every_module_into_the_device_layout(board):
             assert h[0:2] == b"M\x06", (f, h)  # mpy v6: MicroPython 1.23 and later
     with open(os.path.join(out, "hal.mpy"), "rb") as f:
         assert board.encode() in f.read()  # this board's hal, not another's
+
+
+def test_the_library_is_compiled_without_line_numbers_and_the_app_with_them(tmp_path):
+    """tools/board's mpy_cross_args: lib/ at -O3, as MicroPython compiles its own asyncio (2 KB less
+    heap on a 32-bit board), so its tracebacks name file and function at "line 1"; firmware/ keeps
+    its line numbers. A bundle's .mpy are the ones `make build` writes."""
+    r = subprocess.run(["make", "-s", "build", "BOARD=UNIX"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = os.path.join(ROOT, "build", "UNIX")
+    code = ("import sys\nsys.path.insert(0, 'lib')\n"
+            "try:\n from coap import message\n message.decode(b'')\n"
+            "except Exception as e:\n sys.print_exception(e)\n"
+            "import forward\nforward.Forwarder(None, None)\n")
+    r = subprocess.run([os.path.join(ROOT, ".venv", "bin", "micropython"), "-c", code], cwd=out,
+                       capture_output=True, text=True)
+    assert 'File "lib/coap/message.py", line 1, in decode' in r.stdout, r.stdout
+    with open(os.path.join(ROOT, "firmware", "forward.py")) as f:
+        line = [n for n, text in enumerate(f, 1) if 'cfg.get("queue")' in text][0]
+    assert 'File "forward.py", line %d, in __init__' % line in r.stdout, r.stdout
+    bundle = load_bundle_tool()
+    files = [("lib/coap/message.py", open(os.path.join(ROOT, "lib", "coap", "message.py"), "rb").read()),
+             ("firmware/forward.py", open(os.path.join(ROOT, "firmware", "forward.py"), "rb").read())]
+    compiled = dict(bundle.compile_mpy(files, "UNIX")[0])
+    for rel, dev in (("lib/coap/message.mpy", "lib/coap/message.mpy"), ("firmware/forward.mpy", "forward.mpy")):
+        with open(os.path.join(out, dev), "rb") as f:
+            assert compiled[rel] == f.read(), rel
 
 
 def test_make_firmware_says_what_it_needs():
