@@ -26,6 +26,7 @@ class Mpy:
         self.lib = os.path.join(tmp, "lib")
         self.sizes = {}  # "coap/client.py" -> (source bytes, .mpy bytes), for PACKAGES
         src_root = os.path.join(ROOT, "lib")
+        board = load_tool("board")
         for dirpath, dirnames, filenames in os.walk(src_root):  # all of lib/: packages import each other
             dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__pycache__")))
             rel = os.path.relpath(dirpath, src_root)
@@ -34,7 +35,8 @@ class Mpy:
                 if name.endswith(".py") and name != "manifest.py":  # manifest.py is for the build, not the device
                     src = os.path.join(dirpath, name)
                     dst = os.path.join(self.lib, rel, name[:-3] + ".mpy")
-                    run([MPY_CROSS, "-o", dst, src])
+                    dev = "lib/" + os.path.relpath(src, src_root).replace(os.sep, "/")
+                    run([MPY_CROSS, "-o", dst] + board.mpy_cross_args(dev, None) + [src])  # as `make build`
                     if rel in PACKAGES:
                         self.sizes[rel + "/" + name] = (os.path.getsize(src), os.path.getsize(dst))
         mp_dir = os.path.join(BENCH, "mp")

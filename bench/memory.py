@@ -4,11 +4,10 @@ tools/min-heap's scenarios for the firmware as `make build BOARD=UNIX` lays it o
 temp dir: build/ is shared with others), set against the heap a board leaves an application; and
 where the reference app's heap goes (bench/breakdown.py)."""
 import os
-import shutil
 
 import breakdown
-from cases import MEMORY, MPY_CROSS, memory_key
-from procs import BenchError, load_tool, run
+from cases import MEMORY, memory_key
+from procs import BenchError, load_tool
 
 # Bisection ranges (KB) where tools/min-heap's defaults do not fit: the 64-bit port needs about twice.
 RANGE_64 = {"app": (96, 320), "http": (96, 400), "https": (96, 400), "coaps": (96, 400)}
@@ -18,18 +17,7 @@ def build_app(tmp):
     """firmware/ + boards/UNIX + lib/ as `make build BOARD=UNIX` lays them out (tools/board's
     file list), compiled into tmp/app; and its ROMFS image tmp/app.romfs (`make romfs`)."""
     board = load_tool("board")
-    st = board.settings("UNIX")
-    out = os.path.join(tmp, "app")
-    for src, dst in board.sources("UNIX"):
-        if dst == "main.py":
-            target = os.path.join(out, dst)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(src, target)
-        else:
-            target = os.path.join(out, dst[:-3] + ".mpy")
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            cmd = [MPY_CROSS, "-o", target, "-s", dst] + (["-march=" + st["march"]] if st.get("march") else []) + [src]
-            run(cmd)
+    out = board.build("UNIX", os.path.join(tmp, "app"))
     board.romfs_image(out, out + ".romfs")
     return out
 
