@@ -6,8 +6,8 @@ where the reference app's heap goes (bench/breakdown.py)."""
 import os
 
 import breakdown
-from cases import MEMORY, memory_key
-from procs import BenchError, load_tool
+from cases import BENCH, BOARDS, MEMORY, MICROPYTHON32, ROOT, memory_key
+from procs import BenchError, load_tool, run
 
 # Bisection ranges (KB) where tools/min-heap's defaults do not fit: the 64-bit port needs about twice.
 RANGE_64 = {"app": (96, 320), "http": (96, 400), "https": (96, 400), "coaps": (96, 400)}
@@ -57,9 +57,26 @@ def min_heaps(tmp, quick=False, log=None):
         out[scenario] = dict(base, scenario=scenario, estimate=True, stands_in=stands_in, run_kb=base["kb"],
                              tls_modules=list(mh.TLS_MODULES[scenario]), tls_modules_bytes=extra, kb=kb,
                              failed_kb=base["failed_kb"] + (extra + 1023) // 1024, tries={})
+    out["hal_extra"] = hal_extra(tmp)
     out["image_bytes"] = os.path.getsize(image)
     out["mpy_bytes"] = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(app) for f in fs)
     return out
+
+
+def hal_extra(tmp):
+    """{build: bytes}: the heap each board's hal (its module, what it imports, a Hal) takes beyond the
+    UNIX board's, which tools/min-heap runs (bench/mp/halprobe.py, the port's modules stood in for by
+    tests/boards/fakes)."""
+    board = load_tool("board")
+    probe = os.path.join(BENCH, "mp", "halprobe.py")
+    fakes = os.path.join(ROOT, "tests", "boards", "fakes")
+
+    def hal(name):
+        build = board.build(name, os.path.join(tmp, "hal-" + name))
+        return int(run([MICROPYTHON32, probe, build, fakes]).split()[-1])
+
+    unix = hal("UNIX")
+    return {b: hal(b) - unix for _, _, b in BOARDS}
 
 
 def heap_breakdown(tmp, small_heap_kb=None):

@@ -367,7 +367,8 @@ def mqtt_section(data):
     if app or mqm:
         a("| reference app, smallest heap on the 32-bit port (`tools/min-heap app` / `mqtt`) | %s | %s | - |" % (
             _kb((app or {}).get("kb")), _kb((mqm or {}).get("kb"))))
-        for name, free in BOARDS:
+        for name, free, build in BOARDS:
+            free -= _hal_kb(mem, build)
             left = ["-" if not r or r.get("kb") is None else "%d KB" % (free - r["kb"]) for r in (app, mqm)]
             a("| heap left on %s (about %d KB free) | %s | %s | - |" % (name, free, left[0], left[1]))
     ota = {(r["mode"], r["chunk"]): r for r in (data.get("ota") or {}).get("throughput", [])}
@@ -390,7 +391,12 @@ def _kb(v):
     return "n/a" if v is None else "%d KB" % v
 
 
-def _mem_row(res, ceiling):
+def _hal_kb(mem, build):
+    """KB the board's hal takes beyond the UNIX one the figures ran with (bench/memory.py: hal_extra)."""
+    return ((mem.get("hal_extra") or {}).get(build, 0) + 1023) // 1024
+
+
+def _mem_row(res, ceiling, mem):
     """(smallest heap, failed at, ceiling, verdict, by how much, left on each board) of a min-heap result."""
     kb = res.get("kb")
     tilde = "~" if res.get("estimate") else ""
@@ -407,7 +413,8 @@ def _mem_row(res, ceiling):
         by = "-" if kb is None else (("missed by %d KB (%.2fx)" % (kb - ceiling, kb / float(ceiling))) if kb > ceiling
                                      else "met with %d KB to spare" % (ceiling - kb))
     left = []
-    for _, free in BOARDS:
+    for _, free, build in BOARDS:
+        free -= _hal_kb(mem, build)
         if kb is None or res.get("port") == "64-bit":
             left.append("-")
         elif free >= kb:
@@ -429,15 +436,17 @@ def memory_section(data):
       % ("4" if (data.get("params") or {}).get("memory_quick") else "1"))
     a("it out (plain `.mpy`, %s bytes), does its work against tbsim on `.venv/bin/micropython32` (MicroPython 1.28.0's" % fmt(mem.get("mpy_bytes")))
     a("unix port built 32-bit: a board's object and GC block sizes), and the heap that leaves on a board for the user's")
-    a("code: %s." % "; ".join("%s about %d KB free to an application" % b for b in BOARDS))
+    a("code: %s; less what the board's hal takes beyond the unix port's (its Wi-Fi code, `bench/mp/halprobe.py`: %s)." % (
+        "; ".join("%s about %d KB free to an application" % b[:2] for b in BOARDS),
+        ", ".join("%s %s B" % (b, fmt((mem.get("hal_extra") or {}).get(b))) for _, _, b in BOARDS)))
     a("")
-    a("| scenario | smallest heap | failed at | ceiling | | by how much | %s |" % " | ".join("left on %s" % n for n, _ in BOARDS))
+    a("| scenario | smallest heap | failed at | ceiling | | by how much | %s |" % " | ".join("left on %s" % b[0] for b in BOARDS))
     a("|---|---:|---:|---|---|---|%s" % ("---:|" * len(BOARDS)))
     for scenario, what, ceiling, rom, port64 in MEMORY:
         res = mem.get(memory_key(scenario, rom, port64))
         if not res:
             continue
-        a("| %s | %s |" % (what, " | ".join(_mem_row(res, ceiling))))
+        a("| %s | %s |" % (what, " | ".join(_mem_row(res, ceiling, mem))))
     a("")
     notes = []
     for s in ("https", "coaps"):
@@ -475,7 +484,7 @@ def memory_goal_rows(data):
         res = mem.get(memory_key(scenario, rom, port64))
         if ceiling is None or not res:
             continue
-        got, _, goal, verdict, by = _mem_row(res, ceiling)[:5]
+        got, _, goal, verdict, by = _mem_row(res, ceiling, mem)[:5]
         rows.append(("smallest heap, 32-bit: %s" % what, got, "-", "-", goal, verdict, by))
     return rows
 
