@@ -436,7 +436,7 @@ def memory_section(data):
       % ("4" if (data.get("params") or {}).get("memory_quick") else "1"))
     a("it out (plain `.mpy`, %s bytes), does its work against tbsim on `.venv/bin/micropython32` (MicroPython 1.28.0's" % fmt(mem.get("mpy_bytes")))
     a("unix port built 32-bit: a board's object and GC block sizes), and the heap that leaves on a board for the user's")
-    a("code: %s; less what the board's hal takes beyond the unix port's (its Wi-Fi code, `bench/mp/halprobe.py`: %s)." % (
+    a("code: %s; less what the board's hal takes beyond the unix port's (its Wi-Fi code, `bench/mp/halprobe.py`: %s; from `.mpy`, taken off the ROMFS rows too, where it is less)." % (
         "; ".join("%s about %d KB free to an application" % b[:2] for b in BOARDS),
         ", ".join("%s %s B" % (b, fmt((mem.get("hal_extra") or {}).get(b))) for _, _, b in BOARDS)))
     a("")
