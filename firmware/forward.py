@@ -17,6 +17,9 @@ from tbdevice.link import backoff
 from tbdevice.queue import TelemetryQueue
 
 _LONGEST = 16  # back-off step for refused credentials: retry_max_ms at once
+# Heap the queue leaves free, whatever its limit (tbdevice/queue.py): room for what brings the
+# link back after an outage (a reconnect, a probe, the first batch) and for the app.
+_RESERVE = 8192
 
 
 class Forwarder:
@@ -27,7 +30,10 @@ class Forwarder:
         self.app = app
         batch = 1 if cfg.get("payload") == "protobuf" else q.get("batch", 16)
         spill = cfg["state_dir"] if q.get("spill") else None
-        self.queue = TelemetryQueue(q.get("limit", 64), spill, q.get("spill_limit", 2048), batch)
+        self.queue = TelemetryQueue(q.get("limit", 64), spill, q.get("spill_limit", 2048), batch, _RESERVE)
+        # A batch's body stays within one CoAP block: a bigger one goes block-wise (RFC 7959),
+        # whose modules (about 4 KB) would stay in the heap after the first catch-up.
+        self.batch_bytes = (cfg.get("coap") or {}).get("block_size", 1024)
         self.gap_ms = q.get("gap_ms", 100)  # between batches while catching up: the server's rate
         self.retry_ms = q.get("retry_ms", 1000)  # first back-off; doubles up to retry_max_ms
         self.retry_max_ms = q.get("retry_max_ms", 30000)
@@ -37,6 +43,7 @@ class Forwarder:
         self.unauthorized = False  # the last flush ended with the credentials refused (4.01)
         self.last_error = None
         self._dropped_sent = 0  # the queue_dropped value the server has
+        self._tried = 0  # samples in the batch sent last
         self._ev = asyncio.Event()
 
     def _say(self, text):
@@ -68,6 +75,16 @@ class Forwarder:
 
     # ---- sending ----------------------------------------------------------------
     async def run(self):
+        # The sender outlives a heap with no room (a MemoryError anywhere in a round): what
+        # is queued stays, and goes once there is room again.
+        while True:
+            try:
+                await self._rounds()
+            except MemoryError:
+                print("telemetry: out of memory; trying again in 1 s")  # a constant: printed without heap
+                await asyncio.sleep_ms(1000)
+
+    async def _rounds(self):
         fails = 0
         q = self.queue
         while True:
@@ -108,7 +125,7 @@ class Forwarder:
                 # 4.00, 4.13, another 4.xx, or a value the profile's schema cannot carry: this
                 # batch will never be taken. Drop it (counted) rather than block everything
                 # behind it.
-                k = len(q.peek())
+                k = self._tried
                 q.pop(k)
                 self.refused += k
                 self.last_error = _why(e)
@@ -128,10 +145,25 @@ class Forwarder:
             self._dropped_sent = n
         return None
 
+    def _fit(self, items):
+        # How many of items, the oldest first, make a JSON array of at most batch_bytes (one
+        # at least). Only when catching up: each item written once more to count it.
+        n, size = 0, 1
+        for it in items:
+            size += len(dumps(it)) + 1
+            if size > self.batch_bytes and n:
+                break
+            n += 1
+        return n
+
     async def _send(self, items):
+        """Sends the oldest of items, as many as fit batch_bytes; returns how many."""
         app = self.app
         dev = app.device
         it = items[0]
+        if len(items) > 1:
+            items = items[:self._fit(items)]
+        self._tried = len(items)  # what a refusal drops (flush)
         if len(items) == 1:
             if "ts" in it and "values" in it and len(it) == 2:
                 await dev.send_telemetry(it["values"], it["ts"])  # the codec decides how ts goes
@@ -149,6 +181,7 @@ class Forwarder:
             app.ota.healthy()  # connected and posted: the new image's health check (issue 4)
         if len(self.queue) > len(items) and self.gap_ms:
             await asyncio.sleep_ms(self.gap_ms)
+        return len(items)
 
 
 def _why(e):

@@ -103,9 +103,13 @@ class Endpoint:
         self.start_rx()
 
     def start_rx(self):
-        """(Re)start the receive task, e.g. inside each asyncio.run() of a blocking caller."""
+        """(Re)start the receive task, e.g. inside each asyncio.run() of a blocking caller,
+        and the timer's when requests wait: one that waits across a re-open (connect())
+        is still retransmitted and timed out, and frees its send slot."""
         self.stop_rx()
         self._rx_task = asyncio.create_task(receive(self.transport.sock, self._read_one))
+        if self._timer is not None:
+            self._timer.resume()
 
     def stop_rx(self):
         """Stop the receive and timer tasks (start_rx() and the next wait() start them)."""

@@ -61,7 +61,12 @@ class Timer:
             ex.rto_at = ticks_add(ex.rto_at, ex.rto)
             ex.tries = 0
         self.waiting.append(ex)
-        if self.task is None:
+        self.resume()
+
+    def resume(self):
+        """Start the task if anything waits and it does not run (the endpoint's stop_rx()
+        cancels it)."""
+        if self.waiting and self.task is None:
             self.task = asyncio.create_task(self._run())
 
     async def _run(self):

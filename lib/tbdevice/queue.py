@@ -7,15 +7,24 @@
 # each sample carries its timestamp, and ThingsBoard keeps one value per (key, ts), so a
 # second copy overwrites the first with the same value.
 #
+# A queue may also keep `reserve` bytes of the heap free: a RAM bound (`limit`) too large for
+# the board would otherwise fill the heap during a long outage, and then nothing (a reconnect,
+# a probe, the flush itself) finds room to bring the link back. Below the reserve the oldest
+# samples go (or the RAM samples spill), as at the limit.
+#
 # A sample taken while the clock is not set yet keeps its ticks_ms() instead; stamp()
 # turns those into epoch milliseconds once the clock is set. One that is sent (or was
 # spilled to a file, or survived a reboot) before that goes without ts: the server
 # stamps it on arrival (spec §5).
 
 
+import gc
+
+
 class TelemetryQueue:
-    def __init__(self, limit=64, spill_dir=None, spill_limit=2048, batch=16):
+    def __init__(self, limit=64, spill_dir=None, spill_limit=2048, batch=16, reserve=0):
         self.limit = limit  # samples kept in RAM
+        self.reserve = reserve  # bytes of heap kept free (0: no such bound; MicroPython only)
         self.spill_dir = spill_dir  # None: RAM only
         self.spill_limit = spill_limit  # samples kept in spill files
         self.batch = batch  # samples per request when flushing
@@ -41,6 +50,20 @@ class TelemetryQueue:
             self._ram.append([ts, values])
         if len(self._ram) > self.limit:
             self._overflow()
+        elif self.reserve and self._short():
+            # The heap bounds the queue, not the limit: a quarter of it goes (one at least),
+            # so that a queue the heap has outgrown shrinks until there is room again.
+            k = len(self._ram) // 4 or 1
+            while k and self._ram:
+                self._overflow()
+                k -= 1
+
+    def _short(self):
+        # Less than `reserve` free even once the garbage is collected (collected only then).
+        if gc.mem_free() >= self.reserve:
+            return False
+        gc.collect()
+        return gc.mem_free() < self.reserve
 
     def stamp(self, epoch_ms, ticks_ms, diff):
         """The clock is set now (epoch_ms at ticks_ms): give the RAM samples that hold
@@ -85,15 +108,17 @@ class TelemetryQueue:
 
     async def flush(self, send):
         """Send everything queued, oldest first: `await send(items)` per batch, where
-        items is a list of {"ts", "values"} (or plain values when no ts was known). An
-        exception from send leaves the rest queued and propagates."""
+        items is a list of {"ts", "values"} (or plain values when no ts was known); send
+        may take fewer, the oldest, and return how many (None: all). An exception from
+        send leaves the rest queued and propagates."""
         sent = 0
         while len(self):
             items = self.peek()
             if not items:  # an unreadable spill file: skip it
                 self._files.drop_first()
                 continue
-            await send([it[1] if it[0] is None else {"ts": it[0], "values": it[1]} for it in items])
-            self.pop(len(items))
-            sent += len(items)
+            k = await send([it[1] if it[0] is None else {"ts": it[0], "values": it[1]} for it in items])
+            k = len(items) if k is None else k
+            self.pop(k)
+            sent += k
         return sent

@@ -154,6 +154,17 @@ class Supervisor:
 
     # ---- the task ---------------------------------------------------------------------
     async def _run(self):
+        # The task outlives a heap with no room (a MemoryError from any round): without it
+        # the link is never repaired again and the board's watchdog starves.
+        while True:
+            try:
+                await self._rounds()
+            except MemoryError:
+                self._napping = False  # a wake() now must not cancel the pause below
+                self._say("supervisor: out of memory; going on in 1 s")  # a constant: said without heap
+                await self._sleep(1000)
+
+    async def _rounds(self):
         joins = 0  # network rebuilds since the server was last heard
         while True:
             self._tick()

@@ -206,3 +206,14 @@ def test_ping_unanswered_is_false(peer_factory):
     # Nothing was received, so last_rx never moved: connect() does not write it (only the
     # receive path does, issue 14 item 1), nor does an unanswered ping.
     assert r.tail["heard"] is False, r.raw
+
+
+def test_a_request_waiting_across_a_reopen_still_ends(peer_factory):
+    # The supervisor drops the link and opens it again (a failed keep-alive probe) while a
+    # request waits for its answer. Its retransmissions and deadline must go on: with NSTART 1
+    # it holds the only send slot, so a request that waited forever would starve every later
+    # one, the next probe too, and the link would be re-opened for ever without a word sent.
+    p = peer_factory({"s": Silent(), "ok": Piggyback(b"ok")})
+    r = run_client(p.port, [{"op": "reopen", "request": {"path": "s"}, "after_ms": 150}, {"path": "ok"}])
+    assert r[0]["error"] in ("NoAck", "Timeout"), r.raw
+    assert bytes.fromhex(r[1]["payload"]) == b"ok", r.raw

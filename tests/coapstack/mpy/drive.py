@@ -8,6 +8,7 @@
 #          "payload_hex": str, "options": [[num, int|str], ..], "con": true, "timeout_ms": n}
 #         {"op": "concurrent", "requests": [request step, ...]}
 #         {"op": "ping"}  {"op": "sleep", "ms": n}
+#         {"op": "reopen", "request": request step, "after_ms": n}: the link dropped and opened again while it waits
 #         {"op": "observe", "path": .., "ms": n, "cancel": true}
 # "sched_internals": false runs the client with asyncio's public API only (lib/coap/sched.py).
 import asyncio
@@ -102,6 +103,13 @@ async def step(cl, st):
     if op == "sleep":
         await asyncio.sleep_ms(st["ms"])
         return {}
+    if op == "reopen":
+        # a request waiting while the link is dropped and opened again (the supervisor's re-open)
+        t = asyncio.create_task(request(cl, st["request"]))
+        await asyncio.sleep_ms(st.get("after_ms", 50))
+        cl.drop()
+        await cl.connect()
+        return await asyncio.wait_for_ms(t, st.get("bound_ms", 20000))
     if op == "observe":
         return await observe(cl, st)
     raise ValueError("unknown op " + op)
