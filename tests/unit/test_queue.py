@@ -223,3 +223,21 @@ def test_zz_cleanup():
             _empty(d, remove=True)
         except OSError:
             pass
+
+
+def test_a_reserve_the_heap_cannot_keep_sheds_the_oldest_quarter():
+    # A limit too large for the board: during an outage the queue would take the whole heap,
+    # and nothing (a reconnect, a probe, the flush) would find room to bring the link back.
+    import gc
+
+    if not hasattr(gc, "mem_free"):
+        return  # CPython: the reserve is MicroPython's heap
+    q = TelemetryQueue(limit=100)
+    for i in range(8):
+        q.put({"n": i}, 1000 + i)
+    q.reserve = 1 << 30  # more than any heap has free: short now
+    q.put({"n": 8}, 1008)
+    assert len(q) == 7 and q.dropped == 2 and q.peek()[0] == [1002, {"n": 2}]
+    q.reserve = 1
+    q.put({"n": 9}, 1009)
+    assert len(q) == 8 and q.dropped == 2

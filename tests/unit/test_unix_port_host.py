@@ -5,7 +5,7 @@ import pytest
 import mpy
 
 SHARED = ["test_message", "test_block", "test_jsonenc", "test_tbdevice", "test_config", "test_httpresponse", "test_checksum", "test_queue", "test_otaparts",
-          "test_protobuf", "test_protocodec", "test_bounds", "test_mqttcodec", "test_config_mqtt"]
+          "test_protobuf", "test_protocodec", "test_bounds", "test_mqttcodec", "test_config_mqtt", "test_forward"]
 
 
 @pytest.mark.parametrize("module", SHARED)
