@@ -24,7 +24,8 @@ import gc
 class TelemetryQueue:
     def __init__(self, limit=64, spill_dir=None, spill_limit=2048, batch=16, reserve=0):
         self.limit = limit  # samples kept in RAM
-        self.reserve = reserve  # bytes of heap kept free (0: no such bound; MicroPython only)
+        # bytes of heap kept free (0: no such bound); MicroPython's heap only (CPython has no mem_free)
+        self.reserve = reserve if hasattr(gc, "mem_free") else 0
         self.spill_dir = spill_dir  # None: RAM only
         self.spill_limit = spill_limit  # samples kept in spill files
         self.batch = batch  # samples per request when flushing
