@@ -10,7 +10,7 @@
 # A queue may also keep `reserve` bytes of the heap free: a RAM bound (`limit`) too large for
 # the board would otherwise fill the heap during a long outage, and then nothing (a reconnect,
 # a probe, the flush itself) finds room to bring the link back. Below the reserve the oldest
-# samples go (or the RAM samples spill), as at the limit.
+# samples go (or the RAM samples spill), as at the limit, down to one batch.
 #
 # A sample taken while the clock is not set yet keeps its ticks_ms() instead; stamp()
 # turns those into epoch milliseconds once the clock is set. One that is sent (or was
@@ -51,10 +51,12 @@ class TelemetryQueue:
             self._ram.append([ts, values])
         if len(self._ram) > self.limit:
             self._overflow()
-        elif self.reserve and self._short():
-            # The heap bounds the queue, not the limit: a quarter of it goes (one at least),
-            # so that a queue the heap has outgrown shrinks until there is room again.
-            k = len(self._ram) // 4 or 1
+        elif self.reserve and len(self._ram) > self.batch and self._short():
+            # The heap bounds the queue, not the limit: a quarter of it goes, so that a queue
+            # the heap has outgrown shrinks until there is room again. Never below one batch:
+            # in a heap that is short anyway, the queue is not what fills it, and the samples
+            # of a link that works must still go out.
+            k = len(self._ram) // 4
             while k and self._ram:
                 self._overflow()
                 k -= 1

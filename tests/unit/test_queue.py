@@ -232,12 +232,21 @@ def test_a_reserve_the_heap_cannot_keep_sheds_the_oldest_quarter():
 
     if not hasattr(gc, "mem_free"):
         return  # CPython: the reserve is MicroPython's heap
-    q = TelemetryQueue(limit=100)
-    for i in range(8):
+    q = TelemetryQueue(limit=100, batch=4)
+    for i in range(12):
         q.put({"n": i}, 1000 + i)
-    q.reserve = 1 << 30  # more than any heap has free: short now
-    q.put({"n": 8}, 1008)
-    assert len(q) == 7 and q.dropped == 2 and q.peek()[0] == [1002, {"n": 2}]
+    q.reserve = 1 << 30  # more than any heap has free: short from now on
+    q.put({"n": 12}, 1012)
+    assert len(q) == 10 and q.dropped == 3 and q.peek()[0] == [1003, {"n": 3}]
+    for i in range(13, 40):
+        q.put({"n": i}, 1000 + i)
+    assert len(q) == 6 and q.peek()[0] == [1034, {"n": 34}]  # shrunk to what a quarter leaves, the newest kept
     q.reserve = 1
-    q.put({"n": 9}, 1009)
-    assert len(q) == 8 and q.dropped == 2
+    n = len(q)
+    q.put({"n": 40}, 1040)
+    assert len(q) == n + 1
+    # a queue that works is never cut below a batch: in a heap short anyway its samples must go out
+    q = TelemetryQueue(limit=100, batch=4, reserve=1 << 30)
+    for i in range(4):
+        q.put({"n": i}, 1000 + i)
+    assert len(q) == 4 and q.dropped == 0
