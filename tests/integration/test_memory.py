@@ -27,7 +27,8 @@ BOARD = [sys.executable, os.path.join(ROOT, "tools", "board")]
 # its ceiling keeps 10 KB; app+OTA 95-96 in session 8, once that boot confirms without the download's sinks;
 # 97 in session 9, with the link-down message and the receive task's repair of a failed wait; 94 in session 10,
 # once the confirming boot posts UPDATED without the OTA code and the manifest's file list is not held;
-# session 11: app 84, lib 53, app+OTA 93, with the library compiled -O3, without line numbers).
+# session 11: app 84, lib 53, app+OTA 93, with the library compiled -O3, without line numbers; then app 84,
+# lib 54, app+OTA 94-95 with what a long outage needs: the queue's heap reserve, tasks that outlive a MemoryError).
 # Lower them as the figures come down.
 APP_KB = 87
 LIB_KB = 56
