@@ -18,6 +18,8 @@ import tempfile
 import threading
 import time
 
+from procs import load_tool
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 MICROPYTHON32 = os.path.join(ROOT, ".venv", "bin", "micropython32")
@@ -29,16 +31,6 @@ NOT_IMPORTED = ("start", "main", "__main__", "breakdown")  # start runs the firm
 KINDS = {"h": "other objects (instances, bytecode, closures, generators, qstr pools, raw data)",
          "T": "tuples", "L": "lists", "D": "dicts", "S": "str and bytes", "A": "bytearray and array objects",
          "F": "floats", "B": "function objects", "M": "modules"}
-
-
-def _load_tool(name):
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), os.path.join(ROOT, "tools", name))
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(mod)
-    return mod
 
 
 def source_of(module):
@@ -177,7 +169,7 @@ class Device:
 
 def _run(sim, build, tmp, mode, order, heap=HEAP, timeout=30):
     """One run of the harness against a fresh device: its values (see _values)."""
-    mh = _load_tool("min-heap")
+    mh = load_tool("min-heap")
     sim.new_device()
     with open(os.path.join(tmp, "config.json"), "w") as f:
         json.dump(mh.config(sim, "app", tmp), f)
@@ -218,7 +210,7 @@ def _values(lines):
 def frame_bytes(module_names, task_names):
     """The heap frame of each task's coroutine (tools/mpyframes.py: a generator keeps its frame on the
     heap): {task name: bytes}, from the loaded modules' function of that name (the largest if several)."""
-    mf = _load_tool("mpyframes.py")
+    mf = load_tool("mpyframes.py")
     out = {}
     for m in module_names:
         src = source_of(m)
@@ -241,7 +233,7 @@ def measure(build=None, small_heap_kb=None):
     smallest heap from there up (tools/min-heap's figure; this script takes a few KB beside the app)
     in which it gets through here, and map the heap there."""
     build = os.path.abspath(build or os.path.join(ROOT, "build", "UNIX"))
-    mh = _load_tool("min-heap")
+    mh = load_tool("min-heap")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([MPY_CROSS, "-o", os.path.join(tmp, "breakdown.mpy"), os.path.join(BENCH, "mp", "breakdown.py")],
                        check=True)

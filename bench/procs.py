@@ -11,7 +11,7 @@ import threading
 from cases import BENCH, CPU, ROOT, SERVER_OF
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from tbtest import free_port  # noqa: E402 (the tests' one helper for a free loopback port)
+from tbtest import free_port, load_tool  # noqa: E402,F401 (the tests' helpers: a free loopback port, tools/<name> as a module)
 
 _procs = []  # everything we start, killed on the way out
 _procs_lock = threading.Lock()
@@ -156,17 +156,4 @@ def server_for(case, pin=False, count=-1, log=False, skip=0):
     if kind == "coap":
         return Responder(log=log, pin=pin)
     return Server(kind, log=log, pin=pin, count=count, skip=skip)
-
-
-def load_tool(name):
-    """tools/<name> (a script without .py too) as a module."""
-    import importlib.machinery
-    import importlib.util
-
-    path = os.path.join(ROOT, "tools", name)
-    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
 

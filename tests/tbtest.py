@@ -24,6 +24,18 @@ TBSIM_PROVISION_SECRET = "PROV_SECRET_1"
 _BANNER = re.compile(r"tbsim: CoAP coap://([\d.]+):(\d+)\s+REST http://[\d.]+:(\d+)")
 
 
+def load_tool(name):
+    """tools/<name> (a script without .py too, e.g. "board", "min-heap", "bundle.py") as a module."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_").replace(".", "_"),
+                                                  os.path.join(REPO, "tools", name))
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(mod)
+    return mod
+
+
 def as_from_a_terminal():
     """Popen's preexec_fn for a process that a test stops as a terminal's Ctrl-C would: SIGINT at its
     default, as a shell gives a foreground command, even where the tests run with SIGINT ignored (a

@@ -5,32 +5,14 @@ import subprocess
 
 import pytest
 
+from tbtest import load_tool
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOARD_TOOL = [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "tools", "board")]
 BOARDS = ("ESP32_GENERIC", "RPI_PICO_W", "UNIX")
 
 
-def load_board_tool():
-    """tools/board as a module (its PARTS table and the functions that generate lib/'s files)."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("board_tool", os.path.join(ROOT, "tools", "board"))
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(mod)
-    return mod
-
-
-def load_bundle_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bundle_tool", os.path.join(ROOT, "tools", "bundle.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-board = load_board_tool()
+board = load_tool("board")
 tracked = board.tracked
 # What the board manifests require from micropython-lib (the build's $(MPY_LIB_DIR)).
 MICROPYTHON_LIB = {"ntptime", "bundle-networking"}
@@ -242,7 +224,7 @@ def test_the_library_is_compiled_without_line_numbers_and_the_app_with_them(tmp_
     with open(os.path.join(ROOT, "firmware", "forward.py")) as f:
         line = [n for n, text in enumerate(f, 1) if 'cfg.get("queue")' in text][0]
     assert 'File "forward.py", line %d, in __init__' % line in r.stdout, r.stdout
-    bundle = load_bundle_tool()
+    bundle = load_tool("bundle.py")
     files = [("lib/coap/message.py", open(os.path.join(ROOT, "lib", "coap", "message.py"), "rb").read()),
              ("firmware/forward.py", open(os.path.join(ROOT, "firmware", "forward.py"), "rb").read())]
     compiled = dict(bundle.compile_mpy(files, "UNIX")[0])

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tbtest import load_tool
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIN_HEAP = [sys.executable, os.path.join(ROOT, "tools", "min-heap")]
 BOARD = [sys.executable, os.path.join(ROOT, "tools", "board")]
@@ -97,12 +99,7 @@ def test_the_heap_limit_is_real(build):
 
 
 def _hal_bytes(board, tmp):
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("board_tool", os.path.join(ROOT, "tools", "board"))
-    tool = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(tool)
+    tool = load_tool("board")
     out = tool.build(board, str(tmp / board))
     r = subprocess.run([os.path.join(ROOT, ".venv", "bin", "micropython32"),
                         os.path.join(ROOT, "bench", "mp", "halprobe.py"), out,
