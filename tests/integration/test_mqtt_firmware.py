@@ -8,7 +8,7 @@ import time
 import pytest
 
 import mpy
-from tbtest import wait_until
+from tbtest import load_tool, wait_until
 from test_firmware import Device, stored, write_config
 from test_refused_credentials import WRONG, _history
 
@@ -89,16 +89,6 @@ def test_mqtt_modules_load_only_for_an_mqtt_config(sim, tmp_path):
     assert "tbdevice.mqttwhy" not in mqtt, mqtt  # the failure texts load only on a failure
 
 
-def _bundle_tool():
-    import importlib.util
-    import os
-
-    spec = importlib.util.spec_from_file_location("bundle_tool_mqtt", os.path.join(mpy.ROOT, "tools", "bundle.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _values(sim, key):
     did = sim.rest.device_id(sim.device_name)
     got = sim.rest.get("/api/plugins/telemetry/DEVICE/%s/values/timeseries" % did, keys=key, startTs="0",
@@ -110,7 +100,7 @@ def _values(sim, key):
 def test_the_app_updates_itself_over_mqtt_chunks(sim, tmp_path, where):
     from test_http_device import upload_and_assign
 
-    bt = _bundle_tool()
+    bt = load_tool("bundle.py")
     sd = tmp_path / "state"
     sd.mkdir()
     bt.install(bt.build("1.0.0", "UNIX", out=str(tmp_path / "a.tbb")), str(sd))
@@ -162,7 +152,7 @@ def test_an_update_cut_mid_download_goes_on_from_where_it_was(sim, tmp_path):
     from tcpproxy import TcpProxy
     from test_http_device import upload_and_assign
 
-    bt = _bundle_tool()
+    bt = load_tool("bundle.py")
     sd = tmp_path / "state"
     sd.mkdir()
     bt.install(bt.build("1.0.0", "UNIX", out=str(tmp_path / "a.tbb")), str(sd))

@@ -1,7 +1,6 @@
 # OTA end to end (issue 4): the reference firmware on the unix port against tbsim, updated from
 # an application bundle 1.0.0 to 1.0.1 through ThingsBoard's REST API, in both download modes;
 # the failures the device must report (FAILED with fw_error, the running image kept).
-import importlib.util
 import json
 import os
 import signal
@@ -16,12 +15,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import mpy
-from tbtest import wait_until
+from tbtest import load_tool, wait_until
 from test_firmware import Device, write_config
 
-_spec = importlib.util.spec_from_file_location("bundle_tool", os.path.join(mpy.ROOT, "tools", "bundle.py"))
-bundle_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bundle_tool)
+bundle_tool = load_tool("bundle.py")
 
 TITLE = "tb-micropython"
 OTA_FAST = {"timeout_ms": 1500, "retry_ms": 200, "health_timeout_ms": 15000}

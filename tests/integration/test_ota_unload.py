@@ -4,7 +4,7 @@
 # the OTA modules are imported (telemetry key ota_mods, "-" for none).
 import pytest
 
-from tbtest import wait_until
+from tbtest import load_tool, wait_until
 from test_firmware import Device, write_config
 from test_ota import OTA_FAST, assign, bundle, bundle_tool, history, latest, start_device, upload, wait_state
 
@@ -109,8 +109,6 @@ def test_a_second_update_from_romfs_finds_the_boot_shim_again(tmp_path):
     # main.py lets bootslot go after the boot; the next update imports it again to switch slots. From
     # ROMFS (tools/romboot.py), after the first update the slot's image is mounted, which has no boot
     # shim: it comes from beside main.py, as from a board's file system root.
-    import importlib.machinery
-    import importlib.util
     import json
     import os
     import subprocess
@@ -122,9 +120,7 @@ def test_a_second_update_from_romfs_finds_the_boot_shim_again(tmp_path):
         r = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "board"), what, "UNIX"], cwd=mpy.ROOT,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
-    loader = importlib.machinery.SourceFileLoader("min_heap", os.path.join(mpy.ROOT, "tools", "min-heap"))
-    mh = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(mh)
+    mh = load_tool("min-heap")
     sim = mh.Sim("ota")
     try:
         sim.new_device()

@@ -9,12 +9,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import importlib.machinery  # noqa: E402
-import importlib.util  # noqa: E402
+from tbtest import load_tool  # noqa: E402
 
-_loader = importlib.machinery.SourceFileLoader("typecheck", os.path.join(ROOT, "tools", "typecheck"))
-typecheck = importlib.util.module_from_spec(importlib.util.spec_from_loader("typecheck", _loader))
-_loader.exec_module(typecheck)
+typecheck = load_tool("typecheck")
 
 BOARDS = ("ESP32_GENERIC", "RPI_PICO_W", "UNIX")
 STUBS = {"ESP32_GENERIC": "esp32", "RPI_PICO_W": "rp2", "UNIX": "unix"}
