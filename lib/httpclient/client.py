@@ -169,7 +169,7 @@ class Connection:
         head = response.Head(*response.status_line(line))
         seen = len(line)
         while True:
-            line = await self._line()
+            line = self._buffered() or await self._line()  # (a line is never empty: LF ends it)
             seen += len(line)
             if seen > _HEAD_MAX:
                 raise BadResponse("response head too large")
@@ -178,7 +178,8 @@ class Connection:
                     head = response.Head(*response.status_line(await self._line()))
                     continue
                 break
-            head.field(line)
+            start = self._a - len(line)  # the line is buf[start:_a]: its colon is found in place
+            head.field(line, self.buf.find(b":", start, self._a) - start)
         data = b""
         if head.body_expected(method):
             n = head.framing()
@@ -231,13 +232,22 @@ class Connection:
             self._b += n
             return
 
+    def _buffered(self):
+        # The next line (LF included) when the buffer holds all of it, as a memoryview valid
+        # until the next read; else None.
+        i = self.buf.find(b"\n", self._a, self._b)
+        if i < 0:
+            return None
+        a, self._a = self._a, i + 1
+        return self.mv[a:i + 1]
+
     async def _line(self):
-        # One line (LF included) from the buffer, as a memoryview valid until the next read.
+        # The next line, read as needed. The header fields' loop asks _buffered() first: most
+        # lines are in the buffer already, and a call of _line() makes a coroutine object.
         while True:
-            i = self.buf.find(b"\n", self._a, self._b)
-            if i >= 0:
-                a, self._a = self._a, i + 1
-                return self.mv[a:i + 1]
+            line = self._buffered()
+            if line is not None:
+                return line
             await self._fill()
 
     def _take(self, n):

@@ -12,6 +12,9 @@ except ImportError:  # CPython
 
 
 NONE = const(-1)  # no Content-Length: chunked, or read until the server closes
+# The fields the client acts on, by the length of their names: any other name is skipped by its
+# length alone, or by comparing it once it has that length.
+_ACTED_ON = {10: b"connection", 12: b"content-type", 14: b"content-length", 17: b"transfer-encoding"}
 
 
 def _strip(line):
@@ -41,16 +44,17 @@ class Head:
         self.keep = http11
         self.ctype = None
 
-    def field(self, line):
-        """One header line; unknown fields are skipped without allocating."""
-        s = _strip(line)
-        i = s.find(b":")
+    def field(self, line, i=None):
+        """One header line. i: where its colon is, when the caller has found it (Connection
+        does, in its buffer); then a field this client does not act on costs no heap."""
+        if i is None:
+            i = bytes(line).find(b":")
         if i <= 0:
             raise BadResponse("bad header line")
-        name = s[:i].lower()
-        if name not in (b"content-length", b"transfer-encoding", b"connection", b"content-type"):
+        name = _ACTED_ON.get(i)
+        if name is None or bytes(line[:i]).lower() != name:
             return
-        value = s[i + 1:].strip().lower()
+        value = bytes(line[i + 1:]).strip().lower()
         if name == b"content-length":
             if not value.isdigit():
                 raise BadResponse("bad Content-Length")

@@ -71,3 +71,30 @@ def test_chunk_sizes():
     assert response.chunk_size(memoryview(b"FF \r\n")) == 255
     for bad in (b"\r\n", b"xyz\r\n", b"123456789\r\n", b";ext\r\n"):
         assert _raises(response.chunk_size, bad), bad
+
+
+def test_a_field_the_client_ignores_costs_no_heap_when_its_colon_is_known():
+    # Connection finds the colon in its buffer and passes it: the fields a real server adds
+    # (Cache-Control, Vary, Date, X-Frame-Options, ...) are then skipped by the length of their
+    # names without allocating, on every response. The ones acted on still work given the colon.
+    import gc
+
+    h = _head()
+    lines = [memoryview(b"Cache-Control: no-cache, no-store\r\n"), memoryview(b"Date: Mon, 07 Dec 2026\r\n"),
+             memoryview(b"X-Frame-Options: DENY\r\n"), memoryview(b"Vary: Origin\r\n")]
+    cols = [bytes(line).find(b":") for line in lines]
+    if hasattr(gc, "mem_alloc"):  # MicroPython
+        gc.collect()
+        gc.disable()
+        before = gc.mem_alloc()
+        for k in range(len(lines)):  # not zip(): its tuples would be counted
+            h.field(lines[k], cols[k])
+        used = gc.mem_alloc() - before
+        gc.enable()
+        assert used == 0, used
+    h.field(memoryview(b"Keep-Alive: timeout=60\r\n"), 10)  # as long as "connection": compared, then skipped
+    assert (h.length, h.keep, h.ctype) == (response.NONE, True, None)
+    h.field(memoryview(b"Content-Length: 7\r\n"), 14)
+    h.field(memoryview(b"Connection: close\r\n"), 10)
+    assert h.length == 7 and not h.keep
+    assert _raises(h.field, memoryview(b"no colon\r\n"), -1)
