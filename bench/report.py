@@ -190,7 +190,8 @@ def write_report(data, path_md, path_json):
     if ota:
         a("## OTA download (`tools/ota-bench --json`)")
         a("")
-        a("tbsim over loopback, the unix port running `tbdevice.ota` (tools/ota_bench_device.py, `-X heapsize=256K`), SHA256, file sink.")
+        a("tbsim over loopback, the unix port running `tbdevice.ota` (tools/ota_bench_device.py, `-X heapsize=256K`), SHA256, file sink:")
+        a("the rates on the 64-bit port from lib/'s sources, the heap on the 32-bit port (a board's sizes) from the library's .mpy.")
         a("Bytes on the wire: measured by a counting UDP proxy between the device and tbsim (bench/run.py), one download")
         a("per mode of a %d KB image; CoAP = UDP payloads both ways (requests, responses, ACKs), IP = with 28 bytes of IPv4+UDP" % ((data.get("ota_wire") or [{}])[0].get("bytes", 0) // 1024))
         a("header per datagram. Lower bound for both: 1.00 (the image itself). MQTT chunks (v2/sw/request/{id}/chunk/{n}")
