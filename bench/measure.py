@@ -51,8 +51,8 @@ class Mpy:
     def heap_of(self, case):
         return self.heaps.get(STACK_OF.get(case, case), self.heap)
 
-    def client(self, case, port, metric, n, warm, heap=None, pin=False, timeout=120):
-        cmd = [MICROPYTHON, "-X", "heapsize=" + (heap or self.heap_of(case)), "-m", "client", case, str(port), metric, str(n), str(warm)]
+    def client(self, case, port, metric, n, warm, heap=None, pin=False, timeout=120, mp=MICROPYTHON):
+        cmd = [mp, "-X", "heapsize=" + (heap or self.heap_of(case)), "-m", "client", case, str(port), metric, str(n), str(warm)]
         if pin:
             cmd = ["taskset", "-c", CPU] + cmd
         return result_line(run(cmd, env=self.env, timeout=timeout))

@@ -208,6 +208,17 @@ def main():
                         slot(c)["heap"] = v
                         if c in cases and c in layers:
                             cases[c]["heap"] = v
+                    if c in BOUND_OF:  # a stack case: its heap on the 32-bit port too, a board's sizes
+                        srv = Server(kind, pin=False, count=n + warm) if kind in ("attr", "rpc") else None
+                        p32 = srv.port if srv else port
+                        try:
+                            res = attempt(c, "heap32", lambda: mpy.client(c, p32, "heap", n, warm, heap=params["heap_heapsize"],
+                                                                          timeout=60, mp=MICROPYTHON32))
+                        finally:
+                            if srv:
+                                srv.stop()
+                        if res:
+                            cases[c]["heap32"] = round(res["heap_bytes"] / res["n"], 1)
             finally:
                 r.stop()
                 h.stop()
