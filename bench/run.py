@@ -193,32 +193,30 @@ def main():
             h = Server("http", pin=False)
             mq = Server("mqtt", pin=False)
             try:
-                for c in NET_CASES + STEP_CASES + tuple(c for c in TELE_CASES + DOWN_CASES if c not in NET_CASES):
+                def per_message(c, what, mp):
+                    # heap bytes per message of case c on port mp; a downlink case gets a notifier of its own
                     kind = SERVER_OF.get(c, "coap")
                     n, warm = params["heap_n"], params["heap_warm"]
                     srv = Server(kind, pin=False, count=n + warm) if kind in ("attr", "rpc") else None
                     port = srv.port if srv else h.port if kind == "http" else mq.port if kind == "mqtt" else r.port
                     try:
-                        res = attempt(c, "heap", lambda: mpy.client(c, port, "heap", n, warm, heap=params["heap_heapsize"], timeout=60))
+                        res = attempt(c, what, lambda: mpy.client(c, port, "heap", n, warm, heap=params["heap_heapsize"],
+                                                                  timeout=60, mp=mp))
                     finally:
                         if srv:
                             srv.stop()
-                    if res:
-                        v = round(res["heap_bytes"] / res["n"], 1)
+                    return round(res["heap_bytes"] / res["n"], 1) if res else None
+
+                for c in NET_CASES + STEP_CASES + tuple(c for c in TELE_CASES + DOWN_CASES if c not in NET_CASES):
+                    v = per_message(c, "heap", MICROPYTHON)
+                    if v is not None:
                         slot(c)["heap"] = v
                         if c in cases and c in layers:
                             cases[c]["heap"] = v
                     if c in BOUND_OF:  # a stack case: its heap on the 32-bit port too, a board's sizes
-                        srv = Server(kind, pin=False, count=n + warm) if kind in ("attr", "rpc") else None
-                        p32 = srv.port if srv else port
-                        try:
-                            res = attempt(c, "heap32", lambda: mpy.client(c, p32, "heap", n, warm, heap=params["heap_heapsize"],
-                                                                          timeout=60, mp=MICROPYTHON32))
-                        finally:
-                            if srv:
-                                srv.stop()
-                        if res:
-                            cases[c]["heap32"] = round(res["heap_bytes"] / res["n"], 1)
+                        v = per_message(c, "heap32", MICROPYTHON32)
+                        if v is not None:
+                            cases[c]["heap32"] = v
             finally:
                 r.stop()
                 h.stop()
